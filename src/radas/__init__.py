@@ -1,0 +1,61 @@
+"""radas: run Ray Tune sweeps locally or on named Ray clusters; get a DataFrame and a figure.
+
+Start with ``radas.run_experiment`` (async) or ``radas.run_experiment_sync`` (scripts).
+"""
+
+from radas.console import print_error, print_info, print_warning
+from radas.errors import (
+    AnalysisError,
+    ExperimentNotFoundError,
+    InvalidArgumentError,
+    InvalidNameError,
+    NotSupportedError,
+    RadasError,
+    RadasWarning,
+    RunChoiceRequiredError,
+    UnknownArgumentError,
+)
+from radas.experiment import run_experiment, run_experiment_sync
+from radas.storage.dirs import get_ray_results_dir
+from radas.trial import report
+from radas.tuner import Tuner
+from radas.utils import (
+    config_seed,
+    explode,
+    explode_dict_of_tensors,
+    explode_tensor,
+    get_current_user_name,
+    reduce_by_config_cols,
+    reduce_by_reduced_col,
+    set_seed,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AnalysisError",
+    "ExperimentNotFoundError",
+    "InvalidArgumentError",
+    "InvalidNameError",
+    "NotSupportedError",
+    "RadasError",
+    "RadasWarning",
+    "RunChoiceRequiredError",
+    "Tuner",
+    "UnknownArgumentError",
+    "config_seed",
+    "explode",
+    "explode_dict_of_tensors",
+    "explode_tensor",
+    "get_current_user_name",
+    "get_ray_results_dir",
+    "print_error",
+    "print_info",
+    "print_warning",
+    "reduce_by_config_cols",
+    "reduce_by_reduced_col",
+    "report",
+    "run_experiment",
+    "run_experiment_sync",
+    "set_seed",
+]

@@ -1,0 +1,58 @@
+"""``run_with="local"``: Ray started in-process on this machine, results under $RADAS_HOME."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import ray
+
+from radas.backends.base import RunTarget
+from radas.errors import NotSupportedError
+from radas.storage.dirs import get_ray_results_dir
+from radas.sweep import SweepOutcome, SweepSpec, run_sweep
+
+WORKER_SETUP_HOOK = "radas._worker.setup"
+
+# The runtime_env radas started the in-process Ray with (None: radas did not start it).
+_started_with: dict[str, Any] | None = None
+
+
+class LocalBackend:
+    target = RunTarget("local")
+
+    def results_root(self, user_name: str) -> str:
+        return get_ray_results_dir(user_name)
+
+    async def run(self, spec: SweepSpec, *, runtime_env: dict[str, Any]) -> SweepOutcome:
+        ensure_local_ray(runtime_env)
+        # Tune runs in this (normally the main) thread, so Ctrl-C reaches Tune's own handler:
+        # it saves the experiment state and returns, and run_choice='restore' continues.
+        return run_sweep(spec)
+
+    async def attach(self, spec: SweepSpec, *, stop: bool) -> SweepOutcome:
+        choice = "stop_attach" if stop else "attach"
+        raise NotSupportedError(
+            f"run_choice={choice!r} follows an experiment running as a job on a Ray cluster; "
+            "on run_with='local' the experiment runs inside your own process, so there is "
+            "nothing to attach to. Use run_choice='restore' to continue a stopped local "
+            "experiment, or dos=['analyze'] to analyze it."
+        )
+
+
+def ensure_local_ray(runtime_env: dict[str, Any]) -> None:
+    """Start (or reuse) the in-process Ray, bound to 127.0.0.1, with ``runtime_env``."""
+    global _started_with
+    wanted = {"worker_process_setup_hook": WORKER_SETUP_HOOK, **runtime_env}
+    if ray.is_initialized():
+        if _started_with is None or _started_with == wanted:
+            return  # the user's own Ray, or ours with the same environment
+        ray.shutdown()
+    ray.init(
+        address="local",
+        include_dashboard=False,
+        runtime_env=wanted,
+        logging_level=logging.WARNING,
+        _node_ip_address="127.0.0.1",
+    )
+    _started_with = wanted

@@ -1,0 +1,327 @@
+"""``run_experiment``: name -> run choice -> backend -> analysis.
+
+This module decides; a backend executes (``radas.backends``); ``radas.Tuner`` and
+``radas.analysis`` read the stored results.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from radas import _ray_state, analysis
+from radas._args import checked_keywords, one_of
+from radas.backends import Backend, get_backend
+from radas.console import print_info, print_warning
+from radas.errors import (
+    AnalysisError,
+    ExperimentNotFoundError,
+    InvalidArgumentError,
+    NotSupportedError,
+    RunChoiceRequiredError,
+)
+from radas.naming import full_experiment_name, validate_user_name
+from radas.resources import validate_cpu_per_trial
+from radas.storage.dirs import figures_dir
+from radas.sweep import (
+    SweepOutcome,
+    SweepSpec,
+    ship_trainable_by_value,
+    validate_tuner_init_kwargs,
+)
+from radas.tuner import Tuner
+
+RUN_CHOICES = ("run", "restore", "attach", "stop_attach")
+DOS = ("run", "analyze")
+
+
+@checked_keywords
+async def run_experiment(
+    *,
+    user_name: str,
+    experiment_name: str,
+    trainable: Callable[..., Any] | type | None = None,
+    param_space: dict[str, Any] | None = None,
+    run_with: str = "local",
+    run_choice: str | None = None,
+    dos: Sequence[str] = ("run", "analyze"),
+    cpu_per_trial: float = 1,
+    runtime_env: dict[str, Any] | None = None,
+    tuner_init_kwargs: dict[str, Any] | None = None,
+    tuner_to_df_fn: Callable[[Tuner], pd.DataFrame] | None = None,
+    process_df_fn: Callable[..., pd.DataFrame] | None = None,
+    process_df_fn_kwargs: dict[str, Any] | None = None,
+    rename_mapping: dict[str, str] | None = None,
+    matplotlib_rcParams_update: dict[str, Any] | None = None,
+    process_sns_fn: Callable[[], Any] | None = None,
+    plot_fn: Callable[..., Any] | None = None,
+    plot_kwargs: dict[str, Any] | None = None,
+    process_g_fn: Callable[[Any], Any] | None = None,
+    plot_format: str | None = None,
+    plot_path: str | Path | None = None,
+    yes: bool = False,
+    email_notification_to_address: str | None = None,
+) -> dict[str, Any]:
+    """Run a Ray Tune sweep and return its results as a DataFrame and a seaborn figure.
+
+    Example (in a notebook; in a script use ``radas.run_experiment_sync`` with the same
+    arguments)::
+
+        results = await radas.run_experiment(
+            user_name="alice",
+            experiment_name="ab-grid",
+            trainable=lambda config: {"score": config["a"] + config["b"]},
+            param_space={"a": tune.grid_search([1, 2, 3]), "b": tune.grid_search([10, 20])},
+            run_choice="run",
+            plot_fn=sns.barplot,
+            plot_kwargs=dict(x="config/a", y="score", hue="config/b"),
+        )
+        results["df"], results["fig"], results["tuner"]
+
+    Returns a dict with ``df`` (processed DataFrame, None without "analyze" in ``dos``),
+    ``fig`` (matplotlib Figure, None without ``plot_fn``), ``tuner`` (radas.Tuner),
+    ``experiment_path``, ``fig_path`` (when ``plot_format`` is set), ``full_name``,
+    ``run_with``, ``run_choice`` and ``outcome`` (trial counts of this run, or None).
+    """
+    user_name = validate_user_name(user_name)
+    full_name = full_experiment_name(experiment_name)
+    dos = _validate_dos(dos)
+    backend = get_backend(run_with)
+    options = analysis.AnalysisOptions(
+        tuner_to_df_fn=tuner_to_df_fn,
+        process_df_fn=process_df_fn,
+        process_df_fn_kwargs=process_df_fn_kwargs or {},
+        rename_mapping=rename_mapping,
+        matplotlib_rcParams_update=matplotlib_rcParams_update,
+        process_sns_fn=process_sns_fn,
+        plot_fn=plot_fn,
+        plot_kwargs=plot_kwargs or {},
+        process_g_fn=process_g_fn,
+        plot_format=plot_format,
+        plot_path=plot_path,
+    )
+    if email_notification_to_address is not None:
+        raise NotSupportedError(
+            "email_notification_to_address is not available in this version of radas yet; "
+            "leave it unset."
+        )
+    experiment_path = Path(backend.results_root(user_name)) / full_name
+    outcome = None
+    if "run" in dos:
+        one_of("run_choice", run_choice, (*RUN_CHOICES, None))
+        spec = SweepSpec(
+            experiment_name=experiment_name,
+            full_name=full_name,
+            storage_root=backend.results_root(user_name),
+            trainable=_validate_trainable(trainable),
+            param_space=_validate_param_space(param_space),
+            run_choice="run",
+            cpu_per_trial=validate_cpu_per_trial(cpu_per_trial),
+            tuner_init_kwargs=validate_tuner_init_kwargs(tuner_init_kwargs),
+        )
+        runtime_env = _validate_runtime_env(runtime_env)
+        ship_trainable_by_value(spec.trainable)
+        choice = resolve_run_choice(
+            run_choice, experiment_name=experiment_name, experiment_path=experiment_path, yes=yes
+        )
+        if choice == "restore" and not _ray_state.has_stored_experiment(experiment_path):
+            raise ExperimentNotFoundError(
+                f"Nothing to restore for experiment {experiment_name!r}: no stored state at "
+                f"{experiment_path}. Start it with run_choice='run' (the full name includes the "
+                "working directory you run from)."
+            )
+        outcome = await _execute(backend, spec, choice, runtime_env)
+        _report_outcome(spec, outcome)
+        if outcome.interrupted:
+            raise KeyboardInterrupt(f"{experiment_name} was interrupted; see the message above")
+        run_choice = choice
+    tuner = _load_tuner(experiment_path, experiment_name, dos)
+    results: dict[str, Any] = {
+        "df": None,
+        "fig": None,
+        "fig_path": None,
+        "tuner": tuner,
+        "experiment_path": str(experiment_path),
+        "full_name": full_name,
+        "run_with": str(backend.target),
+        "run_choice": run_choice,
+        "outcome": outcome,
+    }
+    if "analyze" in dos:
+        _analyze(results, options, default_figure_path=figures_dir(user_name) / full_name)
+    return results
+
+
+def run_experiment_sync(**kwargs: Any) -> dict[str, Any]:
+    """``run_experiment`` for scripts: same keyword arguments, blocks until done.
+
+    In a notebook (a running event loop) use ``await radas.run_experiment(...)`` instead.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(run_experiment(**kwargs))
+    raise NotSupportedError(
+        "run_experiment_sync() was called inside a running event loop (a notebook or async "
+        "code): use `results = await radas.run_experiment(...)` there instead."
+    )
+
+
+def resolve_run_choice(
+    run_choice: str | None, *, experiment_name: str, experiment_path: Path, yes: bool
+) -> str:
+    """The run choice to use; asks on a terminal when ``run_choice`` is None."""
+    if run_choice is not None:
+        return run_choice
+    trials = _ray_state.load_trial_states(experiment_path)
+    if not trials and yes:
+        return "run"
+    if not sys.stdin.isatty():
+        stored = (
+            f"it has stored results ({sum(t.finished for t in trials)} of {len(trials)} trials "
+            "done) at " + str(experiment_path)
+            if trials
+            else "nothing is stored under that name yet"
+        )
+        raise RunChoiceRequiredError(
+            f"run_choice is required when there is no terminal to ask on (experiment "
+            f"{experiment_name!r}: {stored}). Pass one of: run_choice='run' (start fresh; "
+            "earlier results are moved aside), 'restore' (continue from the stored state), "
+            "'attach' (follow the running cluster job), 'stop_attach' (stop the running "
+            "cluster job, then analyze)."
+        )
+    if not trials:
+        answer = input(f"[radas] Start experiment {experiment_name!r}? [Y/n] ").strip().lower()
+        if answer in ("", "y", "yes"):
+            return "run"
+        raise KeyboardInterrupt("cancelled at the prompt")
+    done = sum(trial.finished for trial in trials)
+    prompt = (
+        f"[radas] Experiment {experiment_name!r} has stored results ({done} of {len(trials)} "
+        f"trials done). Choose {', '.join(RUN_CHOICES)} (or q to quit): "
+    )
+    while True:
+        answer = input(prompt).strip()
+        if answer in RUN_CHOICES:
+            return answer
+        if answer.lower() in ("q", "quit"):
+            raise KeyboardInterrupt("cancelled at the prompt")
+
+
+async def _execute(
+    backend: Backend, spec: SweepSpec, choice: str, runtime_env: dict[str, Any]
+) -> SweepOutcome:
+    if choice in ("attach", "stop_attach"):
+        outcome = await backend.attach(spec, stop=choice == "stop_attach")
+    else:
+        spec.run_choice = choice  # type: ignore[assignment]
+        outcome = await backend.run(spec, runtime_env=runtime_env)
+    return outcome
+
+
+def _report_outcome(spec: SweepSpec, outcome: SweepOutcome) -> None:
+    summary = (
+        f"{spec.experiment_name}: {outcome.finished_trials} of {outcome.total_trials} trials "
+        f"finished, {outcome.errored_trials} errored, in {outcome.seconds:.1f} s. "
+        f"Results: {outcome.experiment_path}"
+    )
+    print_info(summary)
+    if outcome.errored_trials:
+        print_warning(
+            f"{outcome.errored_trials} trial(s) errored; the df shows them with status 'ERROR' "
+            "and their error. Fix the trainable, then run_choice='restore' re-runs only them."
+        )
+    if outcome.interrupted:
+        print_warning(
+            f"{spec.experiment_name} was interrupted with "
+            f"{outcome.total_trials - outcome.finished_trials - outcome.errored_trials} "
+            "trial(s) unfinished; its state is saved. Continue it with run_choice='restore'."
+        )
+
+
+def _load_tuner(experiment_path: Path, experiment_name: str, dos: list[str]) -> Tuner:
+    if not _ray_state.has_stored_experiment(experiment_path):
+        hint = (
+            "Run it first with dos=['run', 'analyze'] and run_choice='run'"
+            if dos == ["analyze"]
+            else "Check that the run wrote results"
+        )
+        raise ExperimentNotFoundError(
+            f"No stored results for experiment {experiment_name!r} at {experiment_path}. "
+            f"{hint}; note the full name includes the working directory you run from."
+        )
+    return Tuner(experiment_path)
+
+
+def _analyze(results: dict[str, Any], options: analysis.AnalysisOptions, **kwargs: Any) -> None:
+    replot = (
+        "The experiment's results are kept at "
+        f"{results['experiment_path']}; fix the function or its arguments and re-plot without "
+        "re-running: run_experiment(..., dos=['analyze'])."
+    )
+    try:
+        results["df"] = analysis.make_dataframe(results["tuner"], options)
+        drawn = analysis.plot(results["df"], options, kwargs["default_figure_path"])
+    except (analysis.UserFunctionError, InvalidArgumentError) as err:
+        stage = "Plotting" if results["df"] is not None else "Building the DataFrame"
+        raise AnalysisError(f"{stage} failed: {err}. {replot}", results=results) from err
+    if drawn is not None:
+        results["fig"], results["plot"], results["fig_path"] = drawn.figure, drawn.plot, drawn.path
+        if drawn.path:
+            print_info(f"figure saved to {drawn.path}")
+
+
+def _validate_dos(dos: object) -> list[str]:
+    if isinstance(dos, str) or not isinstance(dos, (list, tuple)) or not dos:
+        raise InvalidArgumentError(
+            f"dos={dos!r} is not valid: use ['run', 'analyze'] (default), ['run'] or ['analyze']."
+        )
+    for item in dos:
+        if item not in DOS:
+            raise InvalidArgumentError(
+                f"dos contains {item!r}: the allowed steps are 'run' and 'analyze', e.g. "
+                "dos=['analyze'] to only analyze stored results."
+            )
+    return list(dos)
+
+
+def _validate_trainable(trainable: object) -> Any:
+    if trainable is None or not callable(trainable):
+        raise InvalidArgumentError(
+            f"trainable must be a function taking a config dict (or a ray.tune.Trainable "
+            f"class), got {trainable!r}: for example "
+            "def trainable(config): return {'score': config['a']}."
+        )
+    return trainable
+
+
+def _validate_param_space(param_space: object) -> dict[str, Any]:
+    if param_space is None:
+        return {}
+    if not isinstance(param_space, dict):
+        raise InvalidArgumentError(
+            f"param_space must be a dict, got {type(param_space).__name__}: for example "
+            "param_space={'lr': tune.loguniform(1e-4, 1e-1), 'seed': tune.grid_search([0, 1])}."
+        )
+    return param_space
+
+
+def _validate_runtime_env(runtime_env: object) -> dict[str, Any]:
+    if runtime_env is None:
+        return {}
+    if not isinstance(runtime_env, dict):
+        raise InvalidArgumentError(
+            f"runtime_env must be a dict (Ray's runtime_env), got {type(runtime_env).__name__}: "
+            "for example runtime_env={'pip': ['optuna'], 'env_vars': {'MY_FLAG': '1'}}."
+        )
+    if "working_dir" in runtime_env:
+        raise InvalidArgumentError(
+            "runtime_env['working_dir'] is set by radas (the directory you run from); remove "
+            "it. To ship other code, use runtime_env['py_modules']."
+        )
+    return dict(runtime_env)

@@ -1,0 +1,296 @@
+"""Running one Ray Tune sweep with radas's defaults: the code that executes an experiment.
+
+``run_sweep(spec)`` runs wherever Tune runs: in-process for ``run_with="local"``, inside the
+Ray Job's driver for clusters. It needs a connected Ray and a results root it can write.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import shutil
+import sys
+import sysconfig
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from ray import tune
+
+from radas import _ray_state
+from radas.console import print_info
+from radas.errors import ExperimentNotFoundError, InvalidArgumentError
+from radas.history import HistoryRecorder
+from radas.progress import ProgressLine
+from radas.resources import trial_resources
+
+TUNER_INIT_KEYS = ("tune_config", "run_config")
+RADAS_OWNED_RUN_CONFIG_FIELDS = ("name", "storage_path")
+ARCHIVE_DIR = ".archive"
+
+
+@dataclass
+class SweepSpec:
+    """Everything needed to run (or resume) one experiment. Picklable."""
+
+    experiment_name: str
+    full_name: str
+    storage_root: str
+    trainable: Any
+    param_space: dict[str, Any] | None
+    run_choice: Literal["run", "restore"]
+    cpu_per_trial: float = 1
+    tuner_init_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def experiment_path(self) -> str:
+        return os.path.join(self.storage_root, self.full_name)
+
+
+@dataclass
+class SweepOutcome:
+    """What happened, in numbers. Plain data so a job driver can hand it to the client."""
+
+    experiment_path: str
+    total_trials: int
+    finished_trials: int
+    errored_trials: int
+    already_done: int | None = None
+    archived_to: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def interrupted(self) -> bool:
+        return self.finished_trials + self.errored_trials < self.total_trials
+
+
+def validate_tuner_init_kwargs(tuner_init_kwargs: object) -> dict[str, Any]:
+    """Check ``tuner_init_kwargs`` before anything runs; returns a copy."""
+    if tuner_init_kwargs is None:
+        return {}
+    if not isinstance(tuner_init_kwargs, dict):
+        raise InvalidArgumentError(
+            "tuner_init_kwargs must be a dict such as "
+            "dict(tune_config=tune.TuneConfig(num_samples=10), run_config=tune.RunConfig(...)), "
+            f"got {type(tuner_init_kwargs).__name__}."
+        )
+    for key in tuner_init_kwargs:
+        if key in ("trainable", "param_space"):
+            raise InvalidArgumentError(
+                f"tuner_init_kwargs[{key!r}] is not allowed: pass {key}=... to run_experiment."
+            )
+        if key not in TUNER_INIT_KEYS:
+            raise InvalidArgumentError(
+                f"tuner_init_kwargs has unknown key {key!r}: tune.Tuner takes "
+                f"{' and '.join(TUNER_INIT_KEYS)} here."
+            )
+    tune_config = tuner_init_kwargs.get("tune_config")
+    if tune_config is not None and not isinstance(tune_config, (tune.TuneConfig, dict)):
+        raise InvalidArgumentError(
+            "tuner_init_kwargs['tune_config'] must be a ray.tune.TuneConfig or a dict of its "
+            f"fields, got {type(tune_config).__name__}."
+        )
+    if isinstance(tune_config, dict):
+        _tune_config_from_dict(tune_config)
+    run_config = tuner_init_kwargs.get("run_config")
+    if run_config is not None:
+        if not isinstance(run_config, tune.RunConfig):
+            raise InvalidArgumentError(
+                "tuner_init_kwargs['run_config'] must be a ray.tune.RunConfig, "
+                f"got {type(run_config).__name__}."
+            )
+        for name in RADAS_OWNED_RUN_CONFIG_FIELDS:
+            if getattr(run_config, name) is not None:
+                raise InvalidArgumentError(
+                    f"RunConfig({name}=...) is set by radas: results are stored under the "
+                    "results root as <user_name>/<full experiment name>. Remove "
+                    f"{name}= from run_config; use experiment_name= to name the experiment."
+                )
+    return dict(tuner_init_kwargs)
+
+
+def metric_and_mode(tuner_init_kwargs: dict[str, Any]) -> tuple[str | None, str | None]:
+    tune_config = tuner_init_kwargs.get("tune_config")
+    if isinstance(tune_config, dict):
+        return tune_config.get("metric"), tune_config.get("mode")
+    if isinstance(tune_config, tune.TuneConfig):
+        return tune_config.metric, tune_config.mode
+    return None, None
+
+
+def is_function_trainable(trainable: Any) -> bool:
+    return not (isinstance(trainable, type) and issubclass(trainable, tune.Trainable))
+
+
+def ship_trainable_by_value(trainable: Any) -> None:
+    """Make the trainable travel with the experiment instead of being imported by workers.
+
+    A trainable from a project file (not an installed package) is pickled by value, so it
+    works wherever Ray runs it: defined in ``__main__``, a notebook, a test module, or a file
+    outside the working directory. Modules it imports must still be importable there.
+    """
+    module = sys.modules.get(getattr(trainable, "__module__", "") or "")
+    if module is None or module.__name__ == "__main__":
+        return  # __main__ is always pickled by value
+    top_level = module.__name__.partition(".")[0]
+    module_file = getattr(module, "__file__", None)
+    if top_level in ("radas", "ray") or not module_file or _is_installed(module_file):
+        return
+    from ray import cloudpickle
+
+    cloudpickle.register_pickle_by_value(module)
+
+
+def _is_installed(module_file: str) -> bool:
+    resolved = str(Path(module_file).resolve())
+    roots = {sysconfig.get_paths()[key] for key in ("purelib", "platlib", "stdlib")}
+    return any(resolved.startswith(str(Path(root).resolve())) for root in roots)
+
+
+def run_sweep(spec: SweepSpec) -> SweepOutcome:
+    """Run or resume the experiment; returns its outcome. Ray must be initialized."""
+    started = time.monotonic()
+    path = Path(spec.experiment_path)
+    archived_to = already_done = None
+    if spec.run_choice == "run":
+        archived_to = archive_previous_results(spec)
+        tuner = build_tuner(spec)
+    else:
+        trials = _ray_state.load_trial_states(path)
+        if not trials:
+            raise ExperimentNotFoundError(
+                f"Nothing to restore for experiment {spec.experiment_name!r}: no stored state "
+                f"at {path}. Start it with run_choice='run'."
+            )
+        already_done = sum(trial.finished for trial in trials)
+        print_info(
+            f"{spec.experiment_name}: resuming from {path}: {already_done} of {len(trials)} "
+            "trials were already done and are kept; unfinished and errored trials continue."
+        )
+        tuner = tune.Tuner.restore(
+            str(path),
+            trainable=_trainable_with_resources(spec),
+            param_space=spec.param_space,
+            resume_unfinished=True,
+            resume_errored=True,
+        )
+    with _quiet_ray_output(enabled=_user_verbosity(spec) is None):
+        tuner.fit()
+    trials = _ray_state.load_trial_states(path)
+    return SweepOutcome(
+        experiment_path=str(path),
+        total_trials=len(trials),
+        finished_trials=sum(trial.status == "TERMINATED" for trial in trials),
+        errored_trials=sum(trial.status == "ERROR" for trial in trials),
+        already_done=already_done,
+        archived_to=archived_to,
+        seconds=time.monotonic() - started,
+    )
+
+
+@contextlib.contextmanager
+def _quiet_ray_output(enabled: bool) -> Iterator[None]:
+    """Also silence the banner Ray's new output engine prints even with verbose=0.
+
+    The legacy engine (``RAY_AIR_NEW_OUTPUT=0``) honours verbose=0 fully; set it for the
+    duration of the fit only.
+    """
+    if not enabled:
+        yield
+        return
+    previous = os.environ.get("RAY_AIR_NEW_OUTPUT")
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("RAY_AIR_NEW_OUTPUT", None)
+        else:
+            os.environ["RAY_AIR_NEW_OUTPUT"] = previous
+
+
+def archive_previous_results(spec: SweepSpec) -> str | None:
+    """Move earlier results of the same name aside (never delete them); returns where to."""
+    path = Path(spec.experiment_path)
+    if not path.exists():
+        return None
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    target = Path(spec.storage_root) / ARCHIVE_DIR / spec.full_name / stamp
+    suffix = 1
+    while target.exists():
+        suffix += 1
+        target = target.with_name(f"{stamp}-{suffix}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(path), str(target))
+    print_info(
+        f"{spec.experiment_name}: earlier results moved to {target} "
+        "(run_choice='run' starts fresh; use run_choice='restore' to continue instead)."
+    )
+    return str(target)
+
+
+def build_tuner(spec: SweepSpec) -> tune.Tuner:
+    """A tune.Tuner with radas's storage, callbacks and fast defaults."""
+    tune_config = _tune_config(spec)
+    run_config = _run_config(spec, tune_config)
+    return tune.Tuner(
+        _trainable_with_resources(spec),
+        param_space=spec.param_space,
+        tune_config=tune_config,
+        run_config=run_config,
+    )
+
+
+def _tune_config(spec: SweepSpec) -> tune.TuneConfig:
+    given = spec.tuner_init_kwargs.get("tune_config")
+    function_trainable = is_function_trainable(spec.trainable)
+    if isinstance(given, dict):
+        fields = {"reuse_actors": function_trainable, **given}
+        return _tune_config_from_dict(fields)
+    if given is None:
+        return tune.TuneConfig(reuse_actors=function_trainable)
+    if function_trainable and not given.reuse_actors:
+        # TuneConfig cannot tell "left at default" from "set to False"; pass tune_config as a
+        # dict with reuse_actors=False to really turn actor reuse off.
+        return dataclasses.replace(given, reuse_actors=True)
+    return given
+
+
+def _tune_config_from_dict(fields: dict[str, Any]) -> tune.TuneConfig:
+    try:
+        return tune.TuneConfig(**fields)
+    except TypeError as err:
+        valid = sorted(f.name for f in dataclasses.fields(tune.TuneConfig))
+        raise InvalidArgumentError(
+            f"tuner_init_kwargs['tune_config'] has a key TuneConfig does not take ({err}). "
+            f"Valid keys: {', '.join(valid)}."
+        ) from err
+
+
+def _run_config(spec: SweepSpec, tune_config: tune.TuneConfig) -> tune.RunConfig:
+    given = spec.tuner_init_kwargs.get("run_config") or tune.RunConfig()
+    callbacks = [
+        *(given.callbacks or []),
+        ProgressLine(spec.experiment_name, metric=tune_config.metric, mode=tune_config.mode),
+        HistoryRecorder(),
+    ]
+    return dataclasses.replace(
+        given,
+        name=spec.full_name,
+        storage_path=spec.storage_root,
+        callbacks=callbacks,
+        verbose=0 if _user_verbosity(spec) is None else given.verbose,
+    )
+
+
+def _user_verbosity(spec: SweepSpec) -> Any:
+    """The verbose= the user gave RunConfig, or None (RunConfig keeps it in ``_verbose``)."""
+    given = spec.tuner_init_kwargs.get("run_config")
+    return None if given is None else getattr(given, "_verbose", given.verbose)
+
+
+def _trainable_with_resources(spec: SweepSpec) -> Any:
+    return tune.with_resources(spec.trainable, trial_resources(spec.cpu_per_trial))

@@ -1,0 +1,109 @@
+"""``radas.Tuner``: a stored experiment's results as Ray objects and pandas DataFrames."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from radas import _ray_state
+from radas.errors import ExperimentNotFoundError
+from radas.history import flatten, load_history
+
+# Columns Ray adds to every result for its own bookkeeping; the brief views drop them.
+BOOKKEEPING_COLUMNS = frozenset(
+    {
+        "timestamp",
+        "date",
+        "time_this_iter_s",
+        "time_total_s",
+        "time_since_restore",
+        "timesteps_since_restore",
+        "iterations_since_restore",
+        "timesteps_total",
+        "episodes_total",
+        "pid",
+        "hostname",
+        "node_ip",
+        "done",
+        "checkpoint_dir_name",
+        "experiment_tag",
+        "experiment_id",
+        "logdir",
+        "should_checkpoint",
+    }
+)
+
+
+class Tuner:
+    """Results of one stored experiment.
+
+    >>> path = "~/.radas/ray-results/alice/_home_alice_proj_lr_sweep"
+    >>> radas.Tuner(path).get_brief_dataframe()[["config/lr", "loss"]]  # doctest: +SKIP
+    """
+
+    def __init__(self, experiment_path: str | os.PathLike[str]) -> None:
+        self.experiment_path = str(Path(experiment_path).expanduser())
+        if not _ray_state.has_stored_experiment(self.experiment_path):
+            raise ExperimentNotFoundError(
+                f"No stored experiment at {self.experiment_path}: run it first "
+                "(run_choice='run'), or check user_name, experiment_name and the directory "
+                "you run from (the full name includes the working directory)."
+            )
+        self._results: Any = None
+
+    def __repr__(self) -> str:
+        return f"radas.Tuner({self.experiment_path!r})"
+
+    def get_results(self) -> Any:
+        """Ray's own ``ResultGrid`` of the experiment (loaded once)."""
+        if self._results is None:
+            from ray.tune import ExperimentAnalysis, ResultGrid
+
+            self._results = ResultGrid(ExperimentAnalysis(self.experiment_path))
+        return self._results
+
+    def get_dataframe(self) -> pd.DataFrame:
+        """One row per trial: its last reported result, ``config/*``, ``status`` and ``error``.
+
+        Trials that errored are included, with the last line of their traceback in ``error``
+        (None for trials that did not error).
+        """
+        rows = []
+        for trial in _ray_state.load_trial_states(self.experiment_path):
+            result = {k: v for k, v in trial.last_result.items() if k != "config"}
+            row = flatten(result)
+            row["trial_id"] = trial.trial_id
+            row.update(flatten(trial.config, prefix="config/"))
+            row["status"] = trial.status
+            row["error"] = _ray_state.error_summary(self.experiment_path, trial)
+            rows.append(row)
+        frame = pd.DataFrame(rows)
+        if "training_iteration" not in frame.columns and not frame.empty:
+            frame["training_iteration"] = pd.NA
+        return _identity_first(frame)
+
+    def get_brief_dataframe(self) -> pd.DataFrame:
+        """``get_dataframe()`` without Ray's bookkeeping columns (timestamps, pid, host...)."""
+        return brief(self.get_dataframe())
+
+    def get_history_dataframe(self, *, brief_columns: bool = True) -> pd.DataFrame:
+        """One row per reported result of every trial: the learning-curve view.
+
+        Columns: ``trial_id``, ``training_iteration``, the reported metrics and ``config/*``
+        (plus Ray's bookkeeping columns with ``brief_columns=False``).
+        """
+        frame = load_history(self.experiment_path)
+        return brief(frame) if brief_columns else frame
+
+
+def brief(frame: pd.DataFrame) -> pd.DataFrame:
+    keep = [column for column in frame.columns if column not in BOOKKEEPING_COLUMNS]
+    return frame[keep]
+
+
+def _identity_first(frame: pd.DataFrame) -> pd.DataFrame:
+    first = [c for c in ("trial_id", "training_iteration") if c in frame.columns]
+    return frame[[*first, *(c for c in frame.columns if c not in first)]]

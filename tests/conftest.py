@@ -1,0 +1,47 @@
+"""Shared fixtures. Tests run real Ray in-process (started once by radas, reused)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+# Every test session gets its own RADAS_HOME: nothing is written to the real ~/.radas.
+_SESSION_HOME = Path(tempfile.mkdtemp(prefix="radas-tests-"))
+os.environ["RADAS_HOME"] = str(_SESSION_HOME)
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _ray_session():
+    yield
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+    shutil.rmtree(_SESSION_HOME, ignore_errors=True)
+
+
+@pytest.fixture
+def radas_home() -> Path:
+    return _SESSION_HOME
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh working directory: experiment full names are unique per test."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def add(config):
+    return {"score": config["a"] + config["b"]}
+
+
+def grid_ab():
+    from ray import tune
+
+    return {"a": tune.grid_search([1, 2, 3]), "b": tune.grid_search([10, 20])}
