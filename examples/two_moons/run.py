@@ -25,7 +25,9 @@ def epochs_to_target(history: pd.DataFrame, target: float = TARGET_ACCURACY) -> 
     """Per trial: the first epoch whose validation accuracy reaches ``target`` (NaN: never)."""
     reached = history[history["accuracy"] >= target].groupby("trial_id")["epoch"].min()
     trials = history.groupby("trial_id").agg(
-        lr=("config/lr", "first"), seed=("config/seed", "first"), final_accuracy=("accuracy", "last")
+        lr=("config/lr", "first"),
+        seed=("config/seed", "first"),
+        final_accuracy=("accuracy", "last"),
     )
     trials["epochs_to_target"] = reached.reindex(trials.index)
     return trials.reset_index()
@@ -59,8 +61,13 @@ def main() -> None:
         rename_mapping={"config/lr": "learning rate"},
         plot_fn=sns.lineplot,
         plot_kwargs=dict(
-            x="epoch", y="loss", hue="learning rate", hue_norm=matplotlib_log_norm(),
-            palette="viridis", errorbar=("pi", 100), legend="full",
+            x="epoch",
+            y="loss",
+            hue="learning rate",
+            hue_norm=matplotlib_log_norm(),
+            palette="viridis",
+            errorbar=("pi", 100),
+            legend="full",
         ),
         process_g_fn=lambda ax: ax.set(yscale="log", title="Training loss (band: 3 seeds)"),
         plot_path="learning_curves.png",
@@ -73,8 +80,13 @@ def main() -> None:
         tuner_to_df_fn=lambda tuner: tuner.get_history_dataframe(),
         process_df_fn=epochs_to_target,
         plot_fn=sns.pointplot,
-        plot_kwargs=dict(x="lr", y="epochs_to_target", errorbar=("pi", 100), native_scale=True,
-                         log_scale=(True, False)),
+        plot_kwargs=dict(
+            x="lr",
+            y="epochs_to_target",
+            errorbar=("pi", 100),
+            native_scale=True,
+            log_scale=(True, False),
+        ),
         process_g_fn=lambda ax: ax.set(
             xlabel="learning rate",
             ylabel=f"epochs to {TARGET_ACCURACY:.0%} val. accuracy",

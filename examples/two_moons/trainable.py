@@ -6,6 +6,8 @@ radas's history DataFrame holds one learning curve per trial.
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 from sklearn.datasets import make_moons
 
@@ -26,13 +28,13 @@ class MLP:
         sizes = [2, hidden, hidden, 1]
         self.weights = [
             rng.normal(0.0, np.sqrt(1.0 / fan_in), size=(fan_in, fan_out))
-            for fan_in, fan_out in zip(sizes[:-1], sizes[1:])
+            for fan_in, fan_out in itertools.pairwise(sizes)
         ]
         self.biases = [np.zeros(fan_out) for fan_out in sizes[1:]]
 
     def forward(self, x: np.ndarray) -> list[np.ndarray]:
         activations = [x]
-        for layer, (w, b) in enumerate(zip(self.weights, self.biases)):
+        for layer, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
             z = activations[-1] @ w + b
             last = layer == len(self.weights) - 1
             activations.append(1.0 / (1.0 + np.exp(-np.clip(z, -30, 30))) if last else np.tanh(z))

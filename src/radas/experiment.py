@@ -7,6 +7,7 @@ This module decides; a backend executes (``radas.backends``); ``radas.Tuner`` an
 from __future__ import annotations
 
 import asyncio
+import inspect
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -157,7 +158,7 @@ async def run_experiment(
     return results
 
 
-def run_experiment_sync(**kwargs: Any) -> dict[str, Any]:
+def run_experiment_sync(*args: Any, **kwargs: Any) -> dict[str, Any]:
     """``run_experiment`` for scripts: same keyword arguments, blocks until done.
 
     In a notebook (a running event loop) use ``await radas.run_experiment(...)`` instead.
@@ -165,11 +166,18 @@ def run_experiment_sync(**kwargs: Any) -> dict[str, Any]:
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(run_experiment(**kwargs))
+        in_event_loop = False
+    else:
+        in_event_loop = True
+    if not in_event_loop:
+        return asyncio.run(run_experiment(*args, **kwargs))
     raise NotSupportedError(
         "run_experiment_sync() was called inside a running event loop (a notebook or async "
         "code): use `results = await radas.run_experiment(...)` there instead."
     )
+
+
+run_experiment_sync.__signature__ = inspect.signature(run_experiment)  # type: ignore[attr-defined]
 
 
 def resolve_run_choice(

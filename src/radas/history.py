@@ -55,6 +55,8 @@ def rows_to_table(rows: list[dict[str, Any]]) -> pa.Table:
     for name in names:
         values = [row.get(name) for row in rows]
         try:
+            if any(isinstance(value, (set, frozenset)) for value in values):
+                raise TypeError("Arrow would turn sets into lists")
             arrays.append(pa.array(values))
         except (pa.ArrowException, TypeError, ValueError, OverflowError):
             arrays.append(pa.array([pickle.dumps(value) for value in values], type=pa.binary()))

@@ -16,9 +16,11 @@ from radas.console import print_info, print_warning
 
 
 class ProgressLine(Callback):
-    """Prints at most one progress line every ``interval_s`` seconds, plus one at the end.
+    """Prints at most one progress line every ``interval_s`` seconds, when something changed.
 
-    A trial that errors is reported at once with the last line of its traceback.
+    A trial that errors is reported at once with the last line of its traceback. The final
+    summary comes from radas after the fit, from the stored state (after an interruption,
+    Tune's in-memory statuses no longer say which trials really finished).
     """
 
     def __init__(
@@ -71,9 +73,6 @@ class ProgressLine(Callback):
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
         self._maybe_print(trials, only_if_due=True)
-
-    def on_experiment_end(self, trials: list, **info: Any) -> None:
-        self._print(trials)
 
     def _maybe_print(self, trials: list, only_if_due: bool = False) -> None:
         due = time.monotonic() - self._last_line >= self.interval_s

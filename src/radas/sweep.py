@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import os
 import shutil
 import sys
@@ -203,9 +204,14 @@ def _quiet_ray_output(enabled: bool) -> Iterator[None]:
         return
     previous = os.environ.get("RAY_AIR_NEW_OUTPUT")
     os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
+    # After an interruption Tune warns about every unfinished trial's missing metrics file.
+    analysis_logger = logging.getLogger("ray.tune.analysis.experiment_analysis")
+    previous_level = analysis_logger.level
+    analysis_logger.setLevel(logging.ERROR)
     try:
         yield
     finally:
+        analysis_logger.setLevel(previous_level)
         if previous is None:
             os.environ.pop("RAY_AIR_NEW_OUTPUT", None)
         else:

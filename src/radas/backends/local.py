@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 from typing import Any
 
@@ -51,7 +52,7 @@ def ensure_local_ray(runtime_env: dict[str, Any]) -> None:
     ray.init(
         address="local",
         include_dashboard=False,
-        runtime_env=wanted,
+        runtime_env=copy.deepcopy(wanted),  # ray.init adds keys to the dict it is given
         logging_level=logging.WARNING,
         _node_ip_address="127.0.0.1",
     )

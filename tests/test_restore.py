@@ -1,0 +1,96 @@
+"""An experiment interrupted mid-run (SIGINT, as Ctrl-C) continues with run_choice='restore'."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+import radas
+from radas import _ray_state
+
+SCRIPT = textwrap.dedent(
+    """
+    import sys, time, uuid, pathlib
+    from ray import tune
+    import radas
+
+    RUNS = pathlib.Path(sys.argv[1])
+
+    def slow(config):
+        (RUNS / f"start-{config['i']}-{uuid.uuid4().hex}").touch()
+        time.sleep(1.0)
+        (RUNS / f"done-{config['i']}-{uuid.uuid4().hex}").touch()
+        return {"value": config["i"] * 2}
+
+    radas.run_experiment_sync(
+        user_name="tester",
+        experiment_name="interrupt",
+        trainable=slow,
+        param_space={"i": tune.grid_search(list(range(8)))},
+        run_choice=sys.argv[2],
+    )
+    """
+)
+
+
+def start(project: Path, runs: Path, choice: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-u", "interrupted.py", str(runs), choice],
+        cwd=project,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+def starts(runs: Path, i: int) -> int:
+    return len(list(runs.glob(f"start-{i}-*")))
+
+
+@pytest.mark.slow
+def test_interrupted_experiment_resumes_without_rerunning_finished_trials(project):
+    (project / "interrupted.py").write_text(SCRIPT)
+    runs = project / "runs"
+    runs.mkdir()
+
+    first = start(project, runs, "run")
+    deadline = time.monotonic() + 120
+    while len(list(runs.glob("done-*"))) < 3:
+        assert first.poll() is None, first.communicate()[0]
+        assert time.monotonic() < deadline, "trials did not finish in time"
+        time.sleep(0.1)
+    first.send_signal(signal.SIGINT)
+    output, _ = first.communicate(timeout=120)
+    assert first.returncode != 0, output
+    assert "run_choice='restore'" in output, output
+
+    experiment = (
+        radas.get_ray_results_dir("tester")
+        + "/"
+        + radas.naming.full_experiment_name("interrupt", cwd=str(project))
+    )
+    before = {t.config["i"]: t.status for t in _ray_state.load_trial_states(experiment)}
+    finished_before = sorted(i for i, status in before.items() if status == "TERMINATED")
+    assert 3 <= len(finished_before) < 8, before
+
+    second = start(project, runs, "restore")
+    output, _ = second.communicate(timeout=300)
+    assert second.returncode == 0, output
+    assert f"{len(finished_before)} of 8 trials were already done" in output, output
+
+    df = radas.Tuner(experiment).get_dataframe()
+    assert sorted(df["config/i"]) == list(range(8))
+    assert set(df["status"]) == {"TERMINATED"}
+    assert (df["value"] == df["config/i"] * 2).all()
+    for i in finished_before:
+        assert starts(runs, i) == 1, f"trial i={i} finished before the interruption but re-ran"
+    for i in set(range(8)) - set(finished_before):
+        assert len(list(runs.glob(f"done-{i}-*"))) >= 1
