@@ -3,6 +3,7 @@
 Start with ``radas.run_experiment`` (async) or ``radas.run_experiment_sync`` (scripts).
 """
 
+from radas.client import get_client
 from radas.console import print_error, print_info, print_warning
 from radas.errors import (
     AnalysisError,
@@ -47,6 +48,7 @@ __all__ = [
     "explode",
     "explode_dict_of_tensors",
     "explode_tensor",
+    "get_client",
     "get_current_user_name",
     "get_ray_results_dir",
     "print_error",

@@ -9,7 +9,16 @@ The tree::
     ├── RunChoiceRequiredError                     run_choice=None without a terminal
     ├── ExperimentNotFoundError                    restore / analyze with nothing stored
     ├── NotSupportedError                          a valid choice this backend cannot do
-    └── AnalysisError                              the analysis step failed; results are kept
+    ├── AnalysisError                              the analysis step failed; results are kept
+    └── ClusterError                               anything about a named Ray cluster
+        ├── UnknownClusterError (also InvalidArgumentError)
+        ├── ClusterConfigError                     the radas config file is wrong
+        ├── ClusterOfflineError                    its job server does not answer
+        ├── ClusterAuthError                       Ray token missing or rejected
+        ├── WorkingDirTooLargeError                the code to ship is too big
+        ├── ExperimentRunningError                 run while a job of that name runs
+        ├── JobNotFoundError                       no such job (for this user)
+        └── JobFailedError                         the job's driver failed; results kept
 
 Warnings radas emits are ``RadasWarning`` (a ``UserWarning``).
 """
@@ -61,3 +70,44 @@ class AnalysisError(RadasError):
 
 class RadasWarning(UserWarning):
     """Something the user should know about that does not stop the call."""
+
+
+class ClusterError(RadasError):
+    """Something about a named Ray cluster or a job on it."""
+
+
+class UnknownClusterError(ClusterError, InvalidArgumentError):
+    """``run_with="cluster:<name>"`` names no configured cluster."""
+
+
+class ClusterConfigError(ClusterError):
+    """The radas config file (TOML) cannot be used as it is."""
+
+
+class ClusterOfflineError(ClusterError):
+    """The cluster's Ray job server did not answer."""
+
+
+class ClusterAuthError(ClusterError):
+    """The Ray auth token is missing or the cluster rejected it."""
+
+
+class WorkingDirTooLargeError(ClusterError):
+    """The working directory to ship with the job is larger than the limit."""
+
+
+class ExperimentRunningError(ClusterError):
+    """A job of this experiment is still running on the cluster."""
+
+
+class JobNotFoundError(ClusterError):
+    """No job with that id or name exists for this user."""
+
+
+class JobFailedError(ClusterError):
+    """The experiment's job failed. Results stored before the failure are kept."""
+
+    def __init__(self, message: str, *, job_id: str, logs_tail: str = "") -> None:
+        super().__init__(message)
+        self.job_id = job_id
+        self.logs_tail = logs_tail

@@ -115,21 +115,26 @@ async def run_experiment(
     outcome = None
     if "run" in dos:
         one_of("run_choice", run_choice, (*RUN_CHOICES, None))
+        if trainable is not None:
+            _validate_trainable(trainable)
         spec = SweepSpec(
+            user_name=user_name,
             experiment_name=experiment_name,
             full_name=full_name,
             storage_root=backend.results_root(user_name),
-            trainable=_validate_trainable(trainable),
+            trainable=trainable,
             param_space=_validate_param_space(param_space),
             run_choice="run",
             cpu_per_trial=validate_cpu_per_trial(cpu_per_trial),
             tuner_init_kwargs=validate_tuner_init_kwargs(tuner_init_kwargs),
         )
         runtime_env = _validate_runtime_env(runtime_env)
-        ship_trainable_by_value(spec.trainable)
         choice = resolve_run_choice(
             run_choice, experiment_name=experiment_name, experiment_path=experiment_path, yes=yes
         )
+        if choice in ("run", "restore"):
+            _validate_trainable(trainable)
+            ship_trainable_by_value(trainable)
         if choice == "restore" and not _ray_state.has_stored_experiment(experiment_path):
             raise ExperimentNotFoundError(
                 f"Nothing to restore for experiment {experiment_name!r}: no stored state at "
@@ -138,7 +143,7 @@ async def run_experiment(
             )
         outcome = await _execute(backend, spec, choice, runtime_env)
         _report_outcome(spec, outcome)
-        if outcome.interrupted:
+        if outcome.interrupted and backend.target.kind == "local":
             raise KeyboardInterrupt(f"{experiment_name} was interrupted; see the message above")
         run_choice = choice
     tuner = _load_tuner(experiment_path, experiment_name, dos)
@@ -227,7 +232,7 @@ async def _execute(
     if choice in ("attach", "stop_attach"):
         outcome = await backend.attach(spec, stop=choice == "stop_attach")
     else:
-        spec.run_choice = choice  # type: ignore[assignment]
+        spec.run_choice = choice
         outcome = await backend.run(spec, runtime_env=runtime_env)
     return outcome
 

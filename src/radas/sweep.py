@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from ray import tune
 
@@ -37,12 +37,13 @@ ARCHIVE_DIR = ".archive"
 class SweepSpec:
     """Everything needed to run (or resume) one experiment. Picklable."""
 
+    user_name: str
     experiment_name: str
     full_name: str
     storage_root: str
     trainable: Any
     param_space: dict[str, Any] | None
-    run_choice: Literal["run", "restore"]
+    run_choice: str  # "run" or "restore" when it runs; attach/stop_attach only read names
     cpu_per_trial: float = 1
     tuner_init_kwargs: dict[str, Any] = field(default_factory=dict)
 

@@ -1,6 +1,7 @@
 """Where an experiment executes. One interface (``Backend``), one module per backend.
 
 - ``local``: Ray started in-process on this machine (``backends/local.py``).
+- ``cluster:<name>``: a Ray Job on a named cluster (``backends/ray_jobs.py``).
 """
 
 from __future__ import annotations
@@ -15,12 +16,10 @@ def get_backend(run_with: str) -> Backend:
         from radas.backends.local import LocalBackend
 
         return LocalBackend()
-    from radas.errors import NotSupportedError
+    from radas.backends.ray_jobs import RayJobsBackend
+    from radas.clusters.config import get_cluster
 
-    raise NotSupportedError(
-        f"run_with={run_with!r}: running on named Ray clusters is not available in this "
-        "version of radas yet. Use run_with='local'."
-    )
+    return RayJobsBackend(get_cluster(target.cluster or ""))
 
 
 __all__ = ["Backend", "RunTarget", "get_backend", "parse_run_with"]

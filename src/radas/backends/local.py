@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 import ray
+import ray._private.ray_constants as ray_constants
 
 from radas.backends.base import RunTarget
 from radas.errors import NotSupportedError
@@ -49,6 +50,9 @@ def ensure_local_ray(runtime_env: dict[str, Any]) -> None:
         if _started_with is None or _started_with == wanted:
             return  # the user's own Ray, or ours with the same environment
         ray.shutdown()
+    # Ray turns 127.0.0.1 into the machine's network address unless "cluster mode" is off;
+    # a local run has no other nodes, so keep every Ray server on the loopback interface.
+    ray_constants.ENABLE_RAY_CLUSTER = False
     ray.init(
         address="local",
         include_dashboard=False,

@@ -1,0 +1,64 @@
+"""The entrypoint of a radas Ray Job: ``python -m radas._job_driver <spec module>``.
+
+Loads the experiment the client pickled, runs it with ``sweep.run_sweep`` on the cluster and
+writes the outcome next to the results for the client. A stop request arrives as SIGINT (see
+``backends.ray_jobs``): Tune saves the experiment's state and returns, so ``restore`` works.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from radas.console import print_error, print_info
+
+
+def load_spec(module_name: str):
+    from ray import cloudpickle
+
+    package = Path(importlib.import_module(module_name).__file__).parent
+    return cloudpickle.loads((package / "spec.pkl").read_bytes())
+
+
+def main(argv: list[str]) -> int:
+    import ray
+
+    from radas.backends.ray_jobs import OUTCOME_FILE
+    from radas.sweep import run_sweep
+
+    try:
+        spec = load_spec(argv[1])
+    except (ModuleNotFoundError, AttributeError) as err:
+        print_error(
+            f"Cannot load the experiment on the cluster: {err}. The trainable (or something it "
+            "uses) comes from a module the cluster cannot import. Put that module in the "
+            "directory you run from (it is shipped as the job's working_dir), or ship it with "
+            "runtime_env={'py_modules': [...]} or install it with runtime_env={'pip': [...]}."
+        )
+        return 1
+    ray.init(logging_level=logging.WARNING)
+    print_info(
+        f"{spec.experiment_name}: running on the cluster (run_choice={spec.run_choice!r}), "
+        f"results at {spec.experiment_path}"
+    )
+    outcome = run_sweep(spec)
+    record = {"job_id": os.environ.get("RADAS_JOB_ID"), **dataclasses.asdict(outcome)}
+    target = Path(outcome.experiment_path) / OUTCOME_FILE
+    temporary = target.with_name(f".{OUTCOME_FILE}.tmp")
+    temporary.write_text(json.dumps(record))
+    temporary.replace(target)
+    if outcome.interrupted:
+        print_info(
+            f"{spec.experiment_name}: stopped with {outcome.finished_trials} of "
+            f"{outcome.total_trials} trials finished; state saved for run_choice='restore'"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

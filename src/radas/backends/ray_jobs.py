@@ -1,0 +1,414 @@
+"""``run_with="cluster:<name>"``: the experiment runs as a Ray Job on a named cluster.
+
+The client pickles the ``SweepSpec`` (trainable included, by value for project code), ships it
+with the working directory and the radas package itself (``py_modules``), and submits
+``python -m radas._job_driver``, which runs ``sweep.run_sweep`` on the cluster. The client
+streams the job's output, and reads the results from the cluster's results root when it ends.
+
+Jobs carry metadata (user, experiment, full name), which is how every lifecycle operation
+finds "the job of this experiment". Ray's exceptions are translated here into RadasErrors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import secrets
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from radas import _ray_state
+from radas.backends.base import RunTarget
+from radas.clusters.config import ClusterConfig, config_path
+from radas.console import print_info, print_warning
+from radas.errors import (
+    ClusterAuthError,
+    ClusterOfflineError,
+    ExperimentNotFoundError,
+    ExperimentRunningError,
+    InvalidArgumentError,
+    JobFailedError,
+    JobNotFoundError,
+    WorkingDirTooLargeError,
+)
+from radas.sweep import SweepOutcome, SweepSpec
+
+OUTCOME_FILE = "radas_job_outcome.json"
+SPEC_FILE = "spec.pkl"
+ACTIVE_STATUSES = ("PENDING", "RUNNING")
+DEFAULT_MAX_WORKING_DIR_MB = 100.0
+STOP_WAIT_S = 120  # how long a stopped job may take to save its state before Ray kills it
+LOG_TAIL_LINES = 40
+
+
+@dataclass
+class ExperimentJob:
+    """A radas experiment's Ray Job, as the job server reports it."""
+
+    job_id: str
+    user_name: str
+    experiment_name: str
+    full_name: str
+    run_choice: str
+    status: str
+    start_time: datetime | None
+    end_time: datetime | None
+    message: str
+    cwd: str
+
+    @property
+    def active(self) -> bool:
+        return self.status in ACTIVE_STATUSES
+
+    @classmethod
+    def from_details(cls, details: Any) -> ExperimentJob | None:
+        metadata = details.metadata or {}
+        if "radas_user" not in metadata:
+            return None
+        return cls(
+            job_id=details.submission_id or details.job_id or "",
+            user_name=metadata["radas_user"],
+            experiment_name=metadata.get("radas_experiment", ""),
+            full_name=metadata.get("radas_full_name", ""),
+            run_choice=metadata.get("radas_run_choice", ""),
+            status=str(getattr(details.status, "value", details.status)),
+            start_time=_from_ms(details.start_time),
+            end_time=_from_ms(details.end_time),
+            message=details.message or "",
+            cwd=metadata.get("radas_cwd", ""),
+        )
+
+
+def connect(cluster: ClusterConfig, timeout_s: float = 10.0) -> Any:
+    """A JobSubmissionClient for ``cluster``, authenticated with its Ray token."""
+    from ray.exceptions import AuthenticationError
+    from ray.job_submission import JobSubmissionClient
+
+    token = cluster.resolve_token()
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        with _quiet_ray_sdk():
+            return JobSubmissionClient(cluster.address, headers=headers)
+    except AuthenticationError as err:
+        looked = ", ".join(cluster.token_sources())
+        problem = "rejected the token radas sent" if token else "requires a token; none found"
+        raise ClusterAuthError(
+            f"Cluster {cluster.name!r} at {cluster.address} {problem}. radas looks in: "
+            f"{looked}. Put the cluster's token in one of them (token_env / token_file in "
+            f"[clusters.{cluster.name}] of {config_path()})."
+        ) from err
+    except (ConnectionError, OSError) as err:
+        raise ClusterOfflineError(
+            f"Cluster {cluster.name!r} is offline: no Ray job server answered at "
+            f"{cluster.address}. Check that the cluster runs (a local one: "
+            f"`radas cluster up {cluster.name}`) and the address in {config_path()}; "
+            "`radas clusters` shows which clusters are online."
+        ) from err
+
+
+class RayJobsBackend:
+    """Runs experiments as Ray Jobs on one named cluster."""
+
+    def __init__(self, cluster: ClusterConfig) -> None:
+        self.cluster = cluster
+        self.target = RunTarget("cluster", cluster.name)
+        self._client: Any = None
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = connect(self.cluster)
+        return self._client
+
+    def results_root(self, user_name: str) -> str:
+        return str(Path(self.cluster.results_root) / user_name)
+
+    # --- listing and control -------------------------------------------------------------
+
+    def list_jobs(self, user_name: str | None = None) -> list[ExperimentJob]:
+        """radas jobs on this cluster (of ``user_name`` only, when given), oldest first."""
+        jobs = [ExperimentJob.from_details(details) for details in self.client.list_jobs()]
+        mine = [j for j in jobs if j is not None and user_name in (None, j.user_name)]
+        return sorted(mine, key=lambda job: job.start_time or datetime.min)
+
+    def experiment_jobs(self, user_name: str, full_name: str) -> list[ExperimentJob]:
+        return [job for job in self.list_jobs(user_name) if job.full_name == full_name]
+
+    def get_job(self, job_id: str, user_name: str) -> ExperimentJob:
+        """The job ``job_id`` if it is a radas job of ``user_name``; else JobNotFoundError."""
+        try:
+            details = self.client.get_job_info(job_id)
+        except RuntimeError as err:
+            raise JobNotFoundError(self._no_such_job(job_id, user_name)) from err
+        job = ExperimentJob.from_details(details)
+        if job is None or job.user_name != user_name:
+            raise JobNotFoundError(self._no_such_job(job_id, user_name))
+        return job
+
+    def stop(self, job: ExperimentJob) -> bool:
+        """Ask the job to stop: its driver gets SIGINT, Tune saves state and exits."""
+        return bool(self.client.stop_job(job.job_id))
+
+    def logs(self, job_id: str) -> str:
+        return self.client.get_job_logs(job_id)
+
+    async def follow(self, job_id: str) -> str:
+        """Stream the job's output here until it ends; returns its final status.
+
+        Ctrl-C detaches (the job keeps running) and says how to attach again.
+        """
+        try:
+            with _quiet_ray_sdk():
+                async for lines in self.client.tail_job_logs(job_id):
+                    sys.stdout.write(lines)
+                    sys.stdout.flush()
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            print_warning(
+                f"detached from job {job_id}; it keeps running on cluster:{self.cluster.name}. "
+                "Follow it again with run_choice='attach', stop it with run_choice="
+                f"'stop_attach', or in a shell: radas logs {job_id} --cluster "
+                f"{self.cluster.name} --follow"
+            )
+            raise
+        return await self._final_status(job_id)
+
+    async def _final_status(self, job_id: str) -> str:
+        # The log stream can close a moment before the status turns terminal.
+        for _ in range(100):
+            status = str(self.client.get_job_status(job_id).value)
+            if status not in ACTIVE_STATUSES:
+                return status
+            await asyncio.sleep(0.2)
+        return status
+
+    # --- the Backend interface ---------------------------------------------------------
+
+    async def run(self, spec: SweepSpec, *, runtime_env: dict[str, Any]) -> SweepOutcome:
+        running = [j for j in self.experiment_jobs(spec.user_name, spec.full_name) if j.active]
+        if running:
+            raise ExperimentRunningError(
+                f"Experiment {spec.experiment_name!r} is still running on "
+                f"cluster:{self.cluster.name} as job {running[-1].job_id}. Use "
+                "run_choice='attach' to follow it, or run_choice='stop_attach' to stop it "
+                "(its state is saved; run_choice='restore' continues it later)."
+            )
+        if spec.run_choice == "restore" and not _ray_state.has_stored_experiment(
+            spec.experiment_path
+        ):
+            raise ExperimentNotFoundError(
+                f"Nothing to restore for experiment {spec.experiment_name!r} on "
+                f"cluster:{self.cluster.name}: no stored state at {spec.experiment_path}. "
+                "Start it with run_choice='run'."
+            )
+        job_id = self._submit(spec, runtime_env)
+        print_info(
+            f"{spec.experiment_name}: submitted as job {job_id} to cluster:{self.cluster.name}; "
+            "streaming its output (Ctrl-C detaches, the job keeps running)"
+        )
+        return await self._follow_to_outcome(job_id, spec)
+
+    async def attach(self, spec: SweepSpec, *, stop: bool) -> SweepOutcome:
+        jobs = self.experiment_jobs(spec.user_name, spec.full_name)
+        if not jobs:
+            raise JobNotFoundError(
+                f"No job of experiment {spec.experiment_name!r} on cluster:"
+                f"{self.cluster.name} for user {spec.user_name!r}. "
+                f"{self._what_exists(spec.user_name)} Start it with run_choice='run'."
+            )
+        job = jobs[-1]
+        if stop:
+            if not job.active:
+                raise JobNotFoundError(
+                    f"Nothing of experiment {spec.experiment_name!r} is running on cluster:"
+                    f"{self.cluster.name}: its latest job {job.job_id} is {job.status}. "
+                    "Use run_choice='attach' (or dos=['analyze']) to analyze it, or "
+                    "run_choice='restore' to continue it."
+                )
+            self.stop(job)
+            print_info(
+                f"{spec.experiment_name}: stopping job {job.job_id} (Tune saves the "
+                "experiment's state; run_choice='restore' continues it)"
+            )
+        if job.active or stop:
+            print_info(f"{spec.experiment_name}: following job {job.job_id}")
+            return await self._follow_to_outcome(job.job_id, spec)
+        print_info(f"{spec.experiment_name}: job {job.job_id} already ended ({job.status})")
+        return self._outcome(job.job_id, spec)
+
+    # --- internals -----------------------------------------------------------------------
+
+    async def _follow_to_outcome(self, job_id: str, spec: SweepSpec) -> SweepOutcome:
+        status = await self.follow(job_id)
+        if status == "FAILED":
+            details = self.client.get_job_info(job_id)
+            tail = "\n".join(self.logs(job_id).splitlines()[-LOG_TAIL_LINES:])
+            raise JobFailedError(
+                f"Job {job_id} of experiment {spec.experiment_name!r} failed on cluster:"
+                f"{self.cluster.name}: {details.message}\nThe end of its output:\n{tail}\n"
+                "Results stored before the failure are kept: fix the cause, then "
+                "run_choice='restore' continues the experiment.",
+                job_id=job_id,
+                logs_tail=tail,
+            )
+        if status == "STOPPED":
+            print_info(f"{spec.experiment_name}: job {job_id} stopped")
+        return self._outcome(job_id, spec)
+
+    def _outcome(self, job_id: str, spec: SweepSpec) -> SweepOutcome:
+        stored = Path(spec.experiment_path) / OUTCOME_FILE
+        if stored.exists():
+            record = json.loads(stored.read_text())
+            if record.pop("job_id", None) == job_id:
+                return SweepOutcome(**record)
+        trials = _ray_state.load_trial_states(spec.experiment_path)
+        if not trials:
+            raise ExperimentNotFoundError(
+                f"Job {job_id} ended but no results are stored at {spec.experiment_path}; "
+                f"see its output with `radas logs {job_id} --cluster {self.cluster.name}`."
+            )
+        return SweepOutcome(
+            experiment_path=spec.experiment_path,
+            total_trials=len(trials),
+            finished_trials=sum(t.status == "TERMINATED" for t in trials),
+            errored_trials=sum(t.status == "ERROR" for t in trials),
+        )
+
+    def _submit(self, spec: SweepSpec, runtime_env: dict[str, Any]) -> str:
+        from ray import cloudpickle
+
+        import radas
+
+        cwd = Path.cwd()
+        check_working_dir_size(cwd, runtime_env.get("excludes", []))
+        job_id = _job_id(spec.user_name, spec.experiment_name)
+        try:
+            pickled = cloudpickle.dumps(spec)
+        except Exception as err:
+            raise InvalidArgumentError(
+                f"The experiment cannot be sent to the cluster: pickling it failed ({err}). "
+                "Keep unpicklable objects (open files, locks, clients, GPU tensors) out of the "
+                "trainable's closure, param_space and tuner_init_kwargs: create them inside "
+                "the trainable instead."
+            ) from err
+        with tempfile.TemporaryDirectory(prefix="radas-job-") as staging:
+            module = f"radas_job_{job_id.replace('-', '_')}"
+            package = Path(staging) / module
+            package.mkdir()
+            (package / "__init__.py").write_text('"""The pickled experiment of one job."""\n')
+            (package / SPEC_FILE).write_bytes(pickled)
+            env = {
+                **runtime_env,
+                "working_dir": str(cwd),
+                "py_modules": [
+                    str(Path(radas.__file__).parent),
+                    str(package),
+                    *runtime_env.get("py_modules", []),
+                ],
+                "env_vars": {
+                    **runtime_env.get("env_vars", {}),
+                    # stop = SIGINT to the driver: Tune saves the state, then the job ends
+                    "RAY_JOB_STOP_SIGNAL": "SIGINT",
+                    "RAY_JOB_STOP_WAIT_TIME_S": str(STOP_WAIT_S),
+                    "RADAS_JOB_ID": job_id,
+                },
+            }
+            env.setdefault("worker_process_setup_hook", "radas._worker.setup")
+            metadata = {
+                "radas_user": spec.user_name,
+                "radas_experiment": spec.experiment_name,
+                "radas_full_name": spec.full_name,
+                "radas_run_choice": spec.run_choice,
+                "radas_cwd": str(cwd),
+                "radas_version": radas.__version__,
+            }
+            with _quiet_ray_sdk():
+                return self.client.submit_job(
+                    entrypoint=f"python -u -m radas._job_driver {module}",
+                    submission_id=job_id,
+                    runtime_env=env,
+                    metadata=metadata,
+                )
+
+    def _what_exists(self, user_name: str) -> str:
+        names = sorted({job.experiment_name for job in self.list_jobs(user_name)})
+        if not names:
+            return f"User {user_name!r} has no experiments there."
+        return f"User {user_name!r} has: {', '.join(map(repr, names))}."
+
+    def _no_such_job(self, job_id: str, user_name: str) -> str:
+        return (
+            f"No job {job_id!r} of user {user_name!r} on cluster:{self.cluster.name} (it does "
+            "not exist, or belongs to another user: radas only lists and stops your own jobs). "
+            f"{self._what_exists(user_name)} `radas ls --cluster {self.cluster.name} --user "
+            f"{user_name}` lists their job ids."
+        )
+
+
+def check_working_dir_size(directory: Path, excludes: list[str]) -> int:
+    """Bytes of ``directory`` that Ray would upload (honouring .gitignore and ``excludes``)."""
+    from ray._private.runtime_env.packaging import _dir_travel, _get_excludes
+
+    limit_mb = float(os.environ.get("RADAS_MAX_WORKING_DIR_MB", DEFAULT_MAX_WORKING_DIR_MB))
+    sizes: dict[Path, int] = {}
+
+    def record(path: Path) -> None:
+        if path.is_file() and not path.is_symlink():
+            sizes[path] = path.stat().st_size
+
+    include_gitignore = os.environ.get("RAY_RUNTIME_ENV_IGNORE_GITIGNORE", "0") != "1"
+    with _quiet_ray_sdk():
+        _dir_travel(
+            directory,
+            [_get_excludes(directory, list(excludes))],
+            record,
+            include_gitignore=include_gitignore,
+        )
+    total = sum(sizes.values())
+    if total > limit_mb * 2**20:
+        biggest = sorted(sizes.items(), key=lambda item: -item[1])[:5]
+        listing = ", ".join(f"{p.relative_to(directory)} ({s / 2**20:.1f} MiB)" for p, s in biggest)
+        raise WorkingDirTooLargeError(
+            f"The working directory {directory} would upload {total / 2**20:.1f} MiB to the "
+            f"cluster (limit {limit_mb:g} MiB). Largest files: {listing}. Run from the "
+            "directory with just your code, list big files in .gitignore, or pass "
+            "runtime_env={'excludes': ['data/', '*.ckpt']}; put datasets in "
+            "radas.get_data_dir(user_name). (RADAS_MAX_WORKING_DIR_MB changes the limit.)"
+        )
+    return total
+
+
+@contextlib.contextmanager
+def _quiet_ray_sdk() -> Iterator[None]:
+    """Ray's job SDK logs every package upload at INFO; radas says what matters itself."""
+    names = (
+        "ray.dashboard.modules.dashboard_sdk",
+        "ray._private.runtime_env.packaging",
+        "ray.dashboard.modules.job.sdk",
+    )
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
+def _job_id(user_name: str, experiment_name: str) -> str:
+    safe = "".join(c if c.isalnum() else "-" for c in experiment_name)[:40].strip("-")
+    return f"radas-{user_name}-{safe}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+
+
+def _from_ms(value: int | None) -> datetime | None:
+    return datetime.fromtimestamp(value / 1000) if value else None

@@ -1,0 +1,186 @@
+"""The ``radas`` command: clusters, experiments and re-plotting from a shell.
+
+    radas clusters                               which clusters are online, what is free
+    radas cluster up NAME [--num-cpus N] [--workers K]
+    radas cluster down NAME
+    radas ls --cluster NAME [--user U]           this user's experiment jobs
+    radas stop JOB_ID --cluster NAME [--user U]
+    radas logs JOB_ID --cluster NAME [--user U] [--follow]
+    radas analyze EXPERIMENT --plot lineplot --x A --y B [--hue C] [-o fig.png]
+
+A radas error prints its message and exits with status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from radas.errors import RadasError
+
+PLOTS = (
+    "lineplot",
+    "scatterplot",
+    "barplot",
+    "boxplot",
+    "pointplot",
+    "heatmap",
+    "relplot",
+    "catplot",
+    "displot",
+)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "handler"):
+        parser.print_help()
+        return 2
+    try:
+        return args.handler(args) or 0
+    except RadasError as err:
+        print(f"radas: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from radas.utils import get_current_user_name
+
+    parser = argparse.ArgumentParser(prog="radas", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(title="commands")
+
+    clusters = commands.add_parser("clusters", help="availability of the configured clusters")
+    clusters.set_defaults(handler=_clusters)
+
+    cluster = commands.add_parser("cluster", help="start or stop a Ray cluster on this machine")
+    actions = cluster.add_subparsers(title="actions")
+    up = actions.add_parser("up", help="start a local cluster and register it under NAME")
+    up.add_argument("name")
+    up.add_argument("--num-cpus", type=float, default=None, help="CPUs of the head node")
+    up.add_argument("--num-gpus", type=float, default=0)
+    up.add_argument("--workers", type=int, default=0, help="extra worker nodes")
+    up.add_argument("--worker-cpus", type=float, default=1)
+    up.set_defaults(handler=_cluster_up)
+    down = actions.add_parser("down", help="stop the local cluster NAME (results are kept)")
+    down.add_argument("name")
+    down.set_defaults(handler=_cluster_down)
+
+    def job_command(name: str, help_text: str, handler, job_id: bool = True):
+        sub = commands.add_parser(name, help=help_text)
+        if job_id:
+            sub.add_argument("job_id")
+        sub.add_argument("--cluster", required=True, help="cluster name from the config")
+        sub.add_argument("--user", default=get_current_user_name())
+        sub.set_defaults(handler=handler)
+        return sub
+
+    job_command("ls", "list your experiment jobs on a cluster", _ls, job_id=False)
+    job_command("stop", "stop one of your jobs gracefully (restore continues it)", _stop)
+    logs = job_command("logs", "print (or --follow) a job's output", _logs)
+    logs.add_argument("--follow", action="store_true", help="stream until the job ends")
+
+    analyze = commands.add_parser(
+        "analyze", help="re-plot a stored experiment to a file (nothing is re-run)"
+    )
+    analyze.add_argument("experiment", help="the experiment_name it was run with")
+    analyze.add_argument("--user", default=get_current_user_name())
+    analyze.add_argument("--run-with", default="local", help="'local' or 'cluster:<name>'")
+    analyze.add_argument("--dir", default=".", help="the directory it was run from")
+    analyze.add_argument("--history", action="store_true", help="one row per report")
+    analyze.add_argument("--plot", choices=PLOTS, default="lineplot")
+    for option in ("x", "y", "hue", "col", "style"):
+        analyze.add_argument(f"--{option}")
+    analyze.add_argument("-o", "--output", help="figure file (.png, .pdf or .svg)")
+    analyze.add_argument("--csv", help="also write the DataFrame to this CSV file")
+    analyze.set_defaults(handler=_analyze)
+    return parser
+
+
+def _clusters(args: argparse.Namespace) -> None:
+    from radas.clusters import get_cluster_availability
+
+    print(get_cluster_availability())
+
+
+def _cluster_up(args: argparse.Namespace) -> None:
+    from radas.clusters import start_local_cluster
+
+    start_local_cluster(
+        args.name,
+        num_cpus=args.num_cpus,
+        num_gpus=args.num_gpus,
+        worker_nodes=args.workers,
+        worker_cpus=args.worker_cpus,
+    )
+
+
+def _cluster_down(args: argparse.Namespace) -> int:
+    from radas.clusters import stop_local_cluster
+
+    if not stop_local_cluster(args.name):
+        print(f"local cluster {args.name!r} is not running")
+        return 1
+    return 0
+
+
+def _client(args: argparse.Namespace):
+    from radas.client import get_client
+
+    return get_client(user_name=args.user, run_with=f"cluster:{args.cluster}")
+
+
+def _ls(args: argparse.Namespace) -> None:
+    _client(args).display_experiments()
+
+
+def _stop(args: argparse.Namespace) -> None:
+    status = _client(args).stop_job_by_id(args.job_id)
+    print(f"job {args.job_id}: {status}")
+
+
+def _logs(args: argparse.Namespace) -> int:
+    client = _client(args)
+    if args.follow:
+        status = client.follow_job_sync(args.job_id)
+        print(f"job {args.job_id}: {status}")
+        return 0 if status in ("SUCCEEDED", "STOPPED") else 1
+    print(client.get_job_logs(args.job_id), end="")
+    return 0
+
+
+def _analyze(args: argparse.Namespace) -> None:
+    import seaborn as sns
+
+    from radas.experiment import run_experiment_sync
+
+    plot_kwargs = {key: getattr(args, key) for key in ("x", "y", "hue", "col", "style")}
+    plot_kwargs = {key: value for key, value in plot_kwargs.items() if value is not None}
+    os.chdir(args.dir)
+    results = run_experiment_sync(
+        user_name=args.user,
+        experiment_name=args.experiment,
+        run_with=args.run_with,
+        dos=["analyze"],
+        tuner_to_df_fn=(lambda tuner: tuner.get_history_dataframe()) if args.history else None,
+        plot_fn=getattr(sns, args.plot) if plot_kwargs else None,
+        plot_kwargs=plot_kwargs,
+        plot_path=args.output,
+        plot_format=None if args.output else ("png" if plot_kwargs else None),
+    )
+    df = results["df"]
+    print(df.head(20).to_string())
+    print(f"({len(df)} rows; stored at {results['experiment_path']})")
+    if args.csv:
+        df.to_csv(args.csv, index=False)
+        print(f"DataFrame written to {args.csv}")
+    if results["fig_path"]:
+        print(f"figure: {results['fig_path']}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,144 @@
+"""``radas.get_client``: a user's experiments on a named cluster, as jobs to list and control."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pandas as pd
+
+from radas._args import checked_keywords
+from radas.backends import get_backend
+from radas.backends.ray_jobs import ExperimentJob, RayJobsBackend
+from radas.console import print_info
+from radas.errors import ClusterError, NotSupportedError
+from radas.naming import validate_user_name
+
+
+@checked_keywords
+def get_client(*, user_name: str, run_with: str) -> ExperimentsClient:
+    """The experiments of ``user_name`` on the cluster ``run_with="cluster:<name>"``.
+
+    >>> client = radas.get_client(user_name="alice", run_with="cluster:dev")  # doctest: +SKIP
+    >>> client.display_experiments()  # doctest: +SKIP
+    """
+    validate_user_name(user_name)
+    backend = get_backend(run_with)
+    if not isinstance(backend, RayJobsBackend):
+        raise NotSupportedError(
+            "get_client manages experiments running as jobs on a named cluster; with "
+            "run_with='local' they run inside your own process. To look at local results use "
+            "radas.run_experiment(..., dos=['analyze']) or radas.Tuner(path)."
+        )
+    return ExperimentsClient(user_name, backend)
+
+
+class ExperimentsClient:
+    """List, follow and stop one user's experiment jobs on one cluster.
+
+    Other users' jobs are neither listed nor stoppable through it.
+    """
+
+    def __init__(self, user_name: str, backend: RayJobsBackend) -> None:
+        self.user_name = user_name
+        self.backend = backend
+
+    @property
+    def run_with(self) -> str:
+        return str(self.backend.target)
+
+    def __repr__(self) -> str:
+        return f"radas.get_client(user_name={self.user_name!r}, run_with={self.run_with!r})"
+
+    def jobs(self) -> list[ExperimentJob]:
+        """This user's radas jobs on the cluster, oldest first."""
+        return self.backend.list_jobs(self.user_name)
+
+    def list_experiments(self) -> pd.DataFrame:
+        """One row per job: job_id, experiment, status, start/end time, run_choice, full_name."""
+        columns = [
+            "job_id",
+            "experiment",
+            "status",
+            "start_time",
+            "end_time",
+            "run_choice",
+            "full_name",
+            "cwd",
+            "message",
+        ]
+        rows = [
+            [
+                job.job_id,
+                job.experiment_name,
+                job.status,
+                job.start_time,
+                job.end_time,
+                job.run_choice,
+                job.full_name,
+                job.cwd,
+                job.message,
+            ]
+            for job in self.jobs()
+        ]
+        return pd.DataFrame(rows, columns=columns)
+
+    def display_experiments(self) -> None:
+        """Print this user's experiments with their status and the code to stop running ones."""
+        print(self.experiments_text())
+
+    def experiments_text(self) -> str:
+        jobs = self.jobs()
+        title = f"Experiments of {self.user_name!r} on {self.run_with}: {len(jobs)} job(s)"
+        if not jobs:
+            return title
+        header = f"{'job id':<48} {'experiment':<20} {'status':<10} {'started':<19}  ended"
+        lines = [title, header]
+        for job in jobs:
+            lines.append(
+                f"{job.job_id:<48} {job.experiment_name[:20]:<20} {job.status:<10} "
+                f"{_time(job.start_time):<19}  {_time(job.end_time)}"
+            )
+            if job.active:
+                lines.append(f"    stop it: {self!r}.stop_job_by_id({job.job_id!r})")
+        return "\n".join(lines)
+
+    def get_job_status(self, job_id: str) -> str:
+        return self.backend.get_job(job_id, self.user_name).status
+
+    def get_job_logs(self, job_id: str) -> str:
+        """Everything the job printed so far."""
+        self.backend.get_job(job_id, self.user_name)
+        return self.backend.logs(job_id)
+
+    async def follow_job(self, job_id: str) -> str:
+        """Stream the job's output until it ends; returns its final status."""
+        self.backend.get_job(job_id, self.user_name)
+        return await self.backend.follow(job_id)
+
+    def stop_job_by_id(self, job_id: str, *, wait: bool = True, timeout_s: float = 180) -> str:
+        """Stop one of this user's jobs gracefully (Tune saves its state; ``restore`` continues).
+
+        Returns the job's status: ``"STOPPED"`` once stopped (with ``wait=True``).
+        """
+        job = self.backend.get_job(job_id, self.user_name)
+        if not job.active:
+            print_info(f"job {job_id} already ended ({job.status}); nothing to stop")
+            return job.status
+        self.backend.stop(job)
+        print_info(f"stopping job {job_id} (experiment {job.experiment_name!r})")
+        if not wait:
+            return self.get_job_status(job_id)
+        deadline = time.monotonic() + timeout_s
+        while (status := self.get_job_status(job_id)) in ("PENDING", "RUNNING"):
+            if time.monotonic() > deadline:
+                raise ClusterError(f"job {job_id} did not stop within {timeout_s:g} s")
+            time.sleep(0.5)
+        return status
+
+    def follow_job_sync(self, job_id: str) -> str:
+        return asyncio.run(self.follow_job(job_id))
+
+
+def _time(moment) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S") if moment else "-"

@@ -1,0 +1,152 @@
+"""Which named clusters are online, and what they have free right now."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+import requests
+
+from radas.clusters.config import ClusterConfig, config_path, load_clusters
+from radas.errors import ClusterError
+
+
+@dataclass
+class ClusterStatus:
+    """One cluster's configuration plus what its job server says now."""
+
+    config: ClusterConfig
+    online: bool
+    nodes: int = 0
+    total: dict[str, float] = field(default_factory=dict)
+    free: dict[str, float] = field(default_factory=dict)
+    problem: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def describe(self) -> str:
+        c = self.config
+        lines = [f"{c.name}  [status: {'online' if self.online else 'offline'}]  {c.address}"]
+        if c.description:
+            lines.append(f"  {c.description}")
+        if c.when_to_use:
+            lines.append(f"  When to use: {c.when_to_use}")
+        if self.online:
+            lines.append(f"  Free now: {self._free_text()} on {self.nodes} node(s)")
+        else:
+            lines.append(f"  Offline: {self.problem}")
+        lines.append(
+            f"  Per node: {c.cpus_per_node:g} CPUs, {c.gpus_per_node:g} GPUs, "
+            f"{c.memory_per_node_gb:g} GiB; gpu_per_cpu={c.gpu_per_cpu:g}. "
+            f"Use run_with='cluster:{c.name}'."
+        )
+        return "\n".join(lines)
+
+    def _free_text(self) -> str:
+        parts = []
+        if not self.free:
+            return f"not reported yet ({self.total.get('CPU', 0):g} CPUs in total)"
+        for key, label in (("CPU", "CPUs"), ("GPU", "GPUs")):
+            parts.append(f"{self.free.get(key, 0):g}/{self.total.get(key, 0):g} {label}")
+        if "memory" in self.total:
+            parts.append(
+                f"{self.free.get('memory', 0) / 2**30:.1f}/{self.total['memory'] / 2**30:.1f} "
+                "GiB memory"
+            )
+        return ", ".join(parts)
+
+
+@dataclass
+class AvailabilityReport:
+    """``str(report)`` is the readable report; ``.clusters`` and ``to_dataframe()`` the data."""
+
+    clusters: list[ClusterStatus]
+
+    def __str__(self) -> str:
+        if not self.clusters:
+            return (
+                f"No clusters configured in {config_path()}. Add [clusters.<name>] tables "
+                "there, or start one on this machine with `radas cluster up <name>`."
+            )
+        header = f"Ray clusters (config: {config_path()})"
+        return "\n\n".join([header, *(status.describe() for status in self.clusters)])
+
+    def __getitem__(self, name: str) -> ClusterStatus:
+        for status in self.clusters:
+            if status.name == name:
+                return status
+        raise KeyError(name)
+
+    def to_dataframe(self) -> pd.DataFrame:
+        return pd.DataFrame(
+            [
+                {
+                    "cluster": s.name,
+                    "status": "online" if s.online else "offline",
+                    "address": s.config.address,
+                    "nodes": s.nodes,
+                    "free_cpus": s.free.get("CPU"),
+                    "total_cpus": s.total.get("CPU"),
+                    "free_gpus": s.free.get("GPU"),
+                    "total_gpus": s.total.get("GPU"),
+                    "description": s.config.description,
+                    "when_to_use": s.config.when_to_use,
+                }
+                for s in self.clusters
+            ]
+        )
+
+
+def get_cluster_availability(timeout_s: float = 3.0) -> AvailabilityReport:
+    """Every configured cluster, online or offline, with its live free resources.
+
+    >>> print(get_cluster_availability())  # doctest: +SKIP
+    """
+    return AvailabilityReport([probe(c, timeout_s) for c in load_clusters().values()])
+
+
+def probe(cluster: ClusterConfig, timeout_s: float = 3.0) -> ClusterStatus:
+    try:
+        token = cluster.resolve_token()
+        nodes = _get(cluster.address, "/nodes?view=summary", token, timeout_s)["summary"]
+        status = _get(cluster.address, "/api/cluster_status", token, timeout_s)
+    except ClusterError as err:
+        return ClusterStatus(cluster, online=False, problem=str(err))
+    alive = [node for node in nodes if node.get("raylet", {}).get("state") == "ALIVE"]
+    total: dict[str, float] = {}
+    for node in alive:
+        for key, value in node["raylet"].get("resourcesTotal", {}).items():
+            total[key] = total.get(key, 0.0) + value
+    usage = (status.get("clusterStatus") or {}).get("loadMetricsReport", {}).get("usage", {})
+    # Ray's monitor reports usage every few seconds; until its first report, free is unknown.
+    free = {key: total[key] - usage[key][0] for key in total if key in usage}
+    return ClusterStatus(cluster, online=True, nodes=len(alive), total=total, free=free)
+
+
+def alive_nodes(address: str, token: str | None, timeout_s: float = 3.0) -> int:
+    try:
+        nodes = _get(address, "/nodes?view=summary", token, timeout_s)["summary"]
+    except ClusterError:
+        return 0
+    return sum(1 for node in nodes if node.get("raylet", {}).get("state") == "ALIVE")
+
+
+def _get(address: str, path: str, token: str | None, timeout_s: float) -> Any:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        response = requests.get(f"{address.rstrip('/')}{path}", headers=headers, timeout=timeout_s)
+    except requests.RequestException as err:
+        raise ClusterError(
+            f"no Ray job server answered at {address} ({type(err).__name__})"
+        ) from err
+    if response.status_code in (401, 403):
+        raise ClusterError(
+            f"{address} refused the request ({response.status_code}): the Ray auth token is "
+            "missing or wrong"
+        )
+    if response.status_code != 200:
+        raise ClusterError(f"{address}{path} answered HTTP {response.status_code}")
+    return response.json()["data"]

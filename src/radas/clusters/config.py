@@ -1,0 +1,212 @@
+"""Named clusters from the radas config file (TOML).
+
+The file is ``$RADAS_CONFIG``, else ``~/.config/radas/config.toml``::
+
+    [clusters.lab-gpu]
+    address = "http://10.0.0.5:8265"        # the Ray job server (dashboard) address
+    description = "8x RTX 5090 in the lab"
+    when_to_use = "GPU training; anything that needs CUDA"
+    results_root = "/mnt/shared/ray-results" # readable from this machine at the same path
+    data_root = "/mnt/shared/data"
+    cold_data_root = "/mnt/cold/data"
+    cpus_per_node = 32
+    gpus_per_node = 8
+    memory_per_node_gb = 256
+    token_env = "LAB_GPU_RAY_TOKEN"          # where the Ray auth token comes from:
+    token_file = "~/.ray/lab-gpu.token"      # an env var and/or a file, never the token itself
+
+The token is looked up in ``token_env``, then ``token_file``, then Ray's own places
+(``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH``, ``~/.ray/auth_token``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import tomlkit
+
+from radas.errors import ClusterAuthError, ClusterConfigError, UnknownClusterError
+
+SECRET_KEYS = ("token", "auth_token", "password", "ray_auth_token")
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """One named Ray cluster."""
+
+    name: str
+    address: str
+    results_root: str
+    data_root: str
+    cold_data_root: str
+    description: str = ""
+    when_to_use: str = ""
+    cpus_per_node: float = 1
+    gpus_per_node: float = 0
+    memory_per_node_gb: float = 0
+    token_env: str | None = None
+    token_file: str | None = None
+    managed_by_radas: bool = False
+
+    @property
+    def cpu_per_node(self) -> float:
+        return self.cpus_per_node
+
+    @property
+    def gpu_per_node(self) -> float:
+        return self.gpus_per_node
+
+    @property
+    def gpu_per_cpu(self) -> float:
+        """GPUs that come with one CPU of a trial (``cpu_per_trial * gpu_per_cpu`` GPUs)."""
+        return self.gpus_per_node / self.cpus_per_node if self.cpus_per_node else 0.0
+
+    @property
+    def memory_gb_per_cpu(self) -> float:
+        return self.memory_per_node_gb / self.cpus_per_node if self.cpus_per_node else 0.0
+
+    def token_sources(self) -> list[str]:
+        """Where the token is looked for, in order, for messages."""
+        sources = []
+        if self.token_env:
+            sources.append(f"${self.token_env}")
+        if self.token_file:
+            sources.append(self.token_file)
+        return [*sources, "$RAY_AUTH_TOKEN", "$RAY_AUTH_TOKEN_PATH", "~/.ray/auth_token"]
+
+    def resolve_token(self) -> str | None:
+        """The Ray auth token for this cluster; None when none is configured or found.
+
+        When the cluster names a ``token_env`` or ``token_file`` and neither yields a token,
+        that is a ClusterAuthError naming both (the cluster expects one).
+        """
+        if self.token_env or self.token_file:
+            if self.token_env and os.environ.get(self.token_env, "").strip():
+                return os.environ[self.token_env].strip()
+            if self.token_file and Path(self.token_file).expanduser().is_file():
+                token = Path(self.token_file).expanduser().read_text().strip()
+                if token:
+                    return token
+            raise ClusterAuthError(
+                f"Cluster {self.name!r} needs a Ray auth token, but none was found in "
+                f"{' or '.join(self.token_sources()[:-3])}. Export the variable or write the "
+                f"token to the file (one line, mode 600), or fix token_env/token_file in "
+                f"{config_path()}."
+            )
+        if os.environ.get("RAY_AUTH_TOKEN", "").strip():
+            return os.environ["RAY_AUTH_TOKEN"].strip()
+        for candidate in (os.environ.get("RAY_AUTH_TOKEN_PATH"), "~/.ray/auth_token"):
+            if candidate and Path(candidate).expanduser().is_file():
+                return Path(candidate).expanduser().read_text().strip() or None
+        return None
+
+
+def config_path() -> Path:
+    """The radas config file: ``$RADAS_CONFIG``, else ``~/.config/radas/config.toml``."""
+    configured = os.environ.get("RADAS_CONFIG")
+    return (
+        Path(configured).expanduser() if configured else Path.home() / ".config/radas/config.toml"
+    )
+
+
+def load_clusters() -> dict[str, ClusterConfig]:
+    """Every configured cluster by name (an empty dict when there is no config file)."""
+    document = _read_document()
+    tables = document.get("clusters", {})
+    clusters = {}
+    for name, table in tables.items():
+        clusters[name] = _cluster_from_table(name, dict(table))
+    return clusters
+
+
+def get_cluster(name: str) -> ClusterConfig:
+    """The configured cluster called ``name``; UnknownClusterError lists the known ones."""
+    clusters = load_clusters()
+    if name not in clusters:
+        known = ", ".join(sorted(clusters)) or "none"
+        raise UnknownClusterError(
+            f"No cluster named {name!r} in {config_path()} (known: {known}). Add a "
+            f"[clusters.{name}] table there, or start a local one with "
+            f"`radas cluster up {name}` (radas.clusters.start_local_cluster(name={name!r}))."
+        )
+    return clusters[name]
+
+
+def register_cluster(cluster: ClusterConfig) -> Path:
+    """Add or replace ``cluster`` in the config file, keeping everything else in it."""
+    document = _read_document()
+    clusters = document.setdefault("clusters", tomlkit.table(is_super_table=True))
+    table = tomlkit.table()
+    for key, value in asdict(cluster).items():
+        if key != "name" and value is not None and value != "":
+            table[key] = value
+    clusters[cluster.name] = table
+    _write_document(document)
+    return config_path()
+
+
+def unregister_cluster(name: str) -> bool:
+    """Remove ``name`` from the config file; False when it was not there."""
+    document = _read_document()
+    clusters = document.get("clusters", {})
+    if name not in clusters:
+        return False
+    del clusters[name]
+    _write_document(document)
+    return True
+
+
+def _read_document() -> tomlkit.TOMLDocument:
+    path = config_path()
+    if not path.exists():
+        return tomlkit.document()
+    try:
+        return tomlkit.parse(path.read_text())
+    except Exception as err:
+        raise ClusterConfigError(f"Cannot parse the radas config {path}: {err}") from err
+
+
+def _write_document(document: tomlkit.TOMLDocument) -> None:
+    path = config_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(tomlkit.dumps(document))
+    temporary.replace(path)
+
+
+def _cluster_from_table(name: str, table: dict[str, Any]) -> ClusterConfig:
+    where = f"[clusters.{name}] in {config_path()}"
+    secrets = [key for key in table if key.lower() in SECRET_KEYS]
+    if secrets:
+        raise ClusterConfigError(
+            f"{where} stores a secret ({', '.join(secrets)}). Never put the token in the "
+            'config: remove it and name where it lives with token_env = "VAR" or '
+            'token_file = "/path/to/token".'
+        )
+    valid = {f.name for f in fields(ClusterConfig)} - {"name"}
+    unknown = sorted(set(table) - valid)
+    if unknown:
+        raise ClusterConfigError(
+            f"{where} has unknown key(s) {unknown}; valid keys: {', '.join(sorted(valid))}."
+        )
+    missing = [
+        key
+        for key in ("address", "results_root", "data_root", "cold_data_root")
+        if not table.get(key)
+    ]
+    if missing:
+        raise ClusterConfigError(f"{where} is missing {', '.join(missing)}.")
+    values = {key: _plain(value) for key, value in table.items()}
+    for key in ("cpus_per_node", "gpus_per_node", "memory_per_node_gb"):
+        if key in values and (not isinstance(values[key], (int, float)) or values[key] < 0):
+            raise ClusterConfigError(f"{where}: {key} must be a non-negative number.")
+    if values.get("cpus_per_node", 1) <= 0:
+        raise ClusterConfigError(f"{where}: cpus_per_node must be positive.")
+    return ClusterConfig(name=name, **values)
+
+
+def _plain(value: Any) -> Any:
+    return value.unwrap() if hasattr(value, "unwrap") else value

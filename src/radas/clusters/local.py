@@ -1,0 +1,363 @@
+"""A real Ray cluster on this machine, registered as a named radas cluster.
+
+``start_local_cluster("dev")`` runs ``ray start --head --block`` (bound to 127.0.0.1, free
+ports, job server, token authentication with a token of its own) in its own process group,
+optionally with worker nodes, and registers it in the radas config; ``stop_local_cluster``
+ends exactly those process groups. Its results, data and token live under
+``$RADAS_HOME/clusters/<name>/``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from radas.clusters.config import ClusterConfig, get_cluster, register_cluster
+from radas.console import print_info
+from radas.errors import ClusterError, InvalidArgumentError
+from radas.naming import validate_user_name
+from radas.storage.dirs import radas_home
+
+STARTUP_TIMEOUT_S = 120.0
+
+
+@dataclass
+class NodeProcess:
+    pid: int
+    num_cpus: float
+    num_gpus: float = 0
+    log: str = ""
+
+
+@dataclass
+class LocalCluster:
+    """A running local cluster: its addresses and the process groups radas started."""
+
+    name: str
+    address: str
+    gcs_address: str
+    head: NodeProcess
+    workers: list[NodeProcess] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def state_dir(self) -> Path:
+        return cluster_dir(self.name)
+
+    @property
+    def token_file(self) -> Path:
+        return self.state_dir / "auth_token"
+
+    def add_worker_node(self, num_cpus: float = 1, num_gpus: float = 0) -> NodeProcess:
+        """Start one more node (``ray start --address``) and wait until the cluster sees it."""
+        index = len(self.workers) + 1
+        log = self.state_dir / f"worker-{index}.log"
+        command = [
+            *_ray_command(),
+            "start",
+            f"--address={self.gcs_address}",
+            "--block",
+            "--node-ip-address=127.0.0.1",
+            f"--num-cpus={num_cpus}",
+            f"--num-gpus={num_gpus}",
+            *_free_port_flags(worker=True),
+            "--disable-usage-stats",
+        ]
+        node = NodeProcess(_spawn(command, self.env, log), num_cpus, num_gpus, str(log))
+        self.workers.append(node)
+        self._save()
+        _wait_for_nodes(self, expected=1 + len(self.workers), process=node)
+        return node
+
+    def kill_worker_node(self, node: NodeProcess, sig: int = signal.SIGKILL) -> None:
+        """Kill one worker node's process group (to test what survives a lost node)."""
+        _kill_group(node.pid, sig)
+        self.workers = [w for w in self.workers if w.pid != node.pid]
+        self._save()
+
+    def stop(self) -> None:
+        for node in [*self.workers, self.head]:
+            _stop_group(node.pid)
+        (self.state_dir / "state.json").unlink(missing_ok=True)
+        print_info(f"local cluster {self.name!r} stopped (its results are kept)")
+
+    def _save(self) -> None:
+        state = {
+            "name": self.name,
+            "address": self.address,
+            "gcs_address": self.gcs_address,
+            "head": asdict(self.head),
+            "workers": [asdict(worker) for worker in self.workers],
+            "env": self.env,
+        }
+        (self.state_dir / "state.json").write_text(json.dumps(state, indent=2))
+
+
+def cluster_dir(name: str) -> Path:
+    return radas_home() / "clusters" / validate_user_name(name)
+
+
+def start_local_cluster(
+    name: str = "local",
+    *,
+    num_cpus: float | None = None,
+    num_gpus: float = 0,
+    worker_nodes: int = 0,
+    worker_cpus: float = 1,
+    memory_gb: float | None = None,
+    env: dict[str, str] | None = None,
+    description: str = "A Ray cluster on this machine, started by radas.",
+    when_to_use: str = "Trying the cluster workflow locally; small CPU experiments.",
+) -> LocalCluster:
+    """Start a Ray head (plus ``worker_nodes`` nodes) on 127.0.0.1 and register it as ``name``.
+
+    ``env`` is added to every node's environment (e.g. Ray's memory monitor settings).
+
+    >>> cluster = start_local_cluster("dev", num_cpus=2)  # doctest: +SKIP
+    >>> run_experiment_sync(..., run_with="cluster:dev")  # doctest: +SKIP
+    >>> cluster.stop()  # doctest: +SKIP
+    """
+    running = find_local_cluster(name)
+    if running is not None:
+        raise ClusterError(
+            f"A local cluster named {name!r} is already running at {running.address}. Use it, "
+            f"or stop it first: `radas cluster down {name}`."
+        )
+    if worker_nodes < 0 or (num_cpus is not None and num_cpus <= 0):
+        raise InvalidArgumentError("num_cpus must be positive and worker_nodes >= 0.")
+    num_cpus = num_cpus or os.cpu_count() or 1
+    state_dir = cluster_dir(name)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    token_file = state_dir / "auth_token"
+    if not token_file.exists():
+        token_file.touch(mode=0o600)
+        token_file.write_text(secrets.token_hex(32))
+    node_env = {
+        # keep every Ray server of this cluster on 127.0.0.1 (Ray would otherwise replace
+        # 127.0.0.1 by the machine's network address)
+        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN_PATH": str(token_file),
+        # the job driver runs `python`: make it this environment's Python
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        **(env or {}),
+    }
+    ports = _free_ports(2)
+    gcs_address, address = f"127.0.0.1:{ports[0]}", f"http://127.0.0.1:{ports[1]}"
+    log = state_dir / "head.log"
+    command = [
+        *_ray_command(),
+        "start",
+        "--head",
+        "--block",
+        "--node-ip-address=127.0.0.1",
+        "--dashboard-host=127.0.0.1",
+        f"--port={ports[0]}",
+        f"--dashboard-port={ports[1]}",
+        f"--num-cpus={num_cpus}",
+        f"--num-gpus={num_gpus}",
+        "--include-dashboard=true",
+        *_free_port_flags(worker=False),
+        "--disable-usage-stats",
+    ]
+    head = NodeProcess(_spawn(command, node_env, log), num_cpus, num_gpus, str(log))
+    cluster = LocalCluster(name, address, gcs_address, head, env=node_env)
+    cluster._save()
+    try:
+        _wait_for_job_server(cluster)
+        _wait_for_nodes(cluster, expected=1, process=head)
+        for _ in range(worker_nodes):
+            cluster.add_worker_node(num_cpus=worker_cpus)
+    except BaseException:
+        cluster.stop()
+        raise
+    memory = memory_gb or round(psutil.virtual_memory().total / 2**30, 1)
+    register_cluster(
+        ClusterConfig(
+            name=name,
+            address=address,
+            description=description,
+            when_to_use=when_to_use,
+            results_root=str(state_dir / "ray-results"),
+            data_root=str(state_dir / "data"),
+            cold_data_root=str(state_dir / "cold-data"),
+            cpus_per_node=num_cpus,
+            gpus_per_node=num_gpus,
+            memory_per_node_gb=memory,
+            token_file=str(token_file),
+            managed_by_radas=True,
+        )
+    )
+    print_info(
+        f"local cluster {name!r} is up at {address} ({num_cpus:g} CPUs on the head"
+        f"{f', {worker_nodes} worker node(s)' if worker_nodes else ''}); "
+        f"use run_with='cluster:{name}'"
+    )
+    return cluster
+
+
+def find_local_cluster(name: str) -> LocalCluster | None:
+    """The running local cluster called ``name`` (started by radas), or None."""
+    state_file = cluster_dir(name) / "state.json"
+    if not state_file.exists():
+        return None
+    state: dict[str, Any] = json.loads(state_file.read_text())
+    cluster = LocalCluster(
+        name=state["name"],
+        address=state["address"],
+        gcs_address=state["gcs_address"],
+        head=NodeProcess(**state["head"]),
+        workers=[NodeProcess(**worker) for worker in state["workers"]],
+        env=state.get("env", {}),
+    )
+    if not _is_ray_start(cluster.head.pid):
+        state_file.unlink(missing_ok=True)  # it died or the machine rebooted
+        return None
+    return cluster
+
+
+def stop_local_cluster(name: str = "local") -> bool:
+    """Stop the local cluster ``name``: only the process groups radas started for it.
+
+    Its config entry stays (it then shows offline), as do its results. False if not running.
+    """
+    cluster = find_local_cluster(name)
+    if cluster is None:
+        get_cluster(name)  # unknown names get the UnknownClusterError listing known ones
+        return False
+    cluster.stop()
+    return True
+
+
+def _ray_command() -> list[str]:
+    return [
+        sys.executable,
+        "-c",
+        "import sys; from ray.scripts.scripts import main; sys.exit(main())",
+    ]
+
+
+def _spawn(command: list[str], env: dict[str, str], log: Path) -> int:
+    full_env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    full_env.update(env)
+    with log.open("ab") as stream:
+        process = subprocess.Popen(
+            command,
+            env=full_env,
+            stdout=stream,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # its own process group
+        )
+    return process.pid
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 0))
+            sockets.append(sock)
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def _free_port_flags(worker: bool) -> list[str]:
+    """Ports Ray would otherwise take at fixed defaults (clashing with a second cluster)."""
+    names = [
+        "--dashboard-agent-listen-port",
+        "--dashboard-agent-grpc-port",
+        "--metrics-export-port",
+        "--runtime-env-agent-port",
+    ]
+    if not worker:
+        names.append("--ray-client-server-port")
+    return [f"{flag}={port}" for flag, port in zip(names, _free_ports(len(names)), strict=True)]
+
+
+def _is_ray_start(pid: int) -> bool:
+    try:
+        process = psutil.Process(pid)
+        return process.is_running() and "ray.scripts.scripts" in " ".join(process.cmdline())
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+
+
+def _kill_group(pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, sig)  # the group radas created with start_new_session (pgid == pid)
+
+
+def _stop_group(pid: int, timeout_s: float = 20.0) -> None:
+    if not _is_ray_start(pid):
+        return
+    _kill_group(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and _group_alive(pid):
+        time.sleep(0.2)
+    _kill_group(pid, signal.SIGKILL)
+
+
+def _group_alive(pgid: int) -> bool:
+    for process in psutil.process_iter(["pid"]):
+        try:
+            if os.getpgid(process.info["pid"]) == pgid and process.status() != "zombie":
+                return True
+        except (ProcessLookupError, psutil.NoSuchProcess, PermissionError):
+            continue
+    return False
+
+
+def _wait_for_job_server(cluster: LocalCluster) -> None:
+    from radas.backends.ray_jobs import connect
+
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    config = ClusterConfig(
+        name=cluster.name,
+        address=cluster.address,
+        results_root="",
+        data_root="",
+        cold_data_root="",
+        token_file=str(cluster.token_file),
+    )
+    while True:
+        _check_alive(cluster.head)
+        try:
+            connect(config, timeout_s=2.0)
+            return
+        except ClusterError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def _wait_for_nodes(cluster: LocalCluster, expected: int, process: NodeProcess) -> None:
+    from radas.clusters.availability import alive_nodes
+
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while alive_nodes(cluster.address, cluster.token_file.read_text().strip()) < expected:
+        _check_alive(process)
+        if time.monotonic() > deadline:
+            raise ClusterError(f"a node of {cluster.name!r} did not join; see {process.log}")
+        time.sleep(0.5)
+
+
+def _check_alive(node: NodeProcess) -> None:
+    if not _is_ray_start(node.pid):
+        tail = Path(node.log).read_text()[-2000:] if Path(node.log).exists() else ""
+        raise ClusterError(f"`ray start` exited; the end of {node.log}:\n{tail}")
