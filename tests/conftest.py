@@ -12,6 +12,7 @@ import pytest
 # Every test session gets its own RADAS_HOME: nothing is written to the real ~/.radas.
 _SESSION_HOME = Path(tempfile.mkdtemp(prefix="radas-tests-"))
 os.environ["RADAS_HOME"] = str(_SESSION_HOME)
+os.environ["RADAS_CONFIG"] = str(_SESSION_HOME / "config.toml")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 
@@ -23,6 +24,16 @@ def _ray_session():
     if ray.is_initialized():
         ray.shutdown()
     shutil.rmtree(_SESSION_HOME, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def cluster():
+    """One real local Ray cluster (``ray start --head`` on 127.0.0.1, token auth) per session."""
+    from radas.clusters import start_local_cluster
+
+    local = start_local_cluster("testcluster", num_cpus=2)
+    yield local
+    local.stop()
 
 
 @pytest.fixture

@@ -30,7 +30,14 @@ def test_skill_code_blocks_run(name, project):
     path = SKILL_DIR / name
     blocks = python_blocks(path)
     assert blocks, f"{name} has no python blocks"
-    run_blocks(blocks, path)
+    try:
+        run_blocks(blocks, path)
+    finally:
+        from radas.clusters import find_local_cluster
+
+        started = find_local_cluster("dev")  # SKILL.md starts a local cluster named dev
+        if started is not None:
+            started.stop()
 
 
 def test_skill_front_matter_and_first_prompt():

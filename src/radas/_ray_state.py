@@ -70,6 +70,46 @@ def load_trial_states(experiment_path: str | Path) -> list[TrialState]:
     return trials
 
 
+def trial_error(experiment_path: str | Path, trial: TrialState) -> BaseException | None:
+    """The exception a failed trial died of, as Ray pickled it (None if unavailable)."""
+    # Looked up by name: the stored metadata can lag behind for a trial whose actor died.
+    pickled = Path(experiment_path) / trial.trial_dir_name / "error.pkl"
+    if not pickled.exists():
+        return None
+    from ray import cloudpickle
+
+    try:
+        return cloudpickle.loads(pickled.read_bytes())
+    except Exception:  # an exception class that cannot be imported here
+        return None
+
+
+def error_text(experiment_path: str | Path, trial: TrialState) -> str:
+    """The whole traceback text a failed trial left (empty if none)."""
+    name = trial.error_filename or "error.txt"
+    try:
+        return (Path(experiment_path) / trial.trial_dir_name / name).read_text()
+    except OSError:
+        return ""
+
+
+def requeue_trials(experiment_path: str | Path, trial_ids: set[str]) -> None:
+    """Mark failed trials PENDING in the newest state, so a restore runs them again.
+
+    (Tune's own ``resume_errored`` restarts every errored trial; radas chooses which.)
+    """
+    newest = state_files(experiment_path)[-1]
+    data = json.loads(newest.read_text())
+    for entry in data["trial_data"]:
+        state = json.loads(entry[0])
+        if state["trial_id"] in trial_ids:
+            state["status"] = "PENDING"
+            entry[0] = json.dumps(state, indent=2)
+    temporary = newest.with_name(f".{newest.name}.tmp")
+    temporary.write_text(json.dumps(data, indent=2))
+    temporary.replace(newest)
+
+
 def error_summary(experiment_path: str | Path, trial: TrialState) -> str | None:
     """The last line of a failed trial's traceback (``ValueError: ...``), or None."""
     if not trial.error_filename:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import logging
 import os
 import shutil
@@ -20,17 +21,19 @@ from pathlib import Path
 from typing import Any
 
 from ray import tune
+from ray.tune import Callback
 
 from radas import _ray_state
 from radas.console import print_info
 from radas.errors import ExperimentNotFoundError, InvalidArgumentError
 from radas.history import HistoryRecorder
 from radas.progress import ProgressLine
-from radas.resources import trial_resources
+from radas.resources import classify_failure, trial_resources
 
 TUNER_INIT_KEYS = ("tune_config", "run_config")
 RADAS_OWNED_RUN_CONFIG_FIELDS = ("name", "storage_path")
 ARCHIVE_DIR = ".archive"
+MAX_LOST_TRIAL_ROUNDS = 3
 
 
 @dataclass
@@ -104,8 +107,11 @@ def validate_tuner_init_kwargs(tuner_init_kwargs: object) -> dict[str, Any]:
                 "tuner_init_kwargs['run_config'] must be a ray.tune.RunConfig, "
                 f"got {type(run_config).__name__}."
             )
+        from ray.train.constants import DEFAULT_STORAGE_PATH
+
+        defaults = {"name": None, "storage_path": DEFAULT_STORAGE_PATH}  # what RunConfig fills in
         for name in RADAS_OWNED_RUN_CONFIG_FIELDS:
-            if getattr(run_config, name) is not None:
+            if getattr(run_config, name) != defaults[name]:
                 raise InvalidArgumentError(
                     f"RunConfig({name}=...) is set by radas: results are stored under the "
                     "results root as <user_name>/<full experiment name>. Remove "
@@ -181,6 +187,7 @@ def run_sweep(spec: SweepSpec) -> SweepOutcome:
         )
     with _quiet_ray_output(enabled=_user_verbosity(spec) is None):
         tuner.fit()
+        _rerun_lost_trials(spec)
     trials = _ray_state.load_trial_states(path)
     return SweepOutcome(
         experiment_path=str(path),
@@ -191,6 +198,67 @@ def run_sweep(spec: SweepSpec) -> SweepOutcome:
         archived_to=archived_to,
         seconds=time.monotonic() - started,
     )
+
+
+class FinalStatuses(Callback):
+    """Records each trial's status as Tune holds it in memory when the experiment ends.
+
+    Tune's stored state can lag behind for trials whose actor died (it may still say
+    RUNNING for a trial Tune already marked ERROR); this record is what really happened.
+    """
+
+    FILE = "radas_final_statuses.json"
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        if not trials:
+            return
+        storage = trials[0].storage
+        filesystem, directory = storage.storage_filesystem, storage.experiment_fs_path
+        payload = json.dumps({trial.trial_id: trial.status for trial in trials}).encode()
+        temporary = f"{directory}/.{self.FILE}.tmp"
+        with filesystem.open_output_stream(temporary) as stream:
+            stream.write(payload)
+        filesystem.move(temporary, f"{directory}/{self.FILE}")
+
+    @classmethod
+    def read(cls, experiment_path: str) -> dict[str, str]:
+        path = Path(experiment_path) / cls.FILE
+        return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _rerun_lost_trials(spec: SweepSpec) -> None:
+    """Run trials again whose node or worker went away under them (not their own errors)."""
+    path = spec.experiment_path
+    for attempt in range(1, MAX_LOST_TRIAL_ROUNDS + 1):
+        final = FinalStatuses.read(path)
+        if any(status not in _ray_state.TERMINAL_STATUSES for status in final.values()):
+            return  # interrupted: leave the rest to run_choice='restore'
+        trials = _ray_state.load_trial_states(path)
+        lost = {
+            trial.trial_id
+            for trial in trials
+            if final.get(trial.trial_id, trial.status) == "ERROR"
+            and classify_failure(
+                _ray_state.trial_error(path, trial), _ray_state.error_text(path, trial)
+            )
+            == "lost"
+        }
+        if not lost:
+            return
+        print_info(
+            f"{spec.experiment_name}: {len(lost)} trial(s) lost their node or worker "
+            f"(not an error of the trainable); running them again (round {attempt} of "
+            f"{MAX_LOST_TRIAL_ROUNDS})"
+        )
+        _ray_state.requeue_trials(path, lost)
+        tuner = tune.Tuner.restore(
+            path,
+            trainable=_trainable_with_resources(spec),
+            param_space=spec.param_space,
+            resume_unfinished=True,
+            resume_errored=False,
+        )
+        tuner.fit()
 
 
 @contextlib.contextmanager
@@ -283,6 +351,7 @@ def _run_config(spec: SweepSpec, tune_config: tune.TuneConfig) -> tune.RunConfig
         *(given.callbacks or []),
         ProgressLine(spec.experiment_name, metric=tune_config.metric, mode=tune_config.mode),
         HistoryRecorder(),
+        FinalStatuses(),
     ]
     return dataclasses.replace(
         given,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 from typing import Any
 
 import ray
@@ -51,8 +52,10 @@ def ensure_local_ray(runtime_env: dict[str, Any]) -> None:
             return  # the user's own Ray, or ours with the same environment
         ray.shutdown()
     # Ray turns 127.0.0.1 into the machine's network address unless "cluster mode" is off;
-    # a local run has no other nodes, so keep every Ray server on the loopback interface.
+    # a local run has no other nodes, so keep every Ray server (this process and the ones
+    # Ray starts) on the loopback interface.
     ray_constants.ENABLE_RAY_CLUSTER = False
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     ray.init(
         address="local",
         include_dashboard=False,

@@ -44,10 +44,12 @@ from radas.sweep import SweepOutcome, SweepSpec
 
 OUTCOME_FILE = "radas_job_outcome.json"
 SPEC_FILE = "spec.pkl"
+SPEC_MODULE = "radas_experiment_spec"
 ACTIVE_STATUSES = ("PENDING", "RUNNING")
 DEFAULT_MAX_WORKING_DIR_MB = 100.0
 STOP_WAIT_S = 120  # how long a stopped job may take to save its state before Ray kills it
 LOG_TAIL_LINES = 40
+STATUS_POLL_S = 0.5
 
 
 @dataclass
@@ -164,13 +166,29 @@ class RayJobsBackend:
     async def follow(self, job_id: str) -> str:
         """Stream the job's output here until it ends; returns its final status.
 
-        Ctrl-C detaches (the job keeps running) and says how to attach again.
+        The output streams as Ray delivers it (in bursts); the end is noticed by polling the
+        status, then the rest of the output is printed. Ctrl-C detaches (the job keeps
+        running) and says how to attach again.
         """
+        printed = 0
+
+        async def stream() -> None:
+            nonlocal printed
+            async for chunk in self.client.tail_job_logs(job_id):
+                sys.stdout.write(chunk)
+                sys.stdout.flush()
+                printed += len(chunk)
+
         try:
             with _quiet_ray_sdk():
-                async for lines in self.client.tail_job_logs(job_id):
-                    sys.stdout.write(lines)
-                    sys.stdout.flush()
+                streaming = asyncio.create_task(stream())
+                status = await self._wait_until_ended(job_id, streaming)
+                streaming.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await streaming
+            rest = self.logs(job_id)[printed:]
+            sys.stdout.write(rest)
+            sys.stdout.flush()
         except (asyncio.CancelledError, KeyboardInterrupt):
             print_warning(
                 f"detached from job {job_id}; it keeps running on cluster:{self.cluster.name}. "
@@ -179,16 +197,17 @@ class RayJobsBackend:
                 f"{self.cluster.name} --follow"
             )
             raise
-        return await self._final_status(job_id)
+        return status
 
-    async def _final_status(self, job_id: str) -> str:
-        # The log stream can close a moment before the status turns terminal.
-        for _ in range(100):
+    async def _wait_until_ended(self, job_id: str, streaming: asyncio.Task) -> str:
+        while True:
             status = str(self.client.get_job_status(job_id).value)
             if status not in ACTIVE_STATUSES:
                 return status
-            await asyncio.sleep(0.2)
-        return status
+            if streaming.done():
+                await asyncio.sleep(STATUS_POLL_S)
+            else:
+                await asyncio.wait({streaming}, timeout=STATUS_POLL_S)
 
     # --- the Backend interface ---------------------------------------------------------
 
@@ -300,8 +319,9 @@ class RayJobsBackend:
                 "the trainable instead."
             ) from err
         with tempfile.TemporaryDirectory(prefix="radas-job-") as staging:
-            module = f"radas_job_{job_id.replace('-', '_')}"
-            package = Path(staging) / module
+            # Ray names uploaded packages by their content, not their directory name: one
+            # fixed module name keeps identical experiments sharing a package correct.
+            package = Path(staging) / SPEC_MODULE
             package.mkdir()
             (package / "__init__.py").write_text('"""The pickled experiment of one job."""\n')
             (package / SPEC_FILE).write_bytes(pickled)
@@ -332,7 +352,7 @@ class RayJobsBackend:
             }
             with _quiet_ray_sdk():
                 return self.client.submit_job(
-                    entrypoint=f"python -u -m radas._job_driver {module}",
+                    entrypoint=f"python -u -m radas._job_driver {SPEC_MODULE}",
                     submission_id=job_id,
                     runtime_env=env,
                     metadata=metadata,

@@ -10,6 +10,7 @@ ends exactly those process groups. Its results, data and token live under
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import secrets
@@ -17,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -72,6 +74,7 @@ class LocalCluster:
             "--node-ip-address=127.0.0.1",
             f"--num-cpus={num_cpus}",
             f"--num-gpus={num_gpus}",
+            f"--temp-dir={_node_temp_dir(self.name, f'w{index}')}",
             *_free_port_flags(worker=True),
             "--disable-usage-stats",
         ]
@@ -145,9 +148,7 @@ def start_local_cluster(
         token_file.touch(mode=0o600)
         token_file.write_text(secrets.token_hex(32))
     node_env = {
-        # keep every Ray server of this cluster on 127.0.0.1 (Ray would otherwise replace
-        # 127.0.0.1 by the machine's network address)
-        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",  # loopback only, see _LAUNCHER
         "RAY_AUTH_MODE": "token",
         "RAY_AUTH_TOKEN_PATH": str(token_file),
         # the job driver runs `python`: make it this environment's Python
@@ -169,6 +170,7 @@ def start_local_cluster(
         f"--num-cpus={num_cpus}",
         f"--num-gpus={num_gpus}",
         "--include-dashboard=true",
+        f"--temp-dir={_node_temp_dir(name, 'head')}",
         *_free_port_flags(worker=False),
         "--disable-usage-stats",
     ]
@@ -241,12 +243,31 @@ def stop_local_cluster(name: str = "local") -> bool:
     return True
 
 
+# A local cluster stays on the loopback interface. Ray replaces 127.0.0.1 by the machine's
+# network address unless its "cluster mode" is off (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, set
+# for every process of the cluster); but `ray start` itself refuses extra nodes with cluster
+# mode off, so its launcher turns it back on and keeps --node-ip-address as given.
+_LAUNCHER = """
+import sys
+import tempfile
+import ray._private.ray_constants as ray_constants
+import ray._private.services as services
+ray_constants.ENABLE_RAY_CLUSTER = True
+services.resolve_ip_for_localhost = lambda host: host
+from ray.scripts.scripts import main
+sys.exit(main())
+"""
+
+
 def _ray_command() -> list[str]:
-    return [
-        sys.executable,
-        "-c",
-        "import sys; from ray.scripts.scripts import main; sys.exit(main())",
-    ]
+    return [sys.executable, "-c", _LAUNCHER]
+
+
+def _node_temp_dir(name: str, node: str) -> str:
+    """Each node its own Ray temp dir (like separate machines: a node that dies cannot take
+    another node's runtime-env files with it). Short, for Ray's socket path length limit."""
+    digest = hashlib.sha1(f"{radas_home()}/{name}".encode()).hexdigest()[:8]
+    return str(Path(tempfile.gettempdir()) / f"radas-{digest}-{node}")
 
 
 def _spawn(command: list[str], env: dict[str, str], log: Path) -> int:
@@ -303,7 +324,7 @@ def _kill_group(pid: int, sig: int) -> None:
         os.killpg(pid, sig)  # the group radas created with start_new_session (pgid == pid)
 
 
-def _stop_group(pid: int, timeout_s: float = 20.0) -> None:
+def _stop_group(pid: int, timeout_s: float = 5.0) -> None:
     if not _is_ray_start(pid):
         return
     _kill_group(pid, signal.SIGTERM)
@@ -311,6 +332,8 @@ def _stop_group(pid: int, timeout_s: float = 20.0) -> None:
     while time.monotonic() < deadline and _group_alive(pid):
         time.sleep(0.2)
     _kill_group(pid, signal.SIGKILL)
+    with contextlib.suppress(ChildProcessError):  # reap it when this process started it
+        os.waitpid(pid, 0)
 
 
 def _group_alive(pgid: int) -> bool:

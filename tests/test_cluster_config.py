@@ -1,0 +1,135 @@
+"""The cluster config file and token lookup (no cluster needed)."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+import radas
+from radas.clusters import config as cluster_config
+from radas.clusters.config import ClusterConfig
+from radas.errors import ClusterAuthError, ClusterConfigError, UnknownClusterError
+
+
+@pytest.fixture
+def config_file(tmp_path, monkeypatch):
+    path = tmp_path / "config.toml"
+    monkeypatch.setenv("RADAS_CONFIG", str(path))
+    for name in ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.ray/auth_token of the real user
+    return path
+
+
+GPU_CLUSTER = textwrap.dedent(
+    """\
+    # the lab's clusters
+    [smtp]
+    host = "127.0.0.1"
+
+    [clusters.gpu]
+    address = "http://10.0.0.5:8265"
+    description = "8 GPUs"
+    when_to_use = "CUDA work"
+    results_root = "/shared/results"
+    data_root = "/shared/data"
+    cold_data_root = "/cold"
+    cpus_per_node = 32
+    gpus_per_node = 8
+    memory_per_node_gb = 256
+    token_env = "GPU_TOKEN"
+    """
+)
+
+
+def test_clusters_load_with_resource_constants(config_file):
+    config_file.write_text(GPU_CLUSTER)
+    gpu = cluster_config.get_cluster("gpu")
+    assert gpu.address == "http://10.0.0.5:8265"
+    assert (gpu.cpu_per_node, gpu.gpu_per_node, gpu.gpu_per_cpu) == (32, 8, 0.25)
+    assert gpu.memory_gb_per_cpu == 8
+
+
+def test_register_keeps_other_tables_and_comments(config_file):
+    config_file.write_text(GPU_CLUSTER)
+    cluster_config.register_cluster(
+        ClusterConfig(
+            name="cpu",
+            address="http://127.0.0.1:1",
+            results_root="/r",
+            data_root="/d",
+            cold_data_root="/c",
+            cpus_per_node=4,
+        )
+    )
+    text = config_file.read_text()
+    assert "# the lab's clusters" in text and "[smtp]" in text
+    assert sorted(cluster_config.load_clusters()) == ["cpu", "gpu"]
+    assert cluster_config.unregister_cluster("cpu") is True
+    assert cluster_config.unregister_cluster("cpu") is False
+    assert sorted(cluster_config.load_clusters()) == ["gpu"]
+
+
+def test_unknown_cluster_lists_the_known_ones(config_file):
+    config_file.write_text(GPU_CLUSTER)
+    with pytest.raises(UnknownClusterError, match=r"No cluster named 'gpuu'.*known: gpu"):
+        radas.run_experiment_sync(
+            user_name="u",
+            experiment_name="e",
+            trainable=lambda c: {},
+            run_choice="run",
+            run_with="cluster:gpuu",
+        )
+
+
+@pytest.mark.parametrize(
+    ("extra", "match"),
+    [
+        ('token = "abc"', "Never put the token in the config"),
+        ("colour = 1", "unknown key"),
+        ("gpus_per_node = -1", "non-negative"),
+    ],
+)
+def test_bad_cluster_tables(config_file, extra, match):
+    config_file.write_text(GPU_CLUSTER.replace("gpus_per_node = 8\n", "") + extra + "\n")
+    with pytest.raises(ClusterConfigError, match=match):
+        cluster_config.load_clusters()
+
+
+def test_missing_keys_and_bad_toml(config_file):
+    config_file.write_text('[clusters.x]\naddress = "http://h:1"\n')
+    with pytest.raises(ClusterConfigError, match="missing results_root, data_root, cold_data_root"):
+        cluster_config.load_clusters()
+    config_file.write_text("[clusters.x\n")
+    with pytest.raises(ClusterConfigError, match="Cannot parse"):
+        cluster_config.load_clusters()
+
+
+def test_token_lookup_order(config_file, tmp_path, monkeypatch):
+    token_file = tmp_path / "token"
+    cluster = ClusterConfig(
+        name="c",
+        address="a",
+        results_root="r",
+        data_root="d",
+        cold_data_root="c",
+        token_env="C_TOKEN",
+        token_file=str(token_file),
+    )
+    with pytest.raises(ClusterAuthError, match=r"\$C_TOKEN or .*token"):
+        cluster.resolve_token()
+    token_file.write_text("from-file\n")
+    assert cluster.resolve_token() == "from-file"
+    monkeypatch.setenv("C_TOKEN", "from-env")
+    assert cluster.resolve_token() == "from-env"
+
+    plain = ClusterConfig(
+        name="p", address="a", results_root="r", data_root="d", cold_data_root="c"
+    )
+    assert plain.resolve_token() is None
+    (tmp_path / ".ray").mkdir()
+    (tmp_path / ".ray" / "auth_token").write_text("ray-default")
+    assert plain.resolve_token() == "ray-default"
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "ray-env")
+    assert plain.resolve_token() == "ray-env"
