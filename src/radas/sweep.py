@@ -165,6 +165,7 @@ def run_sweep(spec: SweepSpec) -> SweepOutcome:
     archived_to = already_done = None
     if spec.run_choice == "run":
         archived_to = archive_previous_results(spec)
+        write_experiment_info(spec)
         tuner = build_tuner(spec)
     else:
         trials = _ray_state.load_trial_states(path)
@@ -285,6 +286,25 @@ def _quiet_ray_output(enabled: bool) -> Iterator[None]:
             os.environ.pop("RAY_AIR_NEW_OUTPUT", None)
         else:
             os.environ["RAY_AIR_NEW_OUTPUT"] = previous
+
+
+EXPERIMENT_INFO_FILE = "radas_experiment.json"
+
+
+def write_experiment_info(spec: SweepSpec) -> None:
+    """Who ran the experiment and under which name: read by trials (trackers, artifacts)
+    through ``radas.trial.current_experiment()`` and by tools that list experiments."""
+    path = Path(spec.experiment_path)
+    path.mkdir(parents=True, exist_ok=True)
+    info = {
+        "user_name": spec.user_name,
+        "experiment_name": spec.experiment_name,
+        "full_name": spec.full_name,
+        "storage_root": spec.storage_root,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "cluster": os.environ.get("RADAS_CLUSTER"),
+    }
+    (path / EXPERIMENT_INFO_FILE).write_text(json.dumps(info, indent=2))
 
 
 def archive_previous_results(spec: SweepSpec) -> str | None:

@@ -334,6 +334,7 @@ class RayJobsBackend:
                     *runtime_env.get("py_modules", []),
                 ],
                 "env_vars": {
+                    **self.cluster.job_env(),
                     **runtime_env.get("env_vars", {}),
                     # stop = SIGINT to the driver: Tune saves the state, then the job ends
                     "RAY_JOB_STOP_SIGNAL": "SIGINT",

@@ -103,6 +103,16 @@ class ClusterConfig:
                 return Path(candidate).expanduser().read_text().strip() or None
         return None
 
+    def job_env(self) -> dict[str, str]:
+        """Environment variables a radas job carries to its driver and trials, so code running
+        on the cluster finds the cluster's storage without the client's config file."""
+        return {
+            "RADAS_CLUSTER": self.name,
+            "RADAS_RESULTS_ROOT": self.results_root,
+            "RADAS_DATA_ROOT": self.data_root,
+            "RADAS_COLD_DATA_ROOT": self.cold_data_root,
+        }
+
 
 def config_path() -> Path:
     """The radas config file: ``$RADAS_CONFIG``, else ``~/.config/radas/config.toml``."""
