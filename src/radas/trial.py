@@ -26,13 +26,16 @@ def current_experiment() -> dict[str, Any] | None:
     ``started``, ``cluster`` (None for local runs), plus ``trial_id`` and ``trial_name``.
     """
     import json
+    import warnings
     from pathlib import Path
 
     from ray import tune
 
     try:
         context = tune.get_context()
-        storage = context.get_storage()
+        with warnings.catch_warnings():  # Ray warns when asked outside a trial
+            warnings.simplefilter("ignore")
+            storage = context.get_storage()
     except Exception:  # not inside a Tune trial
         return None
     if storage is None:
