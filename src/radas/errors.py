@@ -5,20 +5,32 @@ The tree::
     RadasError
     ├── InvalidArgumentError (also ValueError)     bad input to a radas call
     │   ├── UnknownArgumentError (also TypeError)  a misspelled keyword
-    │   └── InvalidNameError                       user_name / experiment_name
+    │   ├── InvalidNameError                       user_name / experiment_name
+    │   └── ResourceRequestError                   cpu_per_trial bigger than any node
     ├── RunChoiceRequiredError                     run_choice=None without a terminal
     ├── ExperimentNotFoundError                    restore / analyze with nothing stored
     ├── NotSupportedError                          a valid choice this backend cannot do
     ├── AnalysisError                              the analysis step failed; results are kept
-    └── ClusterError                               anything about a named Ray cluster
-        ├── UnknownClusterError (also InvalidArgumentError)
-        ├── ClusterConfigError                     the radas config file is wrong
-        ├── ClusterOfflineError                    its job server does not answer
-        ├── ClusterAuthError                       Ray token missing or rejected
-        ├── WorkingDirTooLargeError                the code to ship is too big
-        ├── ExperimentRunningError                 run while a job of that name runs
-        ├── JobNotFoundError                       no such job (for this user)
-        └── JobFailedError                         the job's driver failed; results kept
+    ├── TrialsOutOfMemoryError                     out of memory even on the biggest node
+    ├── GPUNotAvailableError                       a GPU trainable would run on the CPU
+    ├── ClusterError                               anything about a named Ray cluster
+    │   ├── UnknownClusterError (also InvalidArgumentError)
+    │   ├── ClusterConfigError                     the radas config file is wrong
+    │   ├── ClusterOfflineError                    its job server does not answer
+    │   ├── ClusterAuthError                       Ray token missing or rejected
+    │   ├── WorkingDirTooLargeError                the code to ship is too big
+    │   ├── ExperimentRunningError                 run while a job of that name runs
+    │   ├── JobNotFoundError                       no such job (for this user)
+    │   └── JobFailedError                         the job's driver failed; results kept
+    ├── StorageError                               data dirs and cloud artifacts
+    │   ├── ArtifactNotFoundError (also FileNotFoundError)  nothing stored at that path
+    │   ├── ArtifactPathError (also InvalidArgumentError)   a path outside the user's root
+    │   └── ArtifactTypeError (also TypeError)     the object does not fit the extension
+    ├── TrackerError                               wandb / swanlab from trainables
+    │   ├── TrackerConfigError (also InvalidArgumentError)  a bad config["wandb"] block
+    │   └── TrackerNotInstalledError (also ImportError)     enabled but not installed
+    └── EmailError                                 a notification mail was not sent
+        └── EmailConfigError                       the [smtp] settings are wrong
 
 Warnings radas emits are ``RadasWarning`` (a ``UserWarning``).
 """
@@ -111,3 +123,64 @@ class JobFailedError(ClusterError):
         super().__init__(message)
         self.job_id = job_id
         self.logs_tail = logs_tail
+
+
+class StorageError(RadasError):
+    """A data dir or the cloud artifact store cannot be used as configured (not initialised,
+    not mounted, unreachable, or an optional package such as s3fs is missing)."""
+
+
+class ArtifactNotFoundError(StorageError, FileNotFoundError):
+    """Nothing is stored at that artifact path. The message names the location looked at."""
+
+
+class ArtifactPathError(StorageError, InvalidArgumentError):
+    """An artifact path that would leave the user's own root (``..``, absolute paths, URLs,
+    another user's folder, symlinks pointing out). Nothing was read or written."""
+
+
+class ArtifactTypeError(StorageError, TypeError):
+    """The object cannot be saved with that extension (e.g. a dict as ``.npy``)."""
+
+
+class TrackerError(RadasError):
+    """Something about the wandb / swanlab helpers (``radas.rwandb``, ``radas.rswanlab``)."""
+
+
+class TrackerConfigError(TrackerError, InvalidArgumentError):
+    """A ``config["wandb"]`` / ``config["swanlab"]`` block radas cannot use as it is."""
+
+
+class TrackerNotInstalledError(TrackerError, ImportError):
+    """The tracker is enabled in the config but its package is not installed where the
+    trial runs. The message names the extra to install (``pip install "radas[wandb]"``)."""
+
+
+class EmailError(RadasError):
+    """A mail could not be sent (SMTP server unreachable, login or recipient refused)."""
+
+
+class EmailConfigError(EmailError):
+    """The SMTP settings (the ``[smtp]`` table of the radas config or ``RADAS_SMTP_*``
+    variables) are missing or wrong."""
+
+
+class ResourceRequestError(InvalidArgumentError):
+    """A trial asks for more than the largest node of the cluster has."""
+
+
+class TrialsOutOfMemoryError(RadasError):
+    """Trials still ran out of memory with the most resources a node can give them.
+
+    The experiment's results (finished trials included) are stored; ``trial_ids`` lists the
+    trials that failed and ``cpu_per_trial`` the last value they were given.
+    """
+
+    def __init__(self, message: str, *, trial_ids: list[str], cpu_per_trial: float) -> None:
+        super().__init__(message)
+        self.trial_ids = trial_ids
+        self.cpu_per_trial = cpu_per_trial
+
+
+class GPUNotAvailableError(RadasError):
+    """A trainable that must run on a GPU would run on the CPU."""

@@ -25,6 +25,7 @@ from radas.errors import (
     InvalidArgumentError,
     NotSupportedError,
     RunChoiceRequiredError,
+    TrialsOutOfMemoryError,
 )
 from radas.naming import full_experiment_name, validate_user_name
 from radas.resources import validate_cpu_per_trial
@@ -143,6 +144,16 @@ async def run_experiment(
             )
         outcome = await _execute(backend, spec, choice, runtime_env)
         _report_outcome(spec, outcome)
+        if outcome.out_of_memory:
+            raise TrialsOutOfMemoryError(
+                f"{len(outcome.out_of_memory)} trial(s) of {experiment_name!r} still ran out of "
+                f"memory with cpu_per_trial={outcome.cpu_per_trial:g}, the most one node can "
+                f"give: {', '.join(outcome.out_of_memory)}. Make the trainable use less memory "
+                "(smaller batches or models) or run on a cluster with bigger nodes. The other "
+                "trials' results are stored: analyze them with dos=['analyze'].",
+                trial_ids=outcome.out_of_memory,
+                cpu_per_trial=outcome.cpu_per_trial or spec.cpu_per_trial,
+            )
         if outcome.interrupted and backend.target.kind == "local":
             raise KeyboardInterrupt(f"{experiment_name} was interrupted; see the message above")
         run_choice = choice
@@ -244,6 +255,12 @@ def _report_outcome(spec: SweepSpec, outcome: SweepOutcome) -> None:
         f"Results: {outcome.experiment_path}"
     )
     print_info(summary)
+    if outcome.memory_retried and not outcome.out_of_memory:
+        print_info(
+            f"{len(outcome.memory_retried)} trial(s) ran out of memory with cpu_per_trial="
+            f"{spec.cpu_per_trial:g} and finished with cpu_per_trial={outcome.cpu_per_trial:g}. "
+            f"Start with cpu_per_trial={outcome.cpu_per_trial:g} next time to skip the retries."
+        )
     if outcome.errored_trials:
         print_warning(
             f"{outcome.errored_trials} trial(s) errored; the df shows them with status 'ERROR' "

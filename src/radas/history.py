@@ -31,12 +31,15 @@ KEY_COLUMNS = ["trial_id", "training_iteration"]
 
 
 def flatten(record: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Flatten nested dicts with ``/`` (``{"config": {"a": 1}}`` -> ``{"config/a": 1}``)."""
+    """Flatten nested dicts with ``/`` (``{"config": {"a": 1}}`` -> ``{"config/a": 1}``).
+
+    Empty dicts add no column, as in Ray's own DataFrames.
+    """
     flat: dict[str, Any] = {}
     for key, value in record.items():
         name = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value:
-            flat.update(flatten(value, prefix=f"{name}/"))
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, prefix=f"{name}/"))  # an empty dict adds no column
         else:
             flat[name] = value
     return flat

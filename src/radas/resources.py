@@ -1,19 +1,59 @@
-"""What each trial asks Ray for (``cpu_per_trial``), and why a failed trial failed.
+"""What each trial asks Ray for (``cpu_per_trial``), why a failed trial failed, and GPU checks.
+
+``cpu_per_trial=c`` asks for ``c`` CPUs and, in proportion, the GPUs and memory that come with
+them on the cluster's largest node: ``c * gpus / cpus`` GPUs and ``c * memory / cpus`` bytes of
+Ray's ``memory`` resource.
 
 A trial can fail for three kinds of reasons, and radas treats them differently:
 
-- ``"lost"``: the node or worker process under it went away (a node died, the actor became
-  unavailable). Nothing is wrong with the trial: radas runs it again as it was.
+- ``"memory"``: it ran out of memory (Ray's memory monitor killed it, ``MemoryError``, CUDA
+  out of memory, the kernel's OOM killer). radas runs it again with ``cpu_per_trial`` doubled:
+  more of every resource, so fewer trials share a node.
+- ``"lost"``: the node or worker process under it went away. Nothing is wrong with the trial:
+  radas runs it again as it was.
 - ``"error"``: the trainable raised. Running it again would fail again: it stays an error.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+import math
+import os
+from dataclasses import dataclass
+from typing import Any, Literal
 
-from radas.errors import InvalidArgumentError
+from radas.errors import GPUNotAvailableError, InvalidArgumentError, ResourceRequestError
 
-FailureKind = Literal["lost", "error"]
+FailureKind = Literal["memory", "lost", "error"]
+
+MEMORY_MARKERS = (
+    "OutOfMemoryError",
+    "out of memory",  # CUDA/torch: "CUDA out of memory", "CUDA error: out of memory"
+    "MemoryError",
+    "killed due to the node running low on memory",
+    "low on memory",
+    "SIGKILL",  # a worker the kernel's OOM killer ended
+    "signal 9",
+)
+LOST_MARKERS = (
+    "ActorDiedError",
+    "ActorUnavailableError",
+    "NodeDiedError",
+    "WorkerCrashedError",
+    "The actor died unexpectedly",
+    "is unavailable:",
+)
+
+
+@dataclass(frozen=True)
+class NodeCapacity:
+    """What one node offers: CPUs, GPUs and Ray's ``memory`` resource in bytes."""
+
+    cpus: float
+    gpus: float = 0.0
+    memory_bytes: float = 0.0
+
+    def describe(self) -> str:
+        return f"{self.cpus:g} CPUs, {self.gpus:g} GPUs, {self.memory_bytes / 2**30:.1f} GiB memory"
 
 
 def validate_cpu_per_trial(cpu_per_trial: object) -> float:
@@ -29,35 +69,135 @@ def validate_cpu_per_trial(cpu_per_trial: object) -> float:
     return cpu_per_trial
 
 
-def trial_resources(cpu_per_trial: float) -> dict[str, float]:
+def largest_node() -> NodeCapacity:
+    """The biggest alive node of the connected Ray cluster (most CPUs, then most GPUs)."""
+    import ray
+
+    nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
+    if not nodes:
+        return NodeCapacity(cpus=float(os.cpu_count() or 1))
+    best = max(nodes, key=lambda r: (r.get("CPU", 0.0), r.get("GPU", 0.0)))
+    return NodeCapacity(
+        cpus=best.get("CPU", 0.0), gpus=best.get("GPU", 0.0), memory_bytes=best.get("memory", 0.0)
+    )
+
+
+def check_fits(cpu_per_trial: float, capacity: NodeCapacity, where: str) -> None:
+    """Refuse a request no node can satisfy, before anything runs."""
+    if cpu_per_trial > capacity.cpus:
+        raise ResourceRequestError(
+            f"cpu_per_trial={cpu_per_trial:g} asks for more than the largest node of {where} "
+            f"has ({capacity.describe()}). Use cpu_per_trial <= {capacity.cpus:g}, or a "
+            "cluster with bigger nodes (`radas clusters` lists them)."
+        )
+
+
+def trial_resources(cpu_per_trial: float, capacity: NodeCapacity | None = None) -> dict[str, float]:
     """The resource request of one trial.
 
+    GPUs come as a fraction up to one GPU, then in whole GPUs (Ray's rule); memory in bytes.
+
+    >>> trial_resources(2, NodeCapacity(cpus=16, gpus=4, memory_bytes=64 * 2**30))
+    {'cpu': 2, 'gpu': 0.5, 'memory': 8589934592}
     >>> trial_resources(2)
     {'cpu': 2}
     """
-    return {"cpu": cpu_per_trial}
+    request: dict[str, float] = {"cpu": cpu_per_trial}
+    if capacity is None or capacity.cpus <= 0:
+        return request
+    gpus = cpu_per_trial * capacity.gpus / capacity.cpus
+    if gpus > 0:
+        request["gpu"] = round(gpus, 4) if gpus < 1 else float(math.floor(gpus))
+    if capacity.memory_bytes > 0:
+        request["memory"] = int(capacity.memory_bytes * cpu_per_trial / capacity.cpus)
+    return request
+
+
+def next_cpu_per_trial(cpu_per_trial: float, capacity: NodeCapacity) -> float | None:
+    """Double ``cpu_per_trial`` (capped at the largest node); None when it cannot grow."""
+    if cpu_per_trial >= capacity.cpus:
+        return None
+    return min(cpu_per_trial * 2, capacity.cpus)
 
 
 def classify_failure(error: BaseException | None, text: str = "") -> FailureKind:
-    """Why a trial failed, from the exception Ray stored (or the traceback text)."""
+    """Why a trial failed, from the exception Ray stored and/or its traceback text."""
     from ray import exceptions
 
-    lost_types = (
-        exceptions.RayActorError,  # ActorDiedError, ActorUnavailableError
-        exceptions.NodeDiedError,
-        exceptions.WorkerCrashedError,
-        exceptions.LocalRayletDiedError,
-    )
+    names = " ".join(cls.__name__ for cls in type(error).__mro__) if error is not None else ""
+    evidence = f"{names}\n{error if error is not None else ''}\n{text}"
+    if isinstance(error, (MemoryError, exceptions.OutOfMemoryError)) or any(
+        marker in evidence for marker in MEMORY_MARKERS
+    ):
+        return "memory"
     if error is not None:
         if isinstance(error, exceptions.RayTaskError):
             return "error"  # the trainable's own exception, wrapped by Ray
+        lost_types = (
+            exceptions.RayActorError,  # ActorDiedError, ActorUnavailableError
+            exceptions.NodeDiedError,
+            exceptions.WorkerCrashedError,
+            exceptions.LocalRayletDiedError,
+        )
         return "lost" if isinstance(error, lost_types) else "error"
-    lost_markers = (
-        "ActorDiedError",
-        "ActorUnavailableError",
-        "NodeDiedError",
-        "WorkerCrashedError",
-        "The actor died unexpectedly",
-        "is unavailable:",
-    )
-    return "lost" if any(marker in text for marker in lost_markers) else "error"
+    return "lost" if any(marker in text for marker in LOST_MARKERS) else "error"
+
+
+def verify_gpu(*, framework: str = "torch", min_gpus: int = 1) -> dict[str, Any]:
+    """Prove the calling trial really computes on a GPU; raise GPUNotAvailableError if not.
+
+    Checks that Ray assigned GPUs to this trial, that the framework sees a CUDA device, and that
+    a small matrix product runs on it with the right result. Call it at the start of a GPU
+    trainable, so a CPU fallback fails loudly instead of silently running 100x slower.
+
+    >>> def trainable(config):  # doctest: +SKIP
+    ...     info = radas.verify_gpu()          # {'gpu_ids': [...], 'device': 'NVIDIA ...'}
+    ...     model = Net().cuda()
+    """
+    if framework != "torch":
+        raise InvalidArgumentError(f"verify_gpu supports framework='torch', got {framework!r}.")
+    assigned = _assigned_gpu_ids()
+    if len(assigned) < min_gpus:
+        raise GPUNotAvailableError(
+            f"This trial was given {len(assigned)} GPU(s) by Ray (need {min_gpus}): it would "
+            "run on the CPU. Run it on a cluster with GPUs (`radas clusters` shows gpu_per_cpu) "
+            "and pick cpu_per_trial so that cpu_per_trial * gpu_per_cpu covers the GPUs it "
+            "needs."
+        )
+    try:
+        import torch
+    except ImportError as err:
+        raise GPUNotAvailableError(
+            "verify_gpu(framework='torch') needs PyTorch in the trial's environment: install "
+            "it there (e.g. runtime_env={'pip': ['torch']}) or use the cluster's image."
+        ) from err
+    if not torch.cuda.is_available() or torch.cuda.device_count() < min_gpus:
+        raise GPUNotAvailableError(
+            f"Ray assigned GPU(s) {assigned}, but torch sees "
+            f"{torch.cuda.device_count() if torch.cuda.is_available() else 0} CUDA device(s) "
+            "(a CPU-only torch build, or a driver/CUDA mismatch): the trial would fall back "
+            "to the CPU. Install a CUDA build of torch on the cluster."
+        )
+    a = torch.arange(16.0, device="cuda").reshape(4, 4)
+    product = a @ torch.eye(4, device="cuda")
+    torch.cuda.synchronize()
+    if product.device.type != "cuda" or not torch.equal(product.cpu(), a.cpu()):
+        raise GPUNotAvailableError("A test matrix product did not run correctly on the GPU.")
+    return {
+        "gpu_ids": assigned,
+        "device": torch.cuda.get_device_name(0),
+        "device_count": torch.cuda.device_count(),
+        "framework": "torch",
+    }
+
+
+def _assigned_gpu_ids() -> list[Any]:
+    try:
+        import ray
+
+        if ray.is_initialized():
+            return list(ray.get_gpu_ids())
+    except Exception:  # not in a Ray worker
+        pass
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+    return [device for device in visible.split(",") if device.strip()]

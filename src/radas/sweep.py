@@ -23,12 +23,19 @@ from typing import Any
 from ray import tune
 from ray.tune import Callback
 
-from radas import _ray_state
+from radas import _ray_patches, _ray_state
 from radas.console import print_info
 from radas.errors import ExperimentNotFoundError, InvalidArgumentError
 from radas.history import HistoryRecorder
 from radas.progress import ProgressLine
-from radas.resources import classify_failure, trial_resources
+from radas.resources import (
+    NodeCapacity,
+    check_fits,
+    classify_failure,
+    largest_node,
+    next_cpu_per_trial,
+    trial_resources,
+)
 
 TUNER_INIT_KEYS = ("tune_config", "run_config")
 RADAS_OWNED_RUN_CONFIG_FIELDS = ("name", "storage_path")
@@ -66,6 +73,9 @@ class SweepOutcome:
     already_done: int | None = None
     archived_to: str | None = None
     seconds: float = 0.0
+    cpu_per_trial: float | None = None  # what the last retried trials ran with
+    memory_retried: list[str] = field(default_factory=list)  # ran out of memory, retried
+    out_of_memory: list[str] = field(default_factory=list)  # still out of memory at the cap
 
     @property
     def interrupted(self) -> bool:
@@ -160,13 +170,16 @@ def _is_installed(module_file: str) -> bool:
 
 def run_sweep(spec: SweepSpec) -> SweepOutcome:
     """Run or resume the experiment; returns its outcome. Ray must be initialized."""
+    _ray_patches.apply()
     started = time.monotonic()
     path = Path(spec.experiment_path)
+    capacity = largest_node()
+    check_fits(spec.cpu_per_trial, capacity, where=os.environ.get("RADAS_CLUSTER", "this machine"))
     archived_to = already_done = None
     if spec.run_choice == "run":
         archived_to = archive_previous_results(spec)
         write_experiment_info(spec)
-        tuner = build_tuner(spec)
+        tuner = build_tuner(spec, capacity)
     else:
         trials = _ray_state.load_trial_states(path)
         if not trials:
@@ -179,16 +192,10 @@ def run_sweep(spec: SweepSpec) -> SweepOutcome:
             f"{spec.experiment_name}: resuming from {path}: {already_done} of {len(trials)} "
             "trials were already done and are kept; unfinished and errored trials continue."
         )
-        tuner = tune.Tuner.restore(
-            str(path),
-            trainable=_trainable_with_resources(spec),
-            param_space=spec.param_space,
-            resume_unfinished=True,
-            resume_errored=True,
-        )
+        tuner = _restore(spec, spec.cpu_per_trial, capacity, resume_errored=True)
     with _quiet_ray_output(enabled=_user_verbosity(spec) is None):
         tuner.fit()
-        _rerun_lost_trials(spec)
+        retries = _retry_failed_trials(spec, capacity)
     trials = _ray_state.load_trial_states(path)
     return SweepOutcome(
         experiment_path=str(path),
@@ -198,68 +205,130 @@ def run_sweep(spec: SweepSpec) -> SweepOutcome:
         already_done=already_done,
         archived_to=archived_to,
         seconds=time.monotonic() - started,
+        cpu_per_trial=retries.cpu_per_trial,
+        memory_retried=sorted(retries.memory_retried),
+        out_of_memory=sorted(retries.out_of_memory),
     )
 
 
-class FinalStatuses(Callback):
-    """Records each trial's status as Tune holds it in memory when the experiment ends.
+class TrialRecords(Callback):
+    """radas's own record of every trial: the resources it last ran with, and its status as
+    Tune holds it in memory when the experiment ends.
 
-    Tune's stored state can lag behind for trials whose actor died (it may still say
-    RUNNING for a trial Tune already marked ERROR); this record is what really happened.
+    (Tune's stored state can lag behind for a trial whose actor died: it may still say
+    RUNNING for a trial Tune already marked ERROR.) Kept across restores in
+    ``radas_trials.json``; ``radas.Tuner.get_dataframe()`` shows the resources.
     """
 
-    FILE = "radas_final_statuses.json"
+    FILE = "radas_trials.json"
+
+    def __init__(self) -> None:
+        self._records: dict[str, dict[str, Any]] | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._records = None
+
+    def _load(self, trial: Any) -> dict[str, dict[str, Any]]:
+        if self._records is None:
+            self._records = self.read(trial.storage.experiment_fs_path)
+        return self._records
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        resources = trial.placement_group_factory.required_resources
+        self._load(trial).setdefault(trial.trial_id, {})["resources"] = dict(resources)
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         if not trials:
             return
+        records = self._load(trials[0])
+        for trial in trials:
+            records.setdefault(trial.trial_id, {})["status"] = trial.status
         storage = trials[0].storage
         filesystem, directory = storage.storage_filesystem, storage.experiment_fs_path
-        payload = json.dumps({trial.trial_id: trial.status for trial in trials}).encode()
         temporary = f"{directory}/.{self.FILE}.tmp"
         with filesystem.open_output_stream(temporary) as stream:
-            stream.write(payload)
+            stream.write(json.dumps(records).encode())
         filesystem.move(temporary, f"{directory}/{self.FILE}")
 
     @classmethod
-    def read(cls, experiment_path: str) -> dict[str, str]:
+    def read(cls, experiment_path: str) -> dict[str, dict[str, Any]]:
         path = Path(experiment_path) / cls.FILE
         return json.loads(path.read_text()) if path.exists() else {}
 
 
-def _rerun_lost_trials(spec: SweepSpec) -> None:
-    """Run trials again whose node or worker went away under them (not their own errors)."""
+@dataclass
+class _Retries:
+    cpu_per_trial: float
+    memory_retried: set[str] = field(default_factory=set)
+    out_of_memory: set[str] = field(default_factory=set)
+
+
+def _retry_failed_trials(spec: SweepSpec, capacity: NodeCapacity) -> _Retries:
+    """Run failed trials again when the failure was not the trainable's own error.
+
+    Trials that lost their node or worker run again as they were (up to
+    MAX_LOST_TRIAL_ROUNDS times); trials that ran out of memory run again with
+    ``cpu_per_trial`` doubled, until they pass or no node can give more. Finished trials
+    are never run again.
+    """
     path = spec.experiment_path
-    for attempt in range(1, MAX_LOST_TRIAL_ROUNDS + 1):
-        final = FinalStatuses.read(path)
-        if any(status not in _ray_state.TERMINAL_STATUSES for status in final.values()):
-            return  # interrupted: leave the rest to run_choice='restore'
-        trials = _ray_state.load_trial_states(path)
-        lost = {
-            trial.trial_id
-            for trial in trials
-            if final.get(trial.trial_id, trial.status) == "ERROR"
-            and classify_failure(
+    retries = _Retries(cpu_per_trial=spec.cpu_per_trial)
+    lost_rounds = 0
+    while True:
+        records = TrialRecords.read(path)
+        statuses = {trial_id: record.get("status") for trial_id, record in records.items()}
+        if any(status not in _ray_state.TERMINAL_STATUSES for status in statuses.values()):
+            return retries  # interrupted: leave the rest to run_choice='restore'
+        failures = {
+            trial.trial_id: classify_failure(
                 _ray_state.trial_error(path, trial), _ray_state.error_text(path, trial)
             )
-            == "lost"
+            for trial in _ray_state.load_trial_states(path)
+            if statuses.get(trial.trial_id, trial.status) == "ERROR"
         }
-        if not lost:
-            return
-        print_info(
-            f"{spec.experiment_name}: {len(lost)} trial(s) lost their node or worker "
-            f"(not an error of the trainable); running them again (round {attempt} of "
-            f"{MAX_LOST_TRIAL_ROUNDS})"
-        )
-        _ray_state.requeue_trials(path, lost)
-        tuner = tune.Tuner.restore(
-            path,
-            trainable=_trainable_with_resources(spec),
-            param_space=spec.param_space,
-            resume_unfinished=True,
-            resume_errored=False,
-        )
-        tuner.fit()
+        lost = {trial_id for trial_id, kind in failures.items() if kind == "lost"}
+        memory = {trial_id for trial_id, kind in failures.items() if kind == "memory"}
+        if lost and lost_rounds >= MAX_LOST_TRIAL_ROUNDS:
+            lost = set()
+        bigger = next_cpu_per_trial(retries.cpu_per_trial, capacity) if memory else None
+        if memory and bigger is None:
+            retries.out_of_memory = memory
+            memory = set()
+        if not lost and not memory:
+            return retries
+        if lost:
+            lost_rounds += 1
+            print_info(
+                f"{spec.experiment_name}: {len(lost)} trial(s) lost their node or worker "
+                f"(not an error of the trainable); running them again (round {lost_rounds} "
+                f"of {MAX_LOST_TRIAL_ROUNDS})"
+            )
+        if memory:
+            print_info(
+                f"{spec.experiment_name}: {len(memory)} trial(s) ran out of memory with "
+                f"cpu_per_trial={retries.cpu_per_trial:g}; running them again with "
+                f"cpu_per_trial={bigger:g} (more memory each, fewer per node)"
+            )
+            retries.cpu_per_trial = bigger
+            retries.memory_retried |= memory
+        _ray_state.requeue_trials(path, lost | memory)
+        _restore(spec, retries.cpu_per_trial, capacity, resume_errored=False).fit()
+
+
+def _restore(
+    spec: SweepSpec, cpu_per_trial: float, capacity: NodeCapacity, *, resume_errored: bool
+) -> tune.Tuner:
+    # The trainable's resources apply to every trial that is still pending.
+    return tune.Tuner.restore(
+        spec.experiment_path,
+        trainable=_trainable_with_resources(spec.trainable, cpu_per_trial, capacity),
+        param_space=spec.param_space,
+        resume_unfinished=True,
+        resume_errored=resume_errored,
+    )
 
 
 @contextlib.contextmanager
@@ -327,12 +396,12 @@ def archive_previous_results(spec: SweepSpec) -> str | None:
     return str(target)
 
 
-def build_tuner(spec: SweepSpec) -> tune.Tuner:
+def build_tuner(spec: SweepSpec, capacity: NodeCapacity | None = None) -> tune.Tuner:
     """A tune.Tuner with radas's storage, callbacks and fast defaults."""
     tune_config = _tune_config(spec)
     run_config = _run_config(spec, tune_config)
     return tune.Tuner(
-        _trainable_with_resources(spec),
+        _trainable_with_resources(spec.trainable, spec.cpu_per_trial, capacity),
         param_space=spec.param_space,
         tune_config=tune_config,
         run_config=run_config,
@@ -371,7 +440,7 @@ def _run_config(spec: SweepSpec, tune_config: tune.TuneConfig) -> tune.RunConfig
         *(given.callbacks or []),
         ProgressLine(spec.experiment_name, metric=tune_config.metric, mode=tune_config.mode),
         HistoryRecorder(),
-        FinalStatuses(),
+        TrialRecords(),
     ]
     return dataclasses.replace(
         given,
@@ -388,5 +457,7 @@ def _user_verbosity(spec: SweepSpec) -> Any:
     return None if given is None else getattr(given, "_verbose", given.verbose)
 
 
-def _trainable_with_resources(spec: SweepSpec) -> Any:
-    return tune.with_resources(spec.trainable, trial_resources(spec.cpu_per_trial))
+def _trainable_with_resources(
+    trainable: Any, cpu_per_trial: float, capacity: NodeCapacity | None
+) -> Any:
+    return tune.with_resources(trainable, trial_resources(cpu_per_trial, capacity))

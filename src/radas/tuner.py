@@ -11,6 +11,7 @@ import pandas as pd
 from radas import _ray_state
 from radas.errors import ExperimentNotFoundError
 from radas.history import flatten, load_history
+from radas.sweep import TrialRecords
 
 # Columns Ray adds to every result for its own bookkeeping; the brief views drop them.
 BOOKKEEPING_COLUMNS = frozenset(
@@ -69,9 +70,11 @@ class Tuner:
         """One row per trial: its last reported result, ``config/*``, ``status`` and ``error``.
 
         Trials that errored are included, with the last line of their traceback in ``error``
-        (None for trials that did not error).
+        (None for trials that did not error). ``cpu_per_trial`` (and ``gpu_per_trial`` on GPU
+        clusters) are the resources each trial last ran with.
         """
         rows = []
+        records = TrialRecords.read(self.experiment_path)
         for trial in _ray_state.load_trial_states(self.experiment_path):
             result = {k: v for k, v in trial.last_result.items() if k != "config"}
             row = flatten(result)
@@ -79,6 +82,11 @@ class Tuner:
             row.update(flatten(trial.config, prefix="config/"))
             row["status"] = trial.status
             row["error"] = _ray_state.error_summary(self.experiment_path, trial)
+            resources = records.get(trial.trial_id, {}).get("resources", {})
+            if resources:  # what the trial last ran with (retries may have given it more)
+                row["cpu_per_trial"] = resources.get("CPU")
+                if resources.get("GPU"):
+                    row["gpu_per_trial"] = resources["GPU"]
             rows.append(row)
         frame = pd.DataFrame(rows)
         if "training_iteration" not in frame.columns and not frame.empty:

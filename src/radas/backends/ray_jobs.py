@@ -40,6 +40,7 @@ from radas.errors import (
     JobNotFoundError,
     WorkingDirTooLargeError,
 )
+from radas.resources import NodeCapacity, check_fits
 from radas.sweep import SweepOutcome, SweepSpec
 
 OUTCOME_FILE = "radas_job_outcome.json"
@@ -212,6 +213,12 @@ class RayJobsBackend:
     # --- the Backend interface ---------------------------------------------------------
 
     async def run(self, spec: SweepSpec, *, runtime_env: dict[str, Any]) -> SweepOutcome:
+        declared = NodeCapacity(
+            cpus=self.cluster.cpus_per_node,
+            gpus=self.cluster.gpus_per_node,
+            memory_bytes=self.cluster.memory_per_node_gb * 2**30,
+        )
+        check_fits(spec.cpu_per_trial, declared, where=f"cluster:{self.cluster.name}")
         running = [j for j in self.experiment_jobs(spec.user_name, spec.full_name) if j.active]
         if running:
             raise ExperimentRunningError(
