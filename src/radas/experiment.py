@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from radas import _ray_state, analysis
+from radas import _ray_state, analysis, email
 from radas._args import checked_keywords, one_of
 from radas.backends import Backend, get_backend
 from radas.console import print_info, print_warning
@@ -33,9 +33,11 @@ from radas.storage.dirs import figures_dir
 from radas.sweep import (
     SweepOutcome,
     SweepSpec,
+    metric_and_mode,
     ship_trainable_by_value,
     validate_tuner_init_kwargs,
 )
+from radas.trackers import prepare_secrets
 from radas.tuner import Tuner
 
 RUN_CHOICES = ("run", "restore", "attach", "stop_attach")
@@ -107,29 +109,77 @@ async def run_experiment(
         plot_format=plot_format,
         plot_path=plot_path,
     )
-    if email_notification_to_address is not None:
-        raise NotSupportedError(
-            "email_notification_to_address is not available in this version of radas yet; "
-            "leave it unset."
+    tuner_init_kwargs = validate_tuner_init_kwargs(tuner_init_kwargs)
+    notify_to = email_notification_to_address
+    if notify_to is not None:
+        email.check_notification(notify_to)  # a bad address fails now, before anything runs
+    metric, mode = metric_and_mode(tuner_init_kwargs)
+    try:
+        results = await _run_and_analyze(
+            user_name=user_name,
+            experiment_name=experiment_name,
+            full_name=full_name,
+            backend=backend,
+            options=options,
+            trainable=trainable,
+            param_space=param_space,
+            run_choice=run_choice,
+            dos=dos,
+            cpu_per_trial=cpu_per_trial,
+            runtime_env=runtime_env,
+            tuner_init_kwargs=tuner_init_kwargs,
+            yes=yes,
         )
+    except Exception as err:
+        if notify_to is not None:
+            email.notify_experiment(
+                notify_to, experiment_name=experiment_name, error=err, metric=metric, mode=mode
+            )
+        raise
+    if notify_to is not None:
+        email.notify_experiment(
+            notify_to, experiment_name=experiment_name, results=results, metric=metric, mode=mode
+        )
+    return results
+
+
+async def _run_and_analyze(
+    *,
+    user_name: str,
+    experiment_name: str,
+    full_name: str,
+    backend: Backend,
+    options: analysis.AnalysisOptions,
+    trainable: Any,
+    param_space: Any,
+    run_choice: str | None,
+    dos: list[str],
+    cpu_per_trial: Any,
+    runtime_env: Any,
+    tuner_init_kwargs: dict[str, Any],
+    yes: bool,
+) -> dict[str, Any]:
     experiment_path = Path(backend.results_root(user_name)) / full_name
     outcome = None
     if "run" in dos:
         one_of("run_choice", run_choice, (*RUN_CHOICES, None))
         if trainable is not None:
             _validate_trainable(trainable)
+        # tracker API keys leave the config (stored with every trial) for the workers' env
+        param_space, runtime_env = prepare_secrets(
+            _validate_param_space(param_space), _validate_runtime_env(runtime_env)
+        )
         spec = SweepSpec(
             user_name=user_name,
             experiment_name=experiment_name,
             full_name=full_name,
             storage_root=backend.results_root(user_name),
             trainable=trainable,
-            param_space=_validate_param_space(param_space),
+            param_space=param_space,
             run_choice="run",
             cpu_per_trial=validate_cpu_per_trial(cpu_per_trial),
-            tuner_init_kwargs=validate_tuner_init_kwargs(tuner_init_kwargs),
+            tuner_init_kwargs=tuner_init_kwargs,
         )
-        runtime_env = _validate_runtime_env(runtime_env)
         choice = resolve_run_choice(
             run_choice, experiment_name=experiment_name, experiment_path=experiment_path, yes=yes
         )

@@ -1,0 +1,356 @@
+"""What the wandb and swanlab helpers share: the config block, secrets and default names.
+
+A trial's config carries one block per tracker::
+
+    config["wandb"] = {"enable": True, "api_key": "...", "init_kwargs": {"project": "p"}}
+
+``enable`` defaults to True when the block is there (no block: disabled), ``api_key`` to the
+tracker's own environment variable / login, ``init_kwargs`` to radas's defaults (see
+``default_init_kwargs``); every key of ``init_kwargs`` overrides the default of that name.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import os
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+from radas.errors import TrackerConfigError, TrackerNotInstalledError
+
+BLOCK_KEYS = ("enable", "api_key", "init_kwargs")
+DEFAULT_PROJECT = "radas"
+# Keys whose values are never logged to a tracker (matched on the lower-cased key).
+SECRET_KEY_PATTERN = re.compile(
+    r"(^|[_\-.])(api_?key|apikey|password|passwd|secret|token|auth_token|access_key|"
+    r"secret_key|private_key|credentials?)$"
+)
+
+
+@dataclass(frozen=True)
+class TrackerSpec:
+    """One supported tracker: its config key, package, API key variable and install extra."""
+
+    name: str  # the config key, the package to import and the radas extra
+    api_key_env: str
+    prefix: str  # the helpers' prefix: rwandb_init, rswanlab_init
+    dir_kwarg: str  # init's keyword for where run files go
+    dir_env: str  # the tracker's own variable for that directory
+    name_env: tuple[str, ...] = ()  # the tracker's variables that set project/group/run name
+
+
+TRACKERS: dict[str, TrackerSpec] = {
+    "wandb": TrackerSpec(
+        name="wandb",
+        api_key_env="WANDB_API_KEY",
+        prefix="rwandb",
+        dir_kwarg="dir",
+        dir_env="WANDB_DIR",
+        name_env=("WANDB_PROJECT", "WANDB_RUN_GROUP", "WANDB_NAME"),
+    ),
+    "swanlab": TrackerSpec(
+        name="swanlab",
+        api_key_env="SWANLAB_API_KEY",
+        prefix="rswanlab",
+        dir_kwarg="log_dir",
+        dir_env="SWANLAB_LOG_DIR",
+        name_env=("SWANLAB_PROJECT", "SWANLAB_GROUP", "SWANLAB_EXP_NAME"),
+    ),
+}
+
+
+@dataclass(frozen=True)
+class TrackerBlock:
+    """A validated ``config[<tracker>]`` block."""
+
+    enable: bool
+    api_key: str | None = field(default=None, repr=False)
+    init_kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+def read_block(config: object, tracker: str) -> TrackerBlock:
+    """The tracker's block of a trial config, validated; disabled when there is none."""
+    spec = TRACKERS[tracker]
+    example = (
+        f'config["{tracker}"] = {{"enable": True, "api_key": None, '
+        f'"init_kwargs": {{"project": "my-project"}}}}'
+    )
+    if not isinstance(config, Mapping):
+        raise TrackerConfigError(
+            f"{spec.prefix}_init(config) takes the trial's config dict, got "
+            f"{type(config).__name__}: call it as {spec.prefix}_init(config) inside the "
+            "trainable, with the config Tune passed to it."
+        )
+    block = config.get(tracker)
+    if block is None:
+        return TrackerBlock(enable=False)
+    if isinstance(block, bool):
+        return TrackerBlock(enable=block)
+    if not isinstance(block, Mapping):
+        raise TrackerConfigError(
+            f'config["{tracker}"] must be a dict, got {type(block).__name__}: for example '
+            f"{example}."
+        )
+    unknown = sorted(set(block) - set(BLOCK_KEYS))
+    if unknown:
+        raise TrackerConfigError(
+            f'config["{tracker}"] has unknown key(s) {unknown}; the valid keys are '
+            f"{', '.join(BLOCK_KEYS)} (arguments of {tracker}.init go into init_kwargs), "
+            f"for example {example}."
+        )
+    enable = block.get("enable", True)
+    if not isinstance(enable, bool):
+        raise TrackerConfigError(
+            f'config["{tracker}"]["enable"] must be True or False, got {enable!r}.'
+        )
+    api_key = block.get("api_key")
+    if api_key is not None and (not isinstance(api_key, str) or not api_key.strip()):
+        raise TrackerConfigError(
+            f'config["{tracker}"]["api_key"] must be a non-empty string or None (then '
+            f"${spec.api_key_env} or the tracker's own login is used), got a "
+            f"{type(api_key).__name__}."
+        )
+    init_kwargs = block.get("init_kwargs") or {}
+    if not isinstance(init_kwargs, Mapping):
+        raise TrackerConfigError(
+            f'config["{tracker}"]["init_kwargs"] must be a dict of {tracker}.init arguments, '
+            f"got {type(init_kwargs).__name__}: for example {example}."
+        )
+    return TrackerBlock(
+        enable=enable,
+        api_key=api_key.strip() if api_key else None,
+        init_kwargs=dict(init_kwargs),
+    )
+
+
+def import_tracker(tracker: str) -> ModuleType:
+    """Import the tracker's package, or say how to install it."""
+    spec = TRACKERS[tracker]
+    try:
+        return importlib.import_module(spec.name)
+    except ImportError as err:
+        raise TrackerNotInstalledError(
+            f'config["{tracker}"] is enabled but {tracker} cannot be imported where this trial '
+            f'runs ({err}). Install it with `pip install "radas[{tracker}]"` (or `pip install '
+            f"{tracker}`); on a cluster add runtime_env={{'pip': ['{tracker}']}} to "
+            f'run_experiment. Or turn it off with config["{tracker}"]["enable"] = False.'
+        ) from err
+
+
+def is_secret_key(key: object) -> bool:
+    """Whether a config key names a secret (``api_key``, ``password``, ``*_token``, ...).
+
+    >>> is_secret_key("api_key"), is_secret_key("HF_TOKEN"), is_secret_key("max_tokens")
+    (True, True, False)
+    """
+    return isinstance(key, str) and bool(SECRET_KEY_PATTERN.search(key.lower()))
+
+
+def logged_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The trial config as a tracker should record it: without the tracker blocks and
+    without any value under a secret-looking key (at any depth).
+
+    >>> logged_config({"lr": 0.1, "wandb": {"enable": True}, "db": {"password": "x", "n": 1}})
+    {'lr': 0.1, 'db': {'n': 1}}
+    """
+    return {
+        key: _without_secrets(value)
+        for key, value in config.items()
+        if key not in TRACKERS and not is_secret_key(key)
+    }
+
+
+def _without_secrets(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _without_secrets(v) for k, v in value.items() if not is_secret_key(k)}
+    if isinstance(value, list):
+        return [_without_secrets(item) for item in value]
+    return value
+
+
+def prepare_secrets(
+    param_space: dict[str, Any] | None, runtime_env: dict[str, Any] | None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Move tracker API keys out of ``param_space`` and into the workers' environment.
+
+    Tune stores the config of every trial (``params.json``, the experiment state, the
+    DataFrame's ``config/*`` columns); an ``api_key`` left in ``config["wandb"]`` would be
+    stored and shown there. This returns a copy of ``param_space`` without the ``api_key``
+    of the ``wandb`` / ``swanlab`` blocks and a copy of ``runtime_env`` whose ``env_vars``
+    carry them as ``WANDB_API_KEY`` / ``SWANLAB_API_KEY`` (where ``rwandb_init`` /
+    ``rswanlab_init`` and the trackers themselves find them). Nothing else changes; a
+    ``param_space`` without keys is returned as an equal copy.
+
+    >>> space, env = prepare_secrets({"lr": 0.1, "wandb": {"api_key": "k"}}, {})
+    >>> space, env
+    ({'lr': 0.1, 'wandb': {}}, {'env_vars': {'WANDB_API_KEY': 'k'}})
+    """
+    space = dict(param_space or {})
+    env = dict(runtime_env or {})
+    moved: dict[str, str] = {}
+    for tracker, spec in TRACKERS.items():
+        block = space.get(tracker)
+        if not isinstance(block, Mapping) or "grid_search" in block:  # a search space
+            if _mentions_api_key(block):
+                raise TrackerConfigError(
+                    f'param_space["{tracker}"] holds an api_key inside a search space; it '
+                    "would be stored with every trial's config. Give the key in a plain "
+                    f'block, param_space["{tracker}"] = {{"enable": True, "api_key": ...}}, '
+                    f"or export ${spec.api_key_env} and leave api_key out."
+                )
+            continue
+        if "api_key" not in block:
+            continue
+        api_key = block["api_key"]
+        space[tracker] = {key: value for key, value in block.items() if key != "api_key"}
+        if api_key is None:
+            continue
+        if not isinstance(api_key, str) or not api_key.strip():
+            raise TrackerConfigError(
+                f'param_space["{tracker}"]["api_key"] must be a non-empty string or None, got '
+                f"{type(api_key).__name__}: give the key itself (for example read from an "
+                f"environment variable), or leave it out and export ${spec.api_key_env}."
+            )
+        moved[spec.api_key_env] = api_key.strip()
+    if moved:
+        env["env_vars"] = {**(env.get("env_vars") or {}), **moved}
+    return space, env
+
+
+def _mentions_api_key(value: Any) -> bool:
+    if isinstance(value, Mapping):
+        return "api_key" in value or any(_mentions_api_key(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_mentions_api_key(v) for v in value)
+    categories = getattr(value, "categories", None)  # tune.choice([...])
+    return isinstance(categories, (list, tuple)) and _mentions_api_key(list(categories))
+
+
+def default_init_kwargs(tracker: str, config: Mapping[str, Any]) -> dict[str, Any]:
+    """radas's defaults for ``<tracker>.init``, from the experiment and trial running now.
+
+    Inside a radas trial: project = the experiment name, group = the experiment name and the
+    time its ``run_choice="run"`` started (``lr-sweep-20260101-120000``: a restore continues
+    in the same group, a fresh run gets a new one), run name = the trial name, tags = the
+    user name, notes = the experiment's full name and the trial id, run files in the trial's
+    directory, config = the trial config without the tracker blocks and secrets. Outside
+    radas: project ``radas``, names from Tune when inside a Tune trial. A tracker's own
+    environment variable (``WANDB_PROJECT``, ``WANDB_DIR``, ...) wins over a default.
+    """
+    spec = TRACKERS[tracker]
+    experiment = _current_experiment()
+    trial = _tune_trial()
+    project = DEFAULT_PROJECT
+    group = name = notes = None
+    tags: list[str] = []
+    if experiment is not None:
+        project = sanitize_project(experiment.get("experiment_name") or DEFAULT_PROJECT)
+        group = _group_name(experiment)
+        name = experiment.get("trial_name")
+        if experiment.get("user_name"):
+            tags.append(str(experiment["user_name"]))
+        notes = (
+            f"radas experiment {experiment.get('full_name')} "
+            f"(user {experiment.get('user_name')}), trial {experiment.get('trial_id')}"
+        )
+    elif trial is not None:
+        group = trial.get("experiment_name")
+        name = trial.get("trial_name")
+    defaults: dict[str, Any] = {}
+    project_env, group_env, name_env = spec.name_env
+    if not os.environ.get(project_env):
+        defaults["project"] = project
+    if group and not os.environ.get(group_env):
+        defaults["group"] = group
+    if name and not os.environ.get(name_env):
+        defaults["name"] = name
+    if tags:
+        defaults["tags"] = tags
+    if notes:
+        defaults["notes" if tracker == "wandb" else "description"] = notes
+    trial_dir = (trial or {}).get("trial_dir")
+    if trial_dir and not os.environ.get(spec.dir_env):
+        run_dir = os.path.join(trial_dir, "swanlog") if tracker == "swanlab" else trial_dir
+        defaults[spec.dir_kwarg] = run_dir
+    defaults["config"] = logged_config(config)
+    return defaults
+
+
+def sanitize_project(name: str) -> str:
+    """A project name the trackers accept: at most 128 characters, none of ``/\\#?%:``.
+
+    >>> sanitize_project("lr sweep/v2")
+    'lr_sweep_v2'
+    """
+    cleaned = re.sub(r"[\\/#?%:\s]+", "_", name).strip("_") or DEFAULT_PROJECT
+    return cleaned[:128]
+
+
+def _group_name(experiment: Mapping[str, Any]) -> str:
+    started = experiment.get("started")
+    stamp = ""
+    if isinstance(started, str):
+        try:
+            stamp = time.strftime("%Y%m%d-%H%M%S", time.strptime(started, "%Y-%m-%dT%H:%M:%S"))
+        except ValueError:
+            stamp = re.sub(r"[^0-9A-Za-z]+", "", started)
+    base = str(experiment.get("experiment_name") or DEFAULT_PROJECT)
+    return f"{base}-{stamp}"[:128] if stamp else base[:128]
+
+
+def _current_experiment() -> dict[str, Any] | None:
+    try:
+        from radas.trial import current_experiment
+
+        return current_experiment()
+    except Exception:  # Ray missing or not a trial: no experiment
+        return None
+
+
+def _tune_trial() -> dict[str, Any] | None:
+    """Tune's names for the trial running now (None outside a Tune trial)."""
+    import warnings
+
+    try:
+        from ray import tune
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            context = tune.get_context()
+            trial_name = context.get_trial_name()
+            if trial_name is None:
+                return None
+            return {
+                "trial_name": trial_name,
+                "trial_id": context.get_trial_id(),
+                "experiment_name": context.get_experiment_name(),
+                "trial_dir": _stored_trial_dir(context),
+            }
+    except Exception:
+        return None
+
+
+def _stored_trial_dir(context: Any) -> str | None:
+    """The trial's directory in the experiment's storage (where its results are kept), when
+    that is a local or mounted path; Tune's own trial dir is a temporary staging copy."""
+    storage = context.get_storage()
+    if storage is None or type(storage.storage_filesystem).__name__ != "LocalFileSystem":
+        return None
+    return str(storage.trial_fs_path)
+
+
+def merged_init_kwargs(
+    tracker: str, config: Mapping[str, Any], block: TrackerBlock
+) -> dict[str, Any]:
+    """radas's defaults overridden key by key by the block's ``init_kwargs``."""
+    kwargs = default_init_kwargs(tracker, config)
+    kwargs.update(copy.deepcopy(block.init_kwargs))
+    run_dir = kwargs.get(TRACKERS[tracker].dir_kwarg)
+    if run_dir:
+        os.makedirs(run_dir, exist_ok=True)  # wandb falls back to a temp dir when it is missing
+    return kwargs
