@@ -31,6 +31,7 @@ def tuner(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("tuner")
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(workdir)
+        patch.setenv("RADAS_RAY_LOGGERS", "1")  # Ray's own result files, to compare against
         results = radas.run_experiment_sync(
             user_name="tester",
             experiment_name="history",

@@ -11,6 +11,8 @@ Experiments run by plain Ray Tune (no parts) are read from Ray's own per-trial
 
 from __future__ import annotations
 
+import json
+import math
 import pickle
 import time
 import uuid
@@ -20,12 +22,14 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from ray.tune import Callback
 
 from radas import _ray_state
 
 HISTORY_DIR = "radas_history"
+COMPACTED_FILE = "compacted.parquet"
 PICKLED_COLUMNS_KEY = b"radas.pickled_columns"
 KEY_COLUMNS = ["trial_id", "training_iteration"]
 
@@ -128,6 +132,8 @@ class HistoryRecorder(Callback):
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         self.flush()
+        if self._target is not None:
+            compact_history(self._target[1])
 
     def flush(self) -> None:
         self._last_flush = time.monotonic()
@@ -145,23 +151,165 @@ class HistoryRecorder(Callback):
 
 
 def history_parts(experiment_path: str | Path) -> list[Path]:
-    """radas's history parts, in the order they were written."""
+    """radas's history files in the order they were written (the compacted file first)."""
     directory = Path(experiment_path) / HISTORY_DIR
-    return sorted(directory.glob("*.parquet")) if directory.is_dir() else []
+    if not directory.is_dir():
+        return []
+    compacted = directory / COMPACTED_FILE
+    parts = sorted(p for p in directory.glob("*.parquet") if p.name != COMPACTED_FILE)
+    return [compacted, *parts] if compacted.exists() else parts
 
 
-def load_history(experiment_path: str | Path) -> pd.DataFrame:
-    """One row per reported result across all trials, sorted by trial id and iteration."""
+def compact_history(experiment_path: str | Path) -> None:
+    """Merge the history parts into one file sorted by trial and iteration (the newest
+    report of an iteration kept), so that loading it needs no sorting: done once, when a
+    fit ends, by the process that ran it. Readers see either the parts or the compacted
+    file (written under a temporary name, then renamed, before the parts are removed)."""
     parts = history_parts(experiment_path)
-    if parts:
-        frame = _concat(table_to_frame(pq.read_table(part)) for part in parts)
-    else:
-        frame = _load_from_ray_result_files(experiment_path)
+    if not parts or parts == [Path(experiment_path) / HISTORY_DIR / COMPACTED_FILE]:
+        return
+    tables, pickled = _read_parts(parts, exclude=set())
+    try:
+        table = _merge(tables, deduplicate=_needs_deduplication(parts))
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return  # parts whose column types conflict stay as they are; loading merges them
+    metadata = {PICKLED_COLUMNS_KEY: "\n".join(sorted(pickled)).encode()} if pickled else None
+    target = Path(experiment_path) / HISTORY_DIR / COMPACTED_FILE
+    temporary = target.with_name(f".{COMPACTED_FILE}.tmp")
+    pq.write_table(table.replace_schema_metadata(metadata), temporary)
+    temporary.replace(target)
+    for part in parts:
+        if part != target:
+            part.unlink(missing_ok=True)
+
+
+def load_history(experiment_path: str | Path, *, exclude: Iterable[str] = ()) -> pd.DataFrame:
+    """One row per reported result across all trials, sorted by trial id and iteration.
+
+    ``exclude`` names columns not to load. A compacted history is read and converted
+    column by column (the Arrow buffers released as they are converted), so the peak memory
+    stays near the size of the frame itself; parts not compacted yet (a fit still running,
+    or a crashed driver) are merged and sorted here.
+    """
+    parts = history_parts(experiment_path)
+    exclude = set(exclude) - set(KEY_COLUMNS)
+    if not parts:
+        return _finish_in_pandas(_load_from_ray_result_files(experiment_path), exclude)
+    # The system allocator hands large freed buffers back at once; Arrow's default pool keeps
+    # them, which would raise the peak of this one-off load.
+    previous_pool = pa.default_memory_pool()
+    pa.set_memory_pool(pa.system_memory_pool())
+    try:
+        tables, pickled = _read_parts(parts, exclude)
+        if len(tables) == 1 and parts[0].name == COMPACTED_FILE:
+            table = tables.pop()  # already merged and sorted
+        else:
+            try:
+                table = _merge(tables, deduplicate=_needs_deduplication(parts))
+            except (pa.ArrowInvalid, pa.ArrowTypeError):
+                # a column that is numbers in one part and pickled objects in another
+                frame = _concat(table_to_frame(t) for t in tables)
+                return _finish_in_pandas(frame, exclude)
+        del tables
+        frame = table.to_pandas(self_destruct=True, split_blocks=True)
+        del table
+    finally:
+        pa.set_memory_pool(previous_pool)
+    for name in pickled & set(frame.columns):
+        frame[name] = [None if value is None else pickle.loads(value) for value in frame[name]]
+    return frame
+
+
+def _read_parts(parts: list[Path], exclude: set[str]) -> tuple[list[pa.Table], set[str]]:
+    tables, pickled = [], set()
+    for part in parts:
+        names = pq.read_schema(part).names
+        table = pq.read_table(part, columns=[n for n in names if n not in exclude])
+        metadata = table.schema.metadata or {}
+        pickled |= set(filter(None, metadata.get(PICKLED_COLUMNS_KEY, b"").decode().split("\n")))
+        tables.append(table)  # keeps its metadata: table_to_frame() unpickles per part
+    return tables, pickled
+
+
+def _merge(tables: list[pa.Table], deduplicate: bool) -> pa.Table:
+    """Concatenate, keep the newest report of each (trial, iteration), sort by them."""
+    table = pa.concat_tables(
+        [t.replace_schema_metadata(None) for t in tables], promote_options="permissive"
+    )
+    tables.clear()
+    if deduplicate:
+        table = _keep_last_report(table)
+    indices = pc.sort_indices(table, sort_keys=[(key, "ascending") for key in KEY_COLUMNS])
+    order = [*KEY_COLUMNS, *(c for c in table.column_names if c not in KEY_COLUMNS)]
+    columns = []
+    for name in order:  # release each source column once its sorted copy exists
+        columns.append(table.column(name).take(indices))
+        table = table.drop_columns([name])
+    return pa.Table.from_arrays(columns, names=order)
+
+
+def _needs_deduplication(parts: list[Path]) -> bool:
+    """Only several fits (a restore) can report the same trial iteration twice."""
+    writers = {part.name.split("-")[1] for part in parts if part.name != COMPACTED_FILE}
+    has_compacted = any(part.name == COMPACTED_FILE for part in parts)
+    return len(writers) + has_compacted > 1
+
+
+def _finish_in_pandas(frame: pd.DataFrame, exclude: set[str]) -> pd.DataFrame:
+    frame = frame.drop(columns=[c for c in exclude if c in frame.columns])
     if frame.empty:
         return frame
     frame = frame.drop_duplicates(KEY_COLUMNS, keep="last")
     frame = frame.sort_values(KEY_COLUMNS, kind="stable").reset_index(drop=True)
     return frame[[*KEY_COLUMNS, *(c for c in frame.columns if c not in KEY_COLUMNS)]]
+
+
+def _keep_last_report(table: pa.Table) -> pa.Table:
+    table = table.append_column("__row", pa.array(range(len(table)), type=pa.int64()))
+    newest = table.group_by(KEY_COLUMNS).aggregate([("__row", "max")])
+    keep = pc.sort_indices(newest["__row_max"])
+    return table.take(pc.take(newest["__row_max"], keep)).drop_columns(["__row"])
+
+
+def write_ray_result_files(experiment_path: str | Path) -> int:
+    """Write Ray's per-trial ``result.json`` (JSON lines) from radas's history, for trials
+    that have neither it nor ``progress.csv``; returns how many files were written."""
+    path = Path(experiment_path)
+    missing = {
+        trial.trial_id: path / trial.trial_dir_name
+        for trial in _ray_state.load_trial_states(path)
+        if trial.last_result
+        and not (path / trial.trial_dir_name / "result.json").exists()
+        and not (path / trial.trial_dir_name / "progress.csv").exists()
+    }
+    if not missing or not history_parts(path):
+        return 0
+    history = load_history(path)
+    written = 0
+    for trial_id, rows in history.groupby("trial_id", sort=False):
+        trial_dir = missing.get(trial_id)
+        if trial_dir is None:
+            continue
+        trial_dir.mkdir(parents=True, exist_ok=True)
+        lines = []
+        for record in rows.to_dict("records"):
+            present = {key: value for key, value in record.items() if not _is_missing(value)}
+            lines.append(json.dumps(present, default=_json_default))
+        temporary = trial_dir / ".result.json.tmp"
+        temporary.write_text("\n".join(lines) + "\n")
+        temporary.replace(trial_dir / "result.json")
+        written += 1
+    return written
+
+
+def _is_missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "tolist"):  # numpy scalars and arrays
+        return value.tolist()
+    return repr(value)
 
 
 def _load_from_ray_result_files(experiment_path: str | Path) -> pd.DataFrame:

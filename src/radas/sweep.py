@@ -193,7 +193,7 @@ def run_sweep(spec: SweepSpec) -> SweepOutcome:
             "trials were already done and are kept; unfinished and errored trials continue."
         )
         tuner = _restore(spec, spec.cpu_per_trial, capacity, resume_errored=True)
-    with _quiet_ray_output(enabled=_user_verbosity(spec) is None):
+    with _tune_environment(quiet=_user_verbosity(spec) is None):
         tuner.fit()
         retries = _retry_failed_trials(spec, capacity)
     trials = _ray_state.load_trial_states(path)
@@ -325,36 +325,45 @@ def _restore(
     return tune.Tuner.restore(
         spec.experiment_path,
         trainable=_trainable_with_resources(spec.trainable, cpu_per_trial, capacity),
-        param_space=spec.param_space,
+        param_space=share_grid_values(spec.param_space),
         resume_unfinished=True,
         resume_errored=resume_errored,
     )
 
 
 @contextlib.contextmanager
-def _quiet_ray_output(enabled: bool) -> Iterator[None]:
-    """Also silence the banner Ray's new output engine prints even with verbose=0.
+def _tune_environment(quiet: bool) -> Iterator[None]:
+    """Settings for the duration of a fit (then restored).
 
-    The legacy engine (``RAY_AIR_NEW_OUTPUT=0``) honours verbose=0 fully; set it for the
-    duration of the fit only.
+    - Ray's default per-trial loggers (result.json, progress.csv, TensorBoard files) are off:
+      radas keeps every result in its own history (radas_history/, written in batches), and
+      ``radas.Tuner.get_results()`` writes Ray's result.json files from it on first use.
+      Passing logger callbacks in ``run_config`` still adds them; ``RADAS_RAY_LOGGERS=1``
+      keeps Ray's defaults.
+    - ``quiet``: the banner Ray's new output engine prints even with verbose=0 is silenced
+      (the legacy engine, ``RAY_AIR_NEW_OUTPUT=0``, honours verbose=0 fully), and so are
+      Tune's warnings about trials without metrics files.
     """
-    if not enabled:
-        yield
-        return
-    previous = os.environ.get("RAY_AIR_NEW_OUTPUT")
-    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
-    # After an interruption Tune warns about every unfinished trial's missing metrics file.
+    settings = {}
+    if os.environ.get("RADAS_RAY_LOGGERS") != "1":
+        settings["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
+    if quiet:
+        settings["RAY_AIR_NEW_OUTPUT"] = "0"
+    previous = {name: os.environ.get(name) for name in settings}
+    os.environ.update(settings)
     analysis_logger = logging.getLogger("ray.tune.analysis.experiment_analysis")
     previous_level = analysis_logger.level
-    analysis_logger.setLevel(logging.ERROR)
+    if quiet:
+        analysis_logger.setLevel(logging.ERROR)
     try:
         yield
     finally:
         analysis_logger.setLevel(previous_level)
-        if previous is None:
-            os.environ.pop("RAY_AIR_NEW_OUTPUT", None)
-        else:
-            os.environ["RAY_AIR_NEW_OUTPUT"] = previous
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 EXPERIMENT_INFO_FILE = "radas_experiment.json"
@@ -402,7 +411,7 @@ def build_tuner(spec: SweepSpec, capacity: NodeCapacity | None = None) -> tune.T
     run_config = _run_config(spec, tune_config)
     return tune.Tuner(
         _trainable_with_resources(spec.trainable, spec.cpu_per_trial, capacity),
-        param_space=spec.param_space,
+        param_space=share_grid_values(spec.param_space),
         tune_config=tune_config,
         run_config=run_config,
     )
@@ -455,6 +464,33 @@ def _user_verbosity(spec: SweepSpec) -> Any:
     """The verbose= the user gave RunConfig, or None (RunConfig keeps it in ``_verbose``)."""
     given = spec.tuner_init_kwargs.get("run_config")
     return None if given is None else getattr(given, "_verbose", given.verbose)
+
+
+class SharedGridValues(list):
+    """The values of one ``tune.grid_search``, shared instead of deep-copied.
+
+    Tune's variant generator deep-copies the whole unresolved search space once per trial,
+    grid value lists included: O(trials) work per trial, O(trials^2) for a grid. The values
+    are never changed, so when they are all immutable scalars one shared list is exact.
+    """
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> SharedGridValues:
+        return self
+
+
+_SCALARS = (int, float, str, bool, bytes, type(None))
+
+
+def share_grid_values(space: Any) -> Any:
+    """``space`` with every scalar-only ``grid_search`` list made a SharedGridValues."""
+    if isinstance(space, dict):
+        if set(space) == {"grid_search"} and isinstance(space["grid_search"], (list, tuple)):
+            values = space["grid_search"]
+            if all(isinstance(value, _SCALARS) for value in values):
+                return {"grid_search": SharedGridValues(values)}
+            return space
+        return {key: share_grid_values(value) for key, value in space.items()}
+    return space
 
 
 def _trainable_with_resources(

@@ -10,7 +10,7 @@ import pandas as pd
 
 from radas import _ray_state
 from radas.errors import ExperimentNotFoundError
-from radas.history import flatten, load_history
+from radas.history import flatten, load_history, write_ray_result_files
 from radas.sweep import TrialRecords
 
 # Columns Ray adds to every result for its own bookkeeping; the brief views drop them.
@@ -59,10 +59,16 @@ class Tuner:
         return f"radas.Tuner({self.experiment_path!r})"
 
     def get_results(self) -> Any:
-        """Ray's own ``ResultGrid`` of the experiment (loaded once)."""
+        """Ray's own ``ResultGrid`` of the experiment (loaded once).
+
+        radas runs Tune without its per-trial loggers and keeps every result in its own
+        history; the first call writes each trial's ``result.json`` from it, so
+        ``Result.metrics_dataframe`` and everything else in the ResultGrid work as usual.
+        """
         if self._results is None:
             from ray.tune import ExperimentAnalysis, ResultGrid
 
+            write_ray_result_files(self.experiment_path)
             self._results = ResultGrid(ExperimentAnalysis(self.experiment_path))
         return self._results
 
@@ -103,8 +109,9 @@ class Tuner:
         Columns: ``trial_id``, ``training_iteration``, the reported metrics and ``config/*``
         (plus Ray's bookkeeping columns with ``brief_columns=False``).
         """
-        frame = load_history(self.experiment_path)
-        return brief(frame) if brief_columns else frame
+        return load_history(
+            self.experiment_path, exclude=BOOKKEEPING_COLUMNS if brief_columns else ()
+        )
 
 
 def brief(frame: pd.DataFrame) -> pd.DataFrame:
