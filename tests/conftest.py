@@ -14,6 +14,15 @@ _SESSION_HOME = Path(tempfile.mkdtemp(prefix="radas-tests-"))
 os.environ["RADAS_HOME"] = str(_SESSION_HOME)
 os.environ["RADAS_CONFIG"] = str(_SESSION_HOME / "config.toml")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# Trackers write nothing outside the session's directory and never try the network.
+for _name, _value in {
+    "WANDB_MODE": "offline",
+    "WANDB_SILENT": "true",
+    "WANDB_CACHE_DIR": str(_SESSION_HOME / "wandb-cache"),
+    "WANDB_CONFIG_DIR": str(_SESSION_HOME / "wandb-config"),
+    "WANDB_DATA_DIR": str(_SESSION_HOME / "wandb-data"),
+}.items():
+    os.environ.setdefault(_name, _value)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -171,7 +171,7 @@ def test_optuna_trials_that_ran_out_of_memory_are_retried_not_duplicated(project
 def test_verify_gpu_refuses_cpu_fallback(project):
     def on_cpu(config):
         try:
-            resources.verify_gpu()
+            radas.verify_gpu()
         except GPUNotAvailableError as err:
             return {"refused": str(err)}
         return {"refused": ""}
@@ -185,7 +185,7 @@ def test_verify_gpu_refuses_cpu_fallback(project):
     )
     assert "given 0 GPU(s) by Ray" in results["df"]["refused"].item()
     with pytest.raises(GPUNotAvailableError, match="would run on the CPU"):
-        resources.verify_gpu()  # on this (client) process: no GPU assigned either
+        radas.verify_gpu()  # on this (client) process: no GPU assigned either
 
 
 @pytest.mark.gpu
@@ -195,7 +195,7 @@ def test_verify_gpu_on_a_real_gpu(project):
         pytest.skip("no CUDA GPU on this machine")
 
     def on_gpu(config):
-        info = resources.verify_gpu()
+        info = radas.verify_gpu()
         x = torch.randn(256, 256, device="cuda")
         return {"device": info["device"], "norm": float((x @ x.T).trace().cpu())}
 

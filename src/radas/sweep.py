@@ -41,6 +41,7 @@ TUNER_INIT_KEYS = ("tune_config", "run_config")
 RADAS_OWNED_RUN_CONFIG_FIELDS = ("name", "storage_path")
 ARCHIVE_DIR = ".archive"
 MAX_LOST_TRIAL_ROUNDS = 3
+RESULT_BUFFERING = {"TUNE_RESULT_BUFFER_LENGTH": "1000", "TUNE_RESULT_BUFFER_MIN_TIME_S": "0.5"}
 
 
 @dataclass
@@ -340,11 +341,19 @@ def _tune_environment(quiet: bool) -> Iterator[None]:
       ``radas.Tuner.get_results()`` writes Ray's result.json files from it on first use.
       Passing logger callbacks in ``run_config`` still adds them; ``RADAS_RAY_LOGGERS=1``
       keeps Ray's defaults.
+    - Results are buffered in the trial's worker (``RESULT_BUFFERING``), unless the user set
+      Tune's variables themselves.
     - ``quiet``: the banner Ray's new output engine prints even with verbose=0 is silenced
       (the legacy engine, ``RAY_AIR_NEW_OUTPUT=0``, honours verbose=0 fully), and so are
       Tune's warnings about trials without metrics files.
     """
-    settings = {}
+    settings = {
+        # Trials send their reports in batches (up to 1000 or 0.5 s), one call each instead of
+        # one per report. Schedulers and searchers still see every result, in order.
+        name: value
+        for name, value in RESULT_BUFFERING.items()
+        if name not in os.environ
+    }
     if os.environ.get("RADAS_RAY_LOGGERS") != "1":
         settings["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
     if quiet:

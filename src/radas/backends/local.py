@@ -25,7 +25,7 @@ class LocalBackend:
     target = RunTarget("local")
 
     def results_root(self, user_name: str) -> str:
-        return get_ray_results_dir(user_name)
+        return get_ray_results_dir(user_name, run_with="local")
 
     async def run(self, spec: SweepSpec, *, runtime_env: dict[str, Any]) -> SweepOutcome:
         ensure_local_ray(runtime_env)

@@ -9,6 +9,8 @@ The file is ``$RADAS_CONFIG``, else ``~/.config/radas/config.toml``::
     results_root = "/mnt/shared/ray-results" # readable from this machine at the same path
     data_root = "/mnt/shared/data"
     cold_data_root = "/mnt/cold/data"
+    artifact_root = "s3://lab/radas"         # optional; default <data_root>/.radas-artifacts
+    artifact_endpoint_url = "http://10.0.0.9:9000"  # optional; an S3-compatible server (MinIO)
     cpus_per_node = 32
     gpus_per_node = 8
     memory_per_node_gb = 256
@@ -17,6 +19,8 @@ The file is ``$RADAS_CONFIG``, else ``~/.config/radas/config.toml``::
 
 The token is looked up in ``token_env``, then ``token_file``, then Ray's own places
 (``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH``, ``~/.ray/auth_token``).
+S3 credentials come from the standard AWS variables and files on each machine
+(``AWS_ACCESS_KEY_ID``, ``~/.aws/credentials``, ...), never from this file.
 """
 
 from __future__ import annotations
@@ -50,6 +54,8 @@ class ClusterConfig:
     token_env: str | None = None
     token_file: str | None = None
     managed_by_radas: bool = False
+    artifact_root: str | None = None  # a path or URL; None: <data_root>/.radas-artifacts
+    artifact_endpoint_url: str | None = None  # S3-compatible server, e.g. http://host:9000
 
     @property
     def cpu_per_node(self) -> float:
@@ -106,11 +112,19 @@ class ClusterConfig:
     def job_env(self) -> dict[str, str]:
         """Environment variables a radas job carries to its driver and trials, so code running
         on the cluster finds the cluster's storage without the client's config file."""
+        from radas.storage.dirs import cluster_artifact_root
+
         return {
             "RADAS_CLUSTER": self.name,
             "RADAS_RESULTS_ROOT": self.results_root,
             "RADAS_DATA_ROOT": self.data_root,
             "RADAS_COLD_DATA_ROOT": self.cold_data_root,
+            "RADAS_ARTIFACT_ROOT": cluster_artifact_root(self),
+            **(
+                {"RADAS_ARTIFACT_ENDPOINT_URL": self.artifact_endpoint_url}
+                if self.artifact_endpoint_url
+                else {}
+            ),
         }
 
 

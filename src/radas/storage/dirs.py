@@ -1,14 +1,48 @@
-"""Per-user directories: results root, data dir and cold data dir.
+"""Per-user directories: results root, data dir, cold data dir, and the artifact root.
 
-On ``run_with="local"`` everything lives under ``$RADAS_HOME`` (default ``~/.radas``).
+Each user has ``<root>/<user_name>`` under every root. Which roots depend on ``run_with``:
+
+- ``"local"``: under ``$RADAS_HOME`` (default ``~/.radas``): ``ray-results/``, ``data/``,
+  ``cold-data/`` and ``artifacts/``.
+- ``"cluster:<name>"``: that cluster's ``results_root``, ``data_root``, ``cold_data_root`` and
+  ``artifact_root`` (default ``<data_root>/.radas-artifacts``) from the radas config. Inside a
+  radas job on that cluster the same roots come from the job's environment (``RADAS_CLUSTER``,
+  ``RADAS_DATA_ROOT``, ...; see ``ClusterConfig.job_env``), so no config file is needed there.
+- ``None`` (the default): where this code runs: inside a radas job on a cluster (its driver
+  and trials), that cluster; anywhere else, local.
+
+So the client asks with ``run_with="cluster:<name>"``, a trainable just with ``user_name``, and
+both get the same path.
 """
 
 from __future__ import annotations
 
 import os
+import posixpath
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from radas.errors import InvalidNameError, StorageError
 from radas.naming import validate_user_name
+
+if TYPE_CHECKING:
+    from radas.clusters.config import ClusterConfig
+
+ARTIFACTS_DIRNAME = ".radas-artifacts"
+_JOB_ROOT_VARS = ("RADAS_RESULTS_ROOT", "RADAS_DATA_ROOT", "RADAS_COLD_DATA_ROOT")
+
+
+@dataclass(frozen=True)
+class StorageRoots:
+    """The roots of one place radas runs (``where``: ``"local"`` or ``"cluster:<name>"``)."""
+
+    where: str
+    results_root: str
+    data_root: str
+    cold_data_root: str
+    artifact_root: str
+    artifact_endpoint_url: str | None = None
 
 
 def radas_home() -> Path:
@@ -16,19 +50,143 @@ def radas_home() -> Path:
     return Path(os.environ.get("RADAS_HOME") or Path.home() / ".radas").expanduser()
 
 
-def get_ray_results_dir(user_name: str, run_with: str = "local") -> str:
-    """The directory holding this user's experiments for ``run_with``.
+def cluster_artifact_root(cluster: ClusterConfig) -> str:
+    """Where ``cluster`` keeps cloud artifacts: ``artifact_root``, else inside its data root.
 
-    >>> get_ray_results_dir("alice").endswith("ray-results/alice")
+    >>> from radas.clusters.config import ClusterConfig
+    >>> cluster_artifact_root(ClusterConfig("c", "http://h:8265", "/r", "/data", "/cold"))
+    '/data/.radas-artifacts'
+    """
+    if cluster.artifact_root:
+        return cluster.artifact_root
+    return posixpath.join(cluster.data_root.rstrip("/") or "/", ARTIFACTS_DIRNAME)
+
+
+def storage_roots(run_with: str | None = None) -> StorageRoots:
+    """The storage roots for ``run_with`` (``None``: where this code runs; see the module doc).
+
+    >>> storage_roots("local").data_root.endswith("data")
     True
     """
-    validate_user_name(user_name)
     from radas.backends import parse_run_with
 
-    parse_run_with(run_with)
-    return str(radas_home() / "ray-results" / user_name)
+    if run_with is None:
+        cluster_name = os.environ.get("RADAS_CLUSTER")
+        run_with = f"cluster:{cluster_name}" if cluster_name else "local"
+    target = parse_run_with(run_with)
+    if target.kind == "local":
+        home = radas_home()
+        return StorageRoots(
+            where="local",
+            results_root=str(home / "ray-results"),
+            data_root=str(home / "data"),
+            cold_data_root=str(home / "cold-data"),
+            artifact_root=str(home / "artifacts"),
+        )
+    name = target.cluster or ""
+    env = os.environ
+    if env.get("RADAS_CLUSTER") == name and all(env.get(var) for var in _JOB_ROOT_VARS):
+        # inside a radas job on this cluster: the job carries the roots
+        data_root = env["RADAS_DATA_ROOT"]
+        return StorageRoots(
+            where=str(target),
+            results_root=env["RADAS_RESULTS_ROOT"],
+            data_root=data_root,
+            cold_data_root=env["RADAS_COLD_DATA_ROOT"],
+            artifact_root=env.get("RADAS_ARTIFACT_ROOT")
+            or posixpath.join(data_root.rstrip("/") or "/", ARTIFACTS_DIRNAME),
+            artifact_endpoint_url=env.get("RADAS_ARTIFACT_ENDPOINT_URL") or None,
+        )
+    from radas.clusters.config import get_cluster
+
+    cluster = get_cluster(name)
+    return StorageRoots(
+        where=str(target),
+        results_root=cluster.results_root,
+        data_root=cluster.data_root,
+        cold_data_root=cluster.cold_data_root,
+        artifact_root=cluster_artifact_root(cluster),
+        artifact_endpoint_url=cluster.artifact_endpoint_url,
+    )
+
+
+def get_ray_results_dir(user_name: str, run_with: str | None = None) -> str:
+    """The directory holding this user's experiments for ``run_with``, created if missing.
+
+    ``run_with=None`` means where this code runs (a cluster inside its jobs, else local).
+
+    >>> get_ray_results_dir("alice", run_with="local").endswith("ray-results/alice")
+    True
+    """
+    roots = storage_roots(run_with)
+    return _user_dir(roots.results_root, user_name, roots, "results_root")
+
+
+def get_data_dir(user_name: str, run_with: str | None = None) -> str:
+    """This user's data directory, shared by the submitting machine and the cluster's workers.
+
+    Created on first use. On the client pass the cluster you run on; inside a trainable
+    ``run_with`` can be left out (the job says which cluster it runs on), and the path is the
+    same. Locally: ``$RADAS_HOME/data/<user_name>``.
+
+    >>> import radas
+    >>> path = radas.get_data_dir("alice", run_with="local")
+    >>> path.endswith("data/alice")
+    True
+    """
+    roots = storage_roots(run_with)
+    return _user_dir(roots.data_root, user_name, roots, "data_root")
+
+
+def get_cold_data_dir(user_name: str, run_with: str | None = None) -> str:
+    """This user's cold data directory (large, rarely read data), like ``get_data_dir``.
+
+    Locally: ``$RADAS_HOME/cold-data/<user_name>``.
+
+    >>> import radas
+    >>> radas.get_cold_data_dir("alice", run_with="local").endswith("cold-data/alice")
+    True
+    """
+    roots = storage_roots(run_with)
+    return _user_dir(roots.cold_data_root, user_name, roots, "cold_data_root")
 
 
 def figures_dir(user_name: str) -> Path:
     """Where saved figures go on this machine (never inside the working directory)."""
     return radas_home() / "figures" / validate_user_name(user_name)
+
+
+def check_storage_user_name(user_name: object) -> str:
+    """``validate_user_name`` plus the one name reserved in shared roots."""
+    validate_user_name(user_name)
+    assert isinstance(user_name, str)
+    if user_name == ARTIFACTS_DIRNAME:
+        raise InvalidNameError(
+            f"user_name={user_name!r} is reserved: radas keeps every user's cloud artifacts in "
+            "a folder of that name inside the data root. Choose another user_name."
+        )
+    return user_name
+
+
+def _user_dir(root: str, user_name: str, roots: StorageRoots, key: str) -> str:
+    check_storage_user_name(user_name)
+    path = Path(root).expanduser() / user_name
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        if roots.where == "local":
+            fix = "Set RADAS_HOME to a writable directory (default ~/.radas)."
+        else:
+            fix = (
+                f"The {key} of {roots.where} ({root}) must be writable and mounted at the same "
+                "path on this machine and on every node: mount it, or point the cluster's "
+                f"{key} at a shared directory in {_config_path()}."
+            )
+        raise StorageError(f"Cannot create {path} ({err.strerror or err}). {fix}") from err
+    return str(path)
+
+
+def _config_path() -> str:
+    from radas.clusters.config import config_path
+
+    return str(config_path())
