@@ -41,7 +41,13 @@ TUNER_INIT_KEYS = ("tune_config", "run_config")
 RADAS_OWNED_RUN_CONFIG_FIELDS = ("name", "storage_path")
 ARCHIVE_DIR = ".archive"
 MAX_LOST_TRIAL_ROUNDS = 3
-RESULT_BUFFERING = {"TUNE_RESULT_BUFFER_LENGTH": "1000", "TUNE_RESULT_BUFFER_MIN_TIME_S": "0.5"}
+# Trials send their reports in batches of up to 1000, every 0.5 s (up to 2 s with many trials
+# running: Tune stretches the time with the number of running trials); see _ray_patches.
+RESULT_BUFFERING = {
+    "TUNE_RESULT_BUFFER_LENGTH": "1000",
+    "TUNE_RESULT_BUFFER_MIN_TIME_S": "0.5",
+    "TUNE_RESULT_BUFFER_MAX_TIME_S": "2",
+}
 
 
 @dataclass
@@ -348,8 +354,8 @@ def _tune_environment(quiet: bool) -> Iterator[None]:
       Tune's warnings about trials without metrics files.
     """
     settings = {
-        # Trials send their reports in batches (up to 1000 or 0.5 s), one call each instead of
-        # one per report. Schedulers and searchers still see every result, in order.
+        # One actor call per batch of reports instead of one per report. Schedulers and
+        # searchers still see every result, in order.
         name: value
         for name, value in RESULT_BUFFERING.items()
         if name not in os.environ

@@ -1,0 +1,89 @@
+"""radas's fixes to Ray 2.60's result buffering (radas._ray_patches, fix 2), with real Ray.
+
+Ray's controller calls ``train_buffered`` with its arguments swapped, so it never buffered;
+radas schedules its own ``train_buffered``. These tests show that reports now arrive in
+batches, that an error after buffered reports loses none of them, and that a reused actor
+does not pass one trial's deferred error on to the next trial.
+"""
+
+from __future__ import annotations
+
+import pytest
+from ray import tune
+from ray.tune.execution.tune_controller import TuneController
+
+import radas
+
+
+def reports_then_maybe_raises(config):
+    for step in range(1, config["reports"] + 1):
+        radas.report({"step": step, "value": 10 * config["k"] + step})
+    if config["raise_after"]:
+        raise ValueError(f"trial k={config['k']} fails after {config['reports']} reports")
+
+
+@pytest.fixture
+def batches(monkeypatch):
+    """Sizes of the result batches the driver receives (a spy around Tune's own method)."""
+    sizes: list[int] = []
+    original = TuneController._on_training_result
+
+    def spy(self, trial, result):
+        sizes.append(len(result) if isinstance(result, list) else 1)
+        return original(self, trial, result)
+
+    monkeypatch.setattr(TuneController, "_on_training_result", spy)
+    return sizes
+
+
+def run(name: str, param_space: dict, **kwargs) -> dict:
+    return radas.run_experiment_sync(
+        user_name="tester",
+        experiment_name=name,
+        trainable=reports_then_maybe_raises,
+        param_space=param_space,
+        run_choice="run",
+        **kwargs,
+    )
+
+
+def test_fast_reports_reach_the_driver_in_batches(project, batches):
+    results = run("batched", {"k": tune.grid_search([0, 1]), "reports": 60, "raise_after": False})
+    history = results["tuner"].get_history_dataframe()
+    assert len(history) == 120
+    assert sorted(history.groupby("config/k")["step"].apply(list).tolist()) == [
+        list(range(1, 61)),
+        list(range(1, 61)),
+    ]
+    assert sum(batches) == 2 * 61  # every report and each trial's final duplicate result
+    assert len(batches) < 2 * 61  # ...in fewer actor calls than results
+    assert max(batches) > 1
+
+
+def test_an_error_after_buffered_reports_keeps_every_report(project, batches):
+    results = run("errors", {"k": tune.grid_search([0, 1]), "reports": 40, "raise_after": True})
+    frame = results["tuner"].get_dataframe().set_index("config/k")
+    assert frame["status"].to_dict() == {0: "ERROR", 1: "ERROR"}
+    assert "trial k=1 fails after 40 reports" in frame.loc[1, "error"]
+    history = results["tuner"].get_history_dataframe()
+    assert history.groupby("config/k")["value"].apply(list).to_dict() == {
+        0: list(range(1, 41)),
+        1: list(range(11, 51)),
+    }
+    assert max(batches) > 1  # the reports before the error came in a batch
+
+
+def test_a_reused_actor_does_not_pass_on_a_deferred_error(project):
+    # k=0 stops at its 5th report (stop criterion) with its error still deferred on the
+    # actor; k=1 runs next on the same reused actor and must not inherit that error.
+    results = run(
+        "reuse",
+        {"k": tune.grid_search([0, 1]), "reports": 5, "raise_after": tune.grid_search([True])},
+        tuner_init_kwargs={
+            "tune_config": tune.TuneConfig(reuse_actors=True, max_concurrent_trials=1),
+            "run_config": tune.RunConfig(stop={"training_iteration": 5}),
+        },
+    )
+    frame = results["tuner"].get_dataframe().set_index("config/k")
+    assert frame["status"].to_dict() == {0: "TERMINATED", 1: "TERMINATED"}
+    assert frame["value"].to_dict() == {0: 5, 1: 15}
