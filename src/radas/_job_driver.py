@@ -21,7 +21,7 @@ from radas.console import print_error, print_info
 def load_spec(module_name: str):
     from ray import cloudpickle
 
-    package = Path(importlib.import_module(module_name).__file__).parent
+    package = Path(str(importlib.import_module(module_name).__file__)).parent
     return cloudpickle.loads((package / "spec.pkl").read_bytes())
 
 

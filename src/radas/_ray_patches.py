@@ -58,8 +58,8 @@ def apply() -> None:
             exception = ActorOutOfMemoryError(str(exception))
         return original(self, tracked_actor_task, exception)
 
-    manager._actor_task_failed = _actor_task_failed
-    manager._radas_patched = True
+    manager._actor_task_failed = _actor_task_failed  # type: ignore[method-assign]
+    manager._radas_patched = True  # type: ignore[attr-defined]
     _fix_buffered_training()
 
 
@@ -79,7 +79,7 @@ def _fix_buffered_training() -> None:
             on_error=self._trial_task_failure,
         )
 
-    TuneController._schedule_trial_train = _schedule_trial_train
+    TuneController._schedule_trial_train = _schedule_trial_train  # type: ignore[method-assign]
 
 
 def train_buffered(trainable: Any, buffer_time_s: float, max_buffer_length: int) -> list[dict]:

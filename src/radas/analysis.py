@@ -115,7 +115,7 @@ def plot(df: pd.DataFrame, options: AnalysisOptions, default_path: Path) -> Figu
     import matplotlib as mpl
     import matplotlib.pyplot as plt
 
-    with mpl.rc_context(options.matplotlib_rcParams_update or {}):
+    with mpl.rc_context(dict(options.matplotlib_rcParams_update or {})):  # type: ignore[arg-type]
         if options.process_sns_fn is not None:
             _call("process_sns_fn", options.process_sns_fn)
         kwargs = resolve_plot_kwargs(df, options.plot_kwargs)

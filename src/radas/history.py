@@ -112,7 +112,7 @@ class HistoryRecorder(Callback):
         self.__dict__.update(state)
         self._reset()
 
-    def setup(self, **info: Any) -> None:
+    def setup(self, *args: Any, **info: Any) -> None:
         self._reset()
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any):

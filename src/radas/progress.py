@@ -50,7 +50,13 @@ class ProgressLine(Callback):
         self.__dict__.update(state)
         self._reset()
 
-    def setup(self, total_num_samples: int | None = None, **info: Any) -> None:
+    def setup(
+        self,
+        stop: Any = None,
+        num_samples: int | None = None,
+        total_num_samples: int | None = None,
+        **info: Any,
+    ) -> None:
         self._reset()
         if total_num_samples and total_num_samples > 0:
             self._total = total_num_samples

@@ -313,7 +313,7 @@ def _retry_failed_trials(spec: SweepSpec, capacity: NodeCapacity) -> _Retries:
                 f"(not an error of the trainable); running them again (round {lost_rounds} "
                 f"of {MAX_LOST_TRIAL_ROUNDS})"
             )
-        if memory:
+        if memory and bigger is not None:
             print_info(
                 f"{spec.experiment_name}: {len(memory)} trial(s) ran out of memory with "
                 f"cpu_per_trial={retries.cpu_per_trial:g}; running them again with "
