@@ -87,3 +87,45 @@ def test_a_reused_actor_does_not_pass_on_a_deferred_error(project):
     frame = results["tuner"].get_dataframe().set_index("config/k")
     assert frame["status"].to_dict() == {0: "TERMINATED", 1: "TERMINATED"}
     assert frame["value"].to_dict() == {0: 5, 1: 15}
+
+
+def fails_once(config):
+    flag = config["flag_dir"] / f"ran-{config['k']}"
+    first_time = not flag.exists()
+    flag.touch()
+    radas.report({"value": config["k"]})
+    if config["k"] in (2, 5) and first_time:
+        raise RuntimeError("fails the first time")
+
+
+def test_fifo_choice_picks_the_trial_rays_scan_would_pick(project, monkeypatch):
+    """At every step of a run and of its restore (errored trials pending again among finished
+    ones), radas's FIFO choice equals Ray's own scan over all trials."""
+    from ray.tune.schedulers import FIFOScheduler
+
+    from radas import _ray_patches
+
+    _ray_patches.apply()
+    ours = FIFOScheduler.choose_trial_to_run
+    choices: list[tuple] = []
+
+    def both(self, tune_controller):
+        chosen = ours(self, tune_controller)
+        choices.append((chosen, ours.ray_version(self, tune_controller)))
+        return chosen
+
+    monkeypatch.setattr(FIFOScheduler, "choose_trial_to_run", both)
+    kwargs = dict(
+        user_name="tester",
+        experiment_name="fifo",
+        trainable=fails_once,
+        param_space={"k": tune.grid_search(list(range(8))), "flag_dir": project},
+        tuner_init_kwargs={"tune_config": tune.TuneConfig(max_concurrent_trials=1)},
+    )
+    first = radas.run_experiment_sync(**kwargs, run_choice="run")
+    assert first["outcome"].errored_trials == 2
+    restored = radas.run_experiment_sync(**kwargs, run_choice="restore")
+    assert restored["df"]["status"].tolist() == ["TERMINATED"] * 8
+    picked = [ours_choice for ours_choice, _ in choices if ours_choice is not None]
+    assert len(picked) >= 10  # 8 trials, then the 2 errored ones again
+    assert all(ours_choice is rays_choice for ours_choice, rays_choice in choices)

@@ -17,11 +17,18 @@
    version also drops the results it has buffered when the trainable then raises; radas's
    returns them and raises the error on the next call, so an errored trial keeps every
    report it made.
+3. The default FIFO scheduler picks the next trial to run by scanning every trial of the
+   experiment, finished ones included, at every step of the controller: O(trials) per step,
+   O(trials^2) for a sweep (39% of the driver's time, measured, late in a 10,000-trial
+   grid). radas's version looks only at the live trials (those not terminated) and picks
+   the same trial: the first pending one in the order the trials were added, else the first
+   paused one.
 """
 
 from __future__ import annotations
 
 import time
+import weakref
 from typing import Any
 
 from ray.exceptions import OutOfMemoryError, RayActorError, RayTaskError
@@ -61,6 +68,7 @@ def apply() -> None:
     manager._actor_task_failed = _actor_task_failed  # type: ignore[method-assign]
     manager._radas_patched = True  # type: ignore[attr-defined]
     _fix_buffered_training()
+    _fix_fifo_choice()
 
 
 def _fix_buffered_training() -> None:
@@ -112,3 +120,34 @@ def train_buffered(trainable: Any, buffer_time_s: float, max_buffer_length: int)
         ):
             break
     return results
+
+
+# Per running controller: the position of each trial in its trial list (the list only grows).
+_TRIAL_POSITIONS: weakref.WeakKeyDictionary[Any, dict[Any, int]] = weakref.WeakKeyDictionary()
+
+
+def _fix_fifo_choice() -> None:
+    from ray.tune.experiment import Trial
+    from ray.tune.schedulers import FIFOScheduler
+
+    original = FIFOScheduler.choose_trial_to_run
+
+    def choose_trial_to_run(self, tune_controller):
+        controller = getattr(tune_controller, "_tune_controller", None)
+        if controller is None:  # not the wrapper Tune passes schedulers: Ray's own scan
+            return original(self, tune_controller)
+        trials = tune_controller.get_trials()
+        positions = _TRIAL_POSITIONS.setdefault(controller, {})
+        for position in range(len(positions), len(trials)):
+            positions[trials[position]] = position
+        live = tune_controller.get_live_trials()
+        for status in (Trial.PENDING, Trial.PAUSED):
+            waiting = [trial for trial in live if trial.status == status]
+            if waiting and all(trial in positions for trial in waiting):
+                return min(waiting, key=positions.__getitem__)
+            if waiting:  # a trial list Tune replaced: Ray's own scan
+                return original(self, tune_controller)
+        return None
+
+    choose_trial_to_run.ray_version = original  # type: ignore[attr-defined]  # for the tests
+    FIFOScheduler.choose_trial_to_run = choose_trial_to_run  # type: ignore[method-assign]
