@@ -119,6 +119,9 @@ class HistoryRecorder(Callback):
         if self._target is None:
             storage = trial.storage
             self._target = (storage.storage_filesystem, storage.experiment_fs_path)
+            storage.storage_filesystem.create_dir(
+                f"{storage.experiment_fs_path}/{HISTORY_DIR}", recursive=True
+            )
         row = flatten(result)
         row["trial_id"] = trial.trial_id
         self._rows.append(row)
@@ -140,8 +143,7 @@ class HistoryRecorder(Callback):
         if not self._rows or self._target is None:
             return
         filesystem, experiment_fs_path = self._target
-        directory = f"{experiment_fs_path}/{HISTORY_DIR}"
-        filesystem.create_dir(directory, recursive=True)
+        directory = f"{experiment_fs_path}/{HISTORY_DIR}"  # created with the target
         name = f"{time.time_ns():020d}-{self._writer_id}-{self._parts_written:06d}.parquet"
         temporary = f"{directory}/.{name}.tmp"
         pq.write_table(rows_to_table(self._rows), temporary, filesystem=filesystem)
