@@ -128,6 +128,23 @@ def read_block(config: object, tracker: str) -> TrackerBlock:
     )
 
 
+class ActiveRun:
+    """The run a tracker's ``*_init`` started in this process (one at a time), or None."""
+
+    def __init__(self) -> None:
+        self.run: Any = None
+
+    def log(self, metrics: Mapping[str, Any], **log_kwargs: Any) -> None:
+        """Log to the run; a no-op when there is none."""
+        if self.run is not None:
+            self.run.log(dict(metrics), **log_kwargs)
+
+    def take(self) -> Any:
+        """The run (or None), no longer the active one."""
+        run, self.run = self.run, None
+        return run
+
+
 def import_tracker(tracker: str) -> ModuleType:
     """Import the tracker's package, or say how to install it."""
     spec = TRACKERS[tracker]

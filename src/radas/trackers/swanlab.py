@@ -9,12 +9,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from radas.trackers.base import import_tracker, merged_init_kwargs, read_block
+from radas.trackers.base import ActiveRun, import_tracker, merged_init_kwargs, read_block
 
 TRACKER = "swanlab"
 
-# The run rswanlab_init started in this process (None: none, or finished).
-_active_run: Any = None
+_active = ActiveRun()  # the run rswanlab_init started in this process
 
 
 def rswanlab_init(config: Mapping[str, Any]) -> Any:
@@ -35,7 +34,6 @@ def rswanlab_init(config: Mapping[str, Any]) -> Any:
     ...         rswanlab_log({"loss": 1 / (epoch + 1)})
     ...     rswanlab_finish()
     """
-    global _active_run
     block = read_block(config, TRACKER)
     if not block.enable:
         return None
@@ -56,8 +54,8 @@ def rswanlab_init(config: Mapping[str, Any]) -> Any:
         kwargs["settings"] = swanlab.Settings(**{**overrides, **settings})
     elif block.api_key:
         settings.merge_settings({"api_key": block.api_key})
-    _active_run = swanlab.init(**kwargs)
-    return _active_run
+    _active.run = swanlab.init(**kwargs)
+    return _active.run
 
 
 def rswanlab_log(metrics: Mapping[str, Any], **log_kwargs: Any) -> None:
@@ -67,8 +65,7 @@ def rswanlab_log(metrics: Mapping[str, Any], **log_kwargs: Any) -> None:
 
     >>> rswanlab_log({"loss": 0.1})  # disabled or not started: nothing happens
     """
-    if _active_run is not None:
-        _active_run.log(dict(metrics), **log_kwargs)
+    _active.log(metrics, **log_kwargs)
 
 
 def rswanlab_finish(**finish_kwargs: Any) -> None:
@@ -76,8 +73,7 @@ def rswanlab_finish(**finish_kwargs: Any) -> None:
 
     >>> rswanlab_finish()
     """
-    global _active_run
-    run, _active_run = _active_run, None
+    run = _active.take()
     if run is not None:
         run.finish(**finish_kwargs)
 
@@ -88,4 +84,4 @@ def rswanlab_run() -> Any:
     >>> rswanlab_run() is None
     True
     """
-    return _active_run
+    return _active.run

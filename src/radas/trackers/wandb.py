@@ -9,12 +9,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from radas.trackers.base import import_tracker, merged_init_kwargs, read_block
+from radas.trackers.base import ActiveRun, import_tracker, merged_init_kwargs, read_block
 
 TRACKER = "wandb"
 
-# The run rwandb_init started in this process (None: none, or finished).
-_active_run: Any = None
+_active = ActiveRun()  # the run rwandb_init started in this process
 
 
 def rwandb_init(config: Mapping[str, Any]) -> Any:
@@ -35,7 +34,6 @@ def rwandb_init(config: Mapping[str, Any]) -> Any:
     ...         rwandb_log({"loss": 1 / (epoch + 1)})
     ...     rwandb_finish()
     """
-    global _active_run
     block = read_block(config, TRACKER)
     if not block.enable:
         return None
@@ -52,8 +50,8 @@ def rwandb_init(config: Mapping[str, Any]) -> Any:
         else:
             settings.api_key = block.api_key
         kwargs["settings"] = settings
-    _active_run = wandb.init(**kwargs)
-    return _active_run
+    _active.run = wandb.init(**kwargs)
+    return _active.run
 
 
 def rwandb_log(metrics: Mapping[str, Any], **log_kwargs: Any) -> None:
@@ -63,8 +61,7 @@ def rwandb_log(metrics: Mapping[str, Any], **log_kwargs: Any) -> None:
 
     >>> rwandb_log({"loss": 0.1})  # disabled or not started: nothing happens
     """
-    if _active_run is not None:
-        _active_run.log(dict(metrics), **log_kwargs)
+    _active.log(metrics, **log_kwargs)
 
 
 def rwandb_finish(*, wait: bool = True, **finish_kwargs: Any) -> None:
@@ -78,8 +75,7 @@ def rwandb_finish(*, wait: bool = True, **finish_kwargs: Any) -> None:
 
     >>> rwandb_finish()
     """
-    global _active_run
-    run, _active_run = _active_run, None
+    run = _active.take()
     if run is None:
         return
     run.finish(**finish_kwargs)
@@ -97,4 +93,4 @@ def rwandb_run() -> Any:
     >>> rwandb_run() is None
     True
     """
-    return _active_run
+    return _active.run
