@@ -65,3 +65,60 @@ def grid_ab():
     from ray import tune
 
     return {"a": tune.grid_search([1, 2, 3]), "b": tune.grid_search([10, 20])}
+
+
+# --- the fault-and-input suite (issue 11): every case is a test marked ``integrity(kind)`` ----
+# kind "error":   a bad input or an unusable situation gets a clear RadasError (or RadasWarning)
+# kind "survive": a fault (kill, full disk, damaged file, dead server) is survived: nothing lost,
+#                 nothing re-run, nothing mixed, and the user is told
+# kind "secret":  a planted secret never lands where it must not
+INTEGRITY_KINDS = ("error", "survive", "secret")
+_integrity_results: dict[str, dict[str, int]] = {}
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "integrity(kind): a case of the fault-and-input suite; kind is one of "
+        + ", ".join(INTEGRITY_KINDS),
+    )
+
+
+def pytest_runtest_logreport(report):
+    if report.when != "call" and not (report.when == "setup" and report.outcome != "passed"):
+        return
+    kind = _integrity_kind(report)
+    if kind is None:
+        return
+    counts = _integrity_results.setdefault(kind, {"passed": 0, "failed": 0, "skipped": 0})
+    counts[report.outcome] = counts.get(report.outcome, 0) + 1
+
+
+def _integrity_kind(report) -> str | None:
+    for keyword, value in getattr(report, "user_properties", []):
+        if keyword == "integrity":
+            return value
+    return None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    marker = item.get_closest_marker("integrity")
+    if marker is not None:
+        kind = marker.args[0] if marker.args else ""
+        assert kind in INTEGRITY_KINDS, f"integrity kind must be one of {INTEGRITY_KINDS}"
+        item.user_properties.append(("integrity", kind))
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not _integrity_results:
+        return
+    tried = sum(sum(c.values()) for c in _integrity_results.values())
+    ok = {kind: c.get("passed", 0) for kind, c in _integrity_results.items()}
+    failed = sum(c.get("failed", 0) for c in _integrity_results.values())
+    skipped = sum(c.get("skipped", 0) for c in _integrity_results.values())
+    terminalreporter.write_line(
+        f"fault-and-input suite: {tried} cases tried: {ok.get('error', 0)} clear errors, "
+        f"{ok.get('survive', 0)} faults survived with nothing lost, {ok.get('secret', 0)} "
+        f"secrets kept out; {failed} failed, {skipped} skipped"
+    )

@@ -6,9 +6,12 @@ The tree::
     ├── InvalidArgumentError (also ValueError)     bad input to a radas call
     │   ├── UnknownArgumentError (also TypeError)  a misspelled keyword
     │   ├── InvalidNameError                       user_name / experiment_name
-    │   └── ResourceRequestError                   cpu_per_trial bigger than any node
+    │   ├── ResourceRequestError                   cpu_per_trial bigger than any node
+    │   └── NameCollisionError                     another (folder, name) owns that full name
     ├── RunChoiceRequiredError                     run_choice=None without a terminal
     ├── ExperimentNotFoundError                    restore / analyze with nothing stored
+    ├── ExperimentRunningError                     run while that experiment runs (anywhere)
+    ├── ExperimentDamagedError                     stored files damaged past what can be rebuilt
     ├── NotSupportedError                          a valid choice this backend cannot do
     ├── AnalysisError                              the analysis step failed; results are kept
     ├── TrialsOutOfMemoryError                     out of memory even on the biggest node
@@ -19,10 +22,10 @@ The tree::
     │   ├── ClusterOfflineError                    its job server does not answer
     │   ├── ClusterAuthError                       Ray token missing or rejected
     │   ├── WorkingDirTooLargeError                the code to ship is too big
-    │   ├── ExperimentRunningError                 run while a job of that name runs
     │   ├── JobNotFoundError                       no such job (for this user)
     │   └── JobFailedError                         the job's driver failed; results kept
-    ├── StorageError                               data dirs and cloud artifacts
+    ├── StorageError                               data dirs, cloud artifacts, result files
+    │   ├── StorageFullError (also OSError)        no space left where results are written
     │   ├── ArtifactNotFoundError (also FileNotFoundError)  nothing stored at that path
     │   ├── ArtifactPathError (also InvalidArgumentError)   a path outside the user's root
     │   └── ArtifactTypeError (also TypeError)     the object does not fit the extension
@@ -56,12 +59,27 @@ class InvalidNameError(InvalidArgumentError):
     """A user or experiment name that radas cannot use as a directory name."""
 
 
+class NameCollisionError(InvalidNameError):
+    """A different (working directory, experiment_name) pair maps onto the full name of an
+    experiment stored already. The message names the stored experiment."""
+
+
 class RunChoiceRequiredError(RadasError):
     """``run_choice=None`` and no terminal to ask on."""
 
 
 class ExperimentNotFoundError(RadasError):
     """Nothing is stored under the experiment's name."""
+
+
+class ExperimentRunningError(RadasError):
+    """The experiment is running already (in another process, on another machine, or as a
+    job on the cluster): ``run`` / ``restore`` would mix two runs in one folder."""
+
+
+class ExperimentDamagedError(RadasError):
+    """Stored files of an experiment are damaged (truncated, emptied, deleted) and what they
+    held cannot be rebuilt from the other files. The message names the file and what is lost."""
 
 
 class NotSupportedError(RadasError):
@@ -108,10 +126,6 @@ class WorkingDirTooLargeError(ClusterError):
     """The working directory to ship with the job is larger than the limit."""
 
 
-class ExperimentRunningError(ClusterError):
-    """A job of this experiment is still running on the cluster."""
-
-
 class JobNotFoundError(ClusterError):
     """No job with that id or name exists for this user."""
 
@@ -128,6 +142,11 @@ class JobFailedError(ClusterError):
 class StorageError(RadasError):
     """A data dir or the cloud artifact store cannot be used as configured (not initialised,
     not mounted, unreachable, or an optional package such as s3fs is missing)."""
+
+
+class StorageFullError(StorageError, OSError):
+    """No space left (or quota exceeded) where radas writes. The message names the path and
+    how much space was needed; what was stored before stays consistent."""
 
 
 class ArtifactNotFoundError(StorageError, FileNotFoundError):
