@@ -120,6 +120,7 @@ def test_token_lookup_order(config_file, tmp_path, monkeypatch):
     with pytest.raises(ClusterAuthError, match=r"\$C_TOKEN or .*token"):
         cluster.resolve_token()
     token_file.write_text("from-file\n")
+    token_file.chmod(0o600)
     assert cluster.resolve_token() == "from-file"
     monkeypatch.setenv("C_TOKEN", "from-env")
     assert cluster.resolve_token() == "from-env"
@@ -130,6 +131,7 @@ def test_token_lookup_order(config_file, tmp_path, monkeypatch):
     assert plain.resolve_token() is None
     (tmp_path / ".ray").mkdir()
     (tmp_path / ".ray" / "auth_token").write_text("ray-default")
+    (tmp_path / ".ray" / "auth_token").chmod(0o600)
     assert plain.resolve_token() == "ray-default"
     monkeypatch.setenv("RAY_AUTH_TOKEN", "ray-env")
     assert plain.resolve_token() == "ray-env"

@@ -6,7 +6,8 @@ with the working directory and the radas package itself (``py_modules``), and su
 streams the job's output, and reads the results from the cluster's results root when it ends.
 
 Jobs carry metadata (user, experiment, full name), which is how every lifecycle operation
-finds "the job of this experiment". Ray's exceptions are translated here into RadasErrors.
+finds "the job of this experiment". Every call to the job server goes through
+``_job_client.JobServer``: bounded in time, its errors translated into RadasErrors.
 """
 
 from __future__ import annotations
@@ -14,24 +15,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 import os
 import secrets
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from radas import _ray_state
+from radas.backends._job_client import JobServer, _quiet_ray_sdk
 from radas.backends.base import RunTarget
-from radas.clusters.config import ClusterConfig, config_path
+from radas.clusters.config import ClusterConfig
 from radas.console import print_info, print_warning
 from radas.errors import (
-    ClusterAuthError,
     ClusterOfflineError,
     ExperimentNotFoundError,
     ExperimentRunningError,
@@ -91,31 +90,10 @@ class ExperimentJob:
         )
 
 
-def connect(cluster: ClusterConfig, timeout_s: float = 10.0) -> Any:
-    """A JobSubmissionClient for ``cluster``, authenticated with its Ray token."""
-    from ray.exceptions import AuthenticationError
-    from ray.job_submission import JobSubmissionClient
-
-    token = cluster.resolve_token()
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    try:
-        with _quiet_ray_sdk():
-            return JobSubmissionClient(cluster.address, headers=headers)
-    except AuthenticationError as err:
-        looked = ", ".join(cluster.token_sources())
-        problem = "rejected the token radas sent" if token else "requires a token; none found"
-        raise ClusterAuthError(
-            f"Cluster {cluster.name!r} at {cluster.address} {problem}. radas looks in: "
-            f"{looked}. Put the cluster's token in one of them (token_env / token_file in "
-            f"[clusters.{cluster.name}] of {config_path()})."
-        ) from err
-    except (ConnectionError, OSError) as err:
-        raise ClusterOfflineError(
-            f"Cluster {cluster.name!r} is offline: no Ray job server answered at "
-            f"{cluster.address}. Check that the cluster runs (a local one: "
-            f"`radas cluster up {cluster.name}`) and the address in {config_path()}; "
-            "`radas clusters` shows which clusters are online."
-        ) from err
+def connect(cluster: ClusterConfig, timeout_s: float | None = None) -> JobServer:
+    """The job server of ``cluster``, authenticated with its Ray token; every call is bounded
+    by ``timeout_s`` (default ``$RADAS_CLUSTER_TIMEOUT_S``, 10 s) and raises ClusterErrors."""
+    return JobServer(cluster, timeout_s)
 
 
 class RayJobsBackend:
@@ -124,10 +102,10 @@ class RayJobsBackend:
     def __init__(self, cluster: ClusterConfig) -> None:
         self.cluster = cluster
         self.target = RunTarget("cluster", cluster.name)
-        self._client: Any = None
+        self._client: JobServer | None = None
 
     @property
-    def client(self) -> Any:
+    def client(self) -> JobServer:
         if self._client is None:
             self._client = connect(self.cluster)
         return self._client
@@ -150,7 +128,7 @@ class RayJobsBackend:
         """The job ``job_id`` if it is a radas job of ``user_name``; else JobNotFoundError."""
         try:
             details = self.client.get_job_info(job_id)
-        except RuntimeError as err:
+        except JobNotFoundError as err:
             raise JobNotFoundError(self._no_such_job(job_id, user_name)) from err
         job = ExperimentJob.from_details(details)
         if job is None or job.user_name != user_name:
@@ -168,8 +146,9 @@ class RayJobsBackend:
         """Stream the job's output here until it ends; returns its final status.
 
         The output streams as Ray delivers it (in bursts); the end is noticed by polling the
-        status, then the rest of the output is printed. Ctrl-C detaches (the job keeps
-        running) and says how to attach again.
+        status (off the event loop), then the rest of the output is printed. Ctrl-C detaches
+        (the job keeps running) and says how to attach again. The cluster going away raises
+        ClusterOfflineError once, and the output stream is closed with it.
         """
         printed = 0
 
@@ -181,13 +160,15 @@ class RayJobsBackend:
                 printed += len(chunk)
 
         try:
-            with _quiet_ray_sdk():
-                streaming = asyncio.create_task(stream())
+            streaming = asyncio.create_task(stream())
+            try:
                 status = await self._wait_until_ended(job_id, streaming)
+            finally:
                 streaming.cancel()
+                # its error, if any, is the status poll's too: retrieved here, reported once
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await streaming
-            rest = self.logs(job_id)[printed:]
+            rest = (await asyncio.to_thread(self.logs, job_id))[printed:]
             sys.stdout.write(rest)
             sys.stdout.flush()
         except (asyncio.CancelledError, KeyboardInterrupt):
@@ -202,7 +183,7 @@ class RayJobsBackend:
 
     async def _wait_until_ended(self, job_id: str, streaming: asyncio.Task) -> str:
         while True:
-            status = str(self.client.get_job_status(job_id).value)
+            status = await asyncio.to_thread(self.client.get_job_status, job_id)
             if status not in ACTIVE_STATUSES:
                 return status
             if streaming.done():
@@ -273,7 +254,16 @@ class RayJobsBackend:
     # --- internals -----------------------------------------------------------------------
 
     async def _follow_to_outcome(self, job_id: str, spec: SweepSpec) -> SweepOutcome:
-        status = await self.follow(job_id)
+        try:
+            status = await self.follow(job_id)
+        except ClusterOfflineError as err:
+            raise ClusterOfflineError(
+                f"cluster:{self.cluster.name} went away while radas followed job {job_id} of "
+                f"experiment {spec.experiment_name!r} ({err}). Results stored so far are kept "
+                f"at {spec.experiment_path}. Once the cluster is back (a local one: `radas "
+                f"cluster up {self.cluster.name}`), run_choice='restore' continues the "
+                "experiment (run_choice='attach' if its job is still running)."
+            ) from err
         if status == "FAILED":
             details = self.client.get_job_info(job_id)
             tail = "\n".join(self.logs(job_id).splitlines()[-LOG_TAIL_LINES:])
@@ -412,25 +402,6 @@ def check_working_dir_size(directory: Path, excludes: list[str]) -> int:
             "radas.get_data_dir(user_name). (RADAS_MAX_WORKING_DIR_MB changes the limit.)"
         )
     return total
-
-
-@contextlib.contextmanager
-def _quiet_ray_sdk() -> Iterator[None]:
-    """Ray's job SDK logs every package upload at INFO; radas says what matters itself."""
-    names = (
-        "ray.dashboard.modules.dashboard_sdk",
-        "ray._private.runtime_env.packaging",
-        "ray.dashboard.modules.job.sdk",
-    )
-    loggers = [logging.getLogger(name) for name in names]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        for logger, level in zip(loggers, levels, strict=True):
-            logger.setLevel(level)
 
 
 def _job_id(user_name: str, experiment_name: str) -> str:

@@ -25,16 +25,31 @@ S3 credentials come from the standard AWS variables and files on each machine
 
 from __future__ import annotations
 
+import math
 import os
+import re
+import stat
+import warnings
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import tomlkit
 
-from radas.errors import ClusterAuthError, ClusterConfigError, UnknownClusterError
+from radas.errors import (
+    ClusterAuthError,
+    ClusterConfigError,
+    RadasWarning,
+    UnknownClusterError,
+)
 
 SECRET_KEYS = ("token", "auth_token", "password", "ray_auth_token")
+CLUSTER_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+REQUIRED_KEYS = ("address", "results_root", "data_root", "cold_data_root")
+NUMBER_KEYS = ("cpus_per_node", "gpus_per_node", "memory_per_node_gb")
+_OPTIONAL_TEXT = ("description", "when_to_use")  # may be empty
+_warned_token_files: set[str] = set()
 
 
 @dataclass(frozen=True)
@@ -93,7 +108,7 @@ class ClusterConfig:
             if self.token_env and os.environ.get(self.token_env, "").strip():
                 return os.environ[self.token_env].strip()
             if self.token_file and Path(self.token_file).expanduser().is_file():
-                token = Path(self.token_file).expanduser().read_text().strip()
+                token = read_token_file(Path(self.token_file).expanduser())
                 if token:
                     return token
             raise ClusterAuthError(
@@ -106,7 +121,7 @@ class ClusterConfig:
             return os.environ["RAY_AUTH_TOKEN"].strip()
         for candidate in (os.environ.get("RAY_AUTH_TOKEN_PATH"), "~/.ray/auth_token"):
             if candidate and Path(candidate).expanduser().is_file():
-                return Path(candidate).expanduser().read_text().strip() or None
+                return read_token_file(Path(candidate).expanduser()) or None
         return None
 
     def job_env(self) -> dict[str, str]:
@@ -128,6 +143,42 @@ class ClusterConfig:
         }
 
 
+def read_token_file(path: Path) -> str:
+    """The token in ``path``; a RadasWarning (once per file) when others may read it."""
+    try:
+        mode = path.stat().st_mode
+        token = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as err:
+        raise ClusterAuthError(
+            f"Cannot read the Ray auth token file {path} ({err}). It must be a readable "
+            "UTF-8 text file holding the token on one line, mode 600."
+        ) from err
+    if mode & (stat.S_IRWXG | stat.S_IRWXO) and str(path) not in _warned_token_files:
+        _warned_token_files.add(str(path))
+        warnings.warn(
+            f"The Ray auth token file {path} can be read by other users (mode "
+            f"{stat.S_IMODE(mode):03o}): anyone who reads it can run code on the cluster. "
+            f"Make it private: chmod 600 {path}",
+            RadasWarning,
+            stacklevel=3,
+        )
+    return token
+
+
+def validate_cluster_name(name: object) -> str:
+    """``name`` if it can name a cluster (and its folder), else UnknownClusterError.
+
+    >>> validate_cluster_name("lab-gpu")
+    'lab-gpu'
+    """
+    if not isinstance(name, str) or not CLUSTER_NAME_PATTERN.fullmatch(name):
+        raise UnknownClusterError(
+            f"{name!r} is not a valid cluster name: use 1 to 64 letters, digits, '.', '_' and "
+            "'-', starting with a letter or digit (no '/', no '..'), e.g. 'lab-gpu'."
+        )
+    return name
+
+
 def config_path() -> Path:
     """The radas config file: ``$RADAS_CONFIG``, else ``~/.config/radas/config.toml``."""
     configured = os.environ.get("RADAS_CONFIG")
@@ -140,14 +191,31 @@ def load_clusters() -> dict[str, ClusterConfig]:
     """Every configured cluster by name (an empty dict when there is no config file)."""
     document = _read_document()
     tables = document.get("clusters", {})
+    if not isinstance(tables, dict):
+        raise ClusterConfigError(
+            f"'clusters' in {config_path()} is {_kind(tables)}; it must be a table of "
+            "clusters: one [clusters.<name>] section per cluster (see `radas clusters`)."
+        )
     clusters = {}
     for name, table in tables.items():
+        where = f"[clusters.{name}] in {config_path()}"
+        if not CLUSTER_NAME_PATTERN.fullmatch(name):
+            raise ClusterConfigError(
+                f"{where}: {name!r} is not a valid cluster name; use 1 to 64 letters, digits, "
+                "'.', '_' and '-', starting with a letter or digit (no '/', no '..')."
+            )
+        if not isinstance(table, dict):
+            raise ClusterConfigError(
+                f"'clusters.{name}' in {config_path()} is {_kind(table)}; it must be a table "
+                f'([clusters.{name}] with address = "http://host:8265", results_root = ...).'
+            )
         clusters[name] = _cluster_from_table(name, dict(table))
     return clusters
 
 
 def get_cluster(name: str) -> ClusterConfig:
     """The configured cluster called ``name``; UnknownClusterError lists the known ones."""
+    validate_cluster_name(name)
     clusters = load_clusters()
     if name not in clusters:
         known = ", ".join(sorted(clusters)) or "none"
@@ -161,6 +229,7 @@ def get_cluster(name: str) -> ClusterConfig:
 
 def register_cluster(cluster: ClusterConfig) -> Path:
     """Add or replace ``cluster`` in the config file, keeping everything else in it."""
+    validate_cluster_name(cluster.name)
     document = _read_document()
     clusters = document.setdefault("clusters", tomlkit.table(is_super_table=True))
     table = tomlkit.table()
@@ -188,9 +257,13 @@ def _read_document() -> tomlkit.TOMLDocument:
     if not path.exists():
         return tomlkit.document()
     try:
-        return tomlkit.parse(path.read_text())
+        return tomlkit.parse(path.read_text(encoding="utf-8"))
     except Exception as err:
-        raise ClusterConfigError(f"Cannot parse the radas config {path}: {err}") from err
+        raise ClusterConfigError(
+            f"Cannot parse the radas config {path}: {type(err).__name__}: {err}. It must be a "
+            "UTF-8 TOML file (format in skills/radas/REFERENCE.md); fix it there, or point "
+            "RADAS_CONFIG at another file."
+        ) from err
 
 
 def _write_document(document: tomlkit.TOMLDocument) -> None:
@@ -216,20 +289,61 @@ def _cluster_from_table(name: str, table: dict[str, Any]) -> ClusterConfig:
         raise ClusterConfigError(
             f"{where} has unknown key(s) {unknown}; valid keys: {', '.join(sorted(valid))}."
         )
-    missing = [
-        key
-        for key in ("address", "results_root", "data_root", "cold_data_root")
-        if not table.get(key)
-    ]
+    values = {key: _plain(value) for key, value in table.items()}
+    missing = [key for key in REQUIRED_KEYS if key not in values]
     if missing:
         raise ClusterConfigError(f"{where} is missing {', '.join(missing)}.")
-    values = {key: _plain(value) for key, value in table.items()}
-    for key in ("cpus_per_node", "gpus_per_node", "memory_per_node_gb"):
-        if key in values and (not isinstance(values[key], (int, float)) or values[key] < 0):
-            raise ClusterConfigError(f"{where}: {key} must be a non-negative number.")
+    for item in fields(ClusterConfig):
+        if item.name in values:
+            _check_value(where, item.name, values[item.name])
+    values["address"] = _job_server_url(where, values["address"])
     if values.get("cpus_per_node", 1) <= 0:
         raise ClusterConfigError(f"{where}: cpus_per_node must be positive.")
     return ClusterConfig(name=name, **values)
+
+
+def _check_value(where: str, key: str, value: Any) -> None:
+    """A ClusterConfigError naming ``key`` when ``value`` has the wrong type or is empty."""
+    if key in NUMBER_KEYS:
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not number or not math.isfinite(value) or value < 0:
+            raise ClusterConfigError(
+                f"{where}: {key} = {value!r} is not valid; it must be a non-negative number, "
+                f"e.g. {key} = 8."
+            )
+    elif key == "managed_by_radas":
+        if not isinstance(value, bool):
+            raise ClusterConfigError(f"{where}: {key} must be true or false, not {value!r}.")
+    elif not isinstance(value, str) or (not value.strip() and key not in _OPTIONAL_TEXT):
+        example = "http://10.0.0.5:8265" if key == "address" else "/mnt/shared/..."
+        raise ClusterConfigError(
+            f"{where}: {key} = {value!r} is not valid; it must be a non-empty string in "
+            f'quotes, e.g. {key} = "{example}".'
+        )
+
+
+def _job_server_url(where: str, address: str) -> str:
+    """``address`` as an http(s) URL of the job server: ``host:port`` gets ``http://``."""
+    url = address.strip().rstrip("/")
+    if "://" not in url:
+        url = f"http://{url}"
+    try:
+        parts = urlsplit(url)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+        parts.port  # noqa: B018 (raises ValueError for a port that is not a number)
+    except ValueError:
+        valid = False
+    if not valid:
+        raise ClusterConfigError(
+            f"{where}: address = {address!r} is not a Ray job server address. Give the head's "
+            'dashboard URL, e.g. address = "http://10.0.0.5:8265" (not a ray:// client or '
+            "GCS address)."
+        )
+    return url
+
+
+def _kind(value: Any) -> str:
+    return f"{type(value).__name__} {value!r}"
 
 
 def _plain(value: Any) -> Any:

@@ -1,0 +1,262 @@
+"""The Ray job server of one cluster, as radas talks to it: bounded in time, errors translated.
+
+``JobServer`` wraps Ray's ``JobSubmissionClient``. Every request it sends waits at most
+``RADAS_CLUSTER_TIMEOUT_S`` seconds (default 10) for the server to connect and to answer
+(package uploads: ``UPLOAD_TIMEOUT_FACTOR`` times that), and every failure of a call that
+leaves the process goes through one table, ``translate``:
+
+===========================================  ==================================================
+what the job client raised                   radas error
+===========================================  ==================================================
+Ray's ``AuthenticationError`` (401 / 403)    ``ClusterAuthError``: where radas looked for the token
+a timeout (requests, aiohttp, asyncio)       ``ClusterOfflineError``: did not answer within T s
+connection refused / reset / closed socket   ``ClusterOfflineError``: no job server answers
+404 on the version check, an answer that is  ``ClusterOfflineError``: the address is not a Ray
+not JSON or not Ray's                        job server
+404 on a job                                 ``JobNotFoundError``
+any other HTTP status                        ``ClusterError`` with the status and the answer
+===========================================  ==================================================
+
+Ray's client reads ``RAY_ADDRESS`` / ``RAY_API_SERVER_ADDRESS`` in preference to the address
+it is given; radas hides them while connecting, so the configured cluster is the one used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import logging
+import os
+import threading
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import requests
+
+from radas.clusters.config import ClusterConfig, config_path
+from radas.errors import ClusterAuthError, ClusterError, ClusterOfflineError, JobNotFoundError
+
+TIMEOUT_ENV = "RADAS_CLUSTER_TIMEOUT_S"
+DEFAULT_TIMEOUT_S = 10.0
+UPLOAD_TIMEOUT_FACTOR = 12  # a package upload (up to 100 MiB) is stored by the head first
+_ADDRESS_VARIABLES = ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS")
+_environment_lock = threading.Lock()
+
+
+def cluster_timeout_s() -> float:
+    """Seconds one request to a job server may take: ``$RADAS_CLUSTER_TIMEOUT_S`` or 10."""
+    configured = os.environ.get(TIMEOUT_ENV, "")
+    try:
+        value = float(configured) if configured.strip() else DEFAULT_TIMEOUT_S
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise ClusterError(
+            f"{TIMEOUT_ENV}={configured!r} is not a positive number of seconds; unset it "
+            f"(default {DEFAULT_TIMEOUT_S:g}) or set e.g. {TIMEOUT_ENV}=30."
+        )
+    return value
+
+
+class HTTPStatusError(RuntimeError):
+    """The job server answered with an error status (Ray's client raises a bare RuntimeError)."""
+
+    def __init__(self, status: int, text: str) -> None:
+        super().__init__(f"HTTP {status}: {text.strip()[:300]}")
+        self.status = status
+
+
+@functools.cache
+def _timed_client_class() -> type:
+    from ray.job_submission import JobSubmissionClient
+
+    class TimedJobSubmissionClient(JobSubmissionClient):
+        """Ray's client with a timeout on every request (Ray 2.60 sends them without one).
+
+        ``_do_request`` and ``_raise_error`` are Ray's private hooks (checked against 2.60)."""
+
+        def __init__(self, address: str, *, radas_timeout_s: float, **kwargs: Any) -> None:
+            self.radas_timeout_s = radas_timeout_s
+            super().__init__(address, **kwargs)
+
+        def _do_request(self, method: str, endpoint: str, **kwargs: Any) -> Any:
+            wait = self.radas_timeout_s * (UPLOAD_TIMEOUT_FACTOR if method == "PUT" else 1)
+            kwargs.setdefault("timeout", (self.radas_timeout_s, wait))
+            return super()._do_request(method, endpoint, **kwargs)
+
+        def _raise_error(self, r: Any) -> None:
+            raise HTTPStatusError(r.status_code, r.text)
+
+    return TimedJobSubmissionClient
+
+
+class JobServer:
+    """One cluster's job server: the calls radas makes, each bounded and translated.
+
+    >>> server = JobServer(get_cluster("dev"))  # doctest: +SKIP
+    >>> server.list_jobs()  # doctest: +SKIP
+    """
+
+    def __init__(self, cluster: ClusterConfig, timeout_s: float | None = None) -> None:
+        self.cluster = cluster
+        self.timeout_s = timeout_s or cluster_timeout_s()
+        token = cluster.resolve_token()
+        self._token_sent = bool(token)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        client_class = _timed_client_class()
+        with self.errors("connecting"), _quiet_ray_sdk(), _configured_address_only():
+            self._client = client_class(
+                cluster.address, headers=headers, radas_timeout_s=self.timeout_s
+            )
+
+    def list_jobs(self) -> list[Any]:
+        with self.errors("listing jobs"):
+            return list(self._client.list_jobs())
+
+    def get_job_info(self, job_id: str) -> Any:
+        with self.errors(f"looking up job {job_id}"):
+            return self._client.get_job_info(job_id)
+
+    def get_job_status(self, job_id: str) -> str:
+        with self.errors(f"asking for the status of job {job_id}"):
+            return str(self._client.get_job_status(job_id).value)
+
+    def get_job_logs(self, job_id: str) -> str:
+        with self.errors(f"reading the output of job {job_id}"):
+            return str(self._client.get_job_logs(job_id))
+
+    def stop_job(self, job_id: str) -> bool:
+        with self.errors(f"stopping job {job_id}"):
+            return bool(self._client.stop_job(job_id))
+
+    def submit_job(self, **kwargs: Any) -> str:
+        with self.errors("submitting the job"), _quiet_ray_sdk():
+            return str(self._client.submit_job(**kwargs))
+
+    async def tail_job_logs(self, job_id: str) -> AsyncIterator[str]:
+        with self.errors(f"streaming the output of job {job_id}"), _quiet_ray_sdk():
+            async for chunk in self._client.tail_job_logs(job_id):
+                yield chunk
+
+    @contextlib.contextmanager
+    def errors(self, action: str) -> Iterator[None]:
+        """Translate whatever the job client raises while doing ``action`` (see ``translate``)."""
+        try:
+            yield
+        except ClusterError:
+            raise
+        except Exception as err:
+            translated = translate(err, self.cluster, action, self.timeout_s, self._token_sent)
+            if translated is None:
+                raise
+            raise translated from err
+
+
+def translate(
+    err: BaseException,
+    cluster: ClusterConfig,
+    action: str,
+    timeout_s: float,
+    token_sent: bool = True,
+) -> ClusterError | None:
+    """The radas error for what the job client raised while doing ``action``; None: not ours."""
+    from ray.exceptions import AuthenticationError
+
+    where = f"Cluster {cluster.name!r} at {cluster.address}"
+    check = (
+        f"Check that the cluster runs (a local one: `radas cluster up {cluster.name}`) and its "
+        f"address in {config_path()}; `radas clusters` shows which clusters are online."
+    )
+    if isinstance(err, AuthenticationError):
+        problem = "rejected the token radas sent" if token_sent else "requires a token; none found"
+        return ClusterAuthError(
+            f"{where} {problem} ({action}). radas looks in: "
+            f"{', '.join(cluster.token_sources())}. Put the cluster's token in one of them "
+            f"(token_env / token_file in [clusters.{cluster.name}] of {config_path()})."
+        )
+    if isinstance(err, HTTPStatusError):
+        if err.status == 404 and "job" in action:
+            return JobNotFoundError(f"{where} has no such job ({action}): {err}")
+        return ClusterError(
+            f"{where} refused {action}: {err}. See the job server's log on the head node "
+            f"(dashboard.log); {check}"
+        )
+    if _is_timeout(err):
+        return ClusterOfflineError(
+            f"{where} did not answer within {timeout_s:g} s ({action}). The head may be down "
+            f"or overloaded, or something else listens at that address. {check} "
+            f"({TIMEOUT_ENV} sets how long radas waits.)"
+        )
+    if _is_not_ray(err):
+        return ClusterOfflineError(
+            f"{where}: the server there is not a Ray job server ({type(err).__name__}: "
+            f"{err}). The address must be the Ray dashboard / job server address of the head "
+            "(`ray start --head` prints it; port 8265 by default), not the GCS port or "
+            f"another web server. Fix address in [clusters.{cluster.name}] of {config_path()}."
+        )
+    if _is_connection_error(err):
+        return ClusterOfflineError(
+            f"{where} is offline: no Ray job server answered ({action}; {type(err).__name__}). "
+            f"{check}"
+        )
+    if isinstance(err, RuntimeError) and "WebSocket" in str(err):
+        return ClusterOfflineError(f"{where} closed the connection ({action}): {err}. {check}")
+    if isinstance(err, requests.RequestException):
+        return ClusterError(f"{where}: {action} failed ({type(err).__name__}: {err}). {check}")
+    return None
+
+
+def _is_timeout(err: BaseException) -> bool:
+    timeouts = (requests.Timeout, TimeoutError, asyncio.TimeoutError)
+    # Ray turns requests' ConnectTimeout into a bare ConnectionError: look at its cause too
+    return isinstance(err, timeouts) or isinstance(err.__context__, timeouts)
+
+
+def _is_not_ray(err: BaseException) -> bool:
+    if isinstance(err, (json.JSONDecodeError, requests.exceptions.JSONDecodeError)):
+        return True
+    if isinstance(err, KeyError) and err.args == ("ray_version",):
+        return True
+    return isinstance(err, RuntimeError) and str(err).startswith("Version check returned 404")
+
+
+def _is_connection_error(err: BaseException) -> bool:
+    if isinstance(err, (requests.ConnectionError, ConnectionError, OSError)):
+        return True
+    try:
+        import aiohttp
+    except ImportError:  # pragma: no cover - ray[default] brings aiohttp
+        return False
+    return isinstance(err, aiohttp.ClientError)
+
+
+@contextlib.contextmanager
+def _configured_address_only() -> Iterator[None]:
+    """Hide RAY_ADDRESS / RAY_API_SERVER_ADDRESS, which Ray's client prefers to its argument."""
+    with _environment_lock:
+        saved = {name: os.environ.pop(name) for name in _ADDRESS_VARIABLES if name in os.environ}
+        try:
+            yield
+        finally:
+            os.environ.update(saved)
+
+
+@contextlib.contextmanager
+def _quiet_ray_sdk() -> Iterator[None]:
+    """Ray's job SDK logs every package upload at INFO; radas says what matters itself."""
+    names = (
+        "ray.dashboard.modules.dashboard_sdk",
+        "ray._private.runtime_env.packaging",
+        "ray.dashboard.modules.job.sdk",
+    )
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
