@@ -15,7 +15,9 @@ import os
 import sys
 from pathlib import Path
 
+from radas import _files
 from radas.console import print_error, print_info
+from radas.errors import ClusterError
 
 
 def load_spec(module_name: str):
@@ -28,6 +30,7 @@ def load_spec(module_name: str):
 def main(argv: list[str]) -> int:
     import ray
 
+    from radas._secrets import HAND_OVER_ENV, take_over
     from radas.backends.ray_jobs import OUTCOME_FILE
     from radas.sweep import run_sweep
 
@@ -42,16 +45,18 @@ def main(argv: list[str]) -> int:
         )
         return 1
     ray.init(logging_level=logging.WARNING)
+    try:  # read from the cluster's memory and deleted there: this driver alone holds them
+        spec.secrets = take_over(os.environ.get(HAND_OVER_ENV))
+    except ClusterError as err:
+        print_error(str(err))
+        return 1
     print_info(
         f"{spec.experiment_name}: running on the cluster (run_choice={spec.run_choice!r}), "
         f"results at {spec.experiment_path}"
     )
     outcome = run_sweep(spec)
     record = {"job_id": os.environ.get("RADAS_JOB_ID"), **dataclasses.asdict(outcome)}
-    target = Path(outcome.experiment_path) / OUTCOME_FILE
-    temporary = target.with_name(f".{OUTCOME_FILE}.tmp")
-    temporary.write_text(json.dumps(record))
-    temporary.replace(target)
+    _files.write_atomic(Path(outcome.experiment_path) / OUTCOME_FILE, json.dumps(record))
     if outcome.interrupted:
         print_info(
             f"{spec.experiment_name}: stopped with {outcome.finished_trials} of "

@@ -1,23 +1,38 @@
-"""Reading Ray Tune's stored experiment state (``experiment_state-*.json``) without Ray.
+"""Reading a stored experiment folder: Ray Tune's state (``experiment_state-*.json``),
+radas's own trial records (``radas_trials.json``) and the trials' error files.
 
 This is the one module that knows Ray's on-disk layout of an experiment directory. Reading
 the JSON directly is much faster than ``ExperimentAnalysis`` (which also loads every trial's
 progress file) and needs no running Ray.
+
+Tune snapshots its state every few seconds, so after a kill it can lag behind: a trial that
+finished may still be RUNNING there. radas records each trial's end (status and last result)
+the moment Tune reports it, after the trial's history is on disk, and readers prefer that
+record. A damaged file (truncated, emptied, garbage) is reported with a ``RadasWarning``
+naming it and what is lost, and every intact part is used; when nothing usable remains,
+``ExperimentDamagedError`` names the file.
 """
 
 from __future__ import annotations
 
 import json
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from radas import _files
+from radas.errors import ExperimentDamagedError, RadasWarning
+
 TERMINAL_STATUSES = ("TERMINATED", "ERROR")
+TRIAL_RECORDS_FILE = "radas_trials.json"
+DAMAGED_SUFFIX = ".damaged"
 
 
 @dataclass
 class TrialState:
-    """One trial as Ray stored it in the experiment checkpoint."""
+    """One trial as Ray stored it in the experiment checkpoint (or radas rebuilt it)."""
 
     trial_id: str
     status: str
@@ -33,6 +48,10 @@ class TrialState:
         return self.status == "TERMINATED"
 
 
+def warn_damaged(message: str) -> None:
+    warnings.warn(message, RadasWarning, stacklevel=3)
+
+
 def state_files(experiment_path: str | Path) -> list[Path]:
     """Ray's experiment state files, oldest first (the name carries a sortable timestamp)."""
     path = Path(experiment_path)
@@ -42,32 +61,156 @@ def state_files(experiment_path: str | Path) -> list[Path]:
 
 
 def has_stored_experiment(experiment_path: str | Path) -> bool:
-    return bool(state_files(experiment_path))
+    """Tune's state or radas's trial records: something to read or restore."""
+    path = Path(experiment_path)
+    return bool(state_files(path)) or (path / TRIAL_RECORDS_FILE).exists()
+
+
+def _read_state_file(state_file: Path) -> dict[str, Any] | None:
+    """The parsed state file, or None (with a warning) when it is damaged."""
+    try:
+        data = json.loads(state_file.read_text())
+        for json_state, json_metadata in data["trial_data"]:
+            json.loads(json_state), json.loads(json_metadata)
+        return data
+    except (OSError, ValueError, TypeError, KeyError) as err:
+        warn_damaged(
+            f"Ray Tune's experiment state {state_file} is damaged ({type(err).__name__}: "
+            f"{str(err)[:120]}); it is not used. Trial statuses come from an older state file "
+            "or radas's own records and history instead."
+        )
+        return None
+
+
+def newest_state(experiment_path: str | Path) -> tuple[Path, dict[str, Any]] | None:
+    """The newest readable state file and its content (damaged newer ones are warned about)."""
+    for state_file in reversed(state_files(experiment_path)):
+        data = _read_state_file(state_file)
+        if data is not None:
+            return state_file, data
+    return None
+
+
+def read_trial_records(experiment_path: str | Path) -> dict[str, dict[str, Any]]:
+    """radas's own record of every trial (resources; config, status and last result once it
+    ended). A damaged file is warned about and read as empty."""
+    path = Path(experiment_path) / TRIAL_RECORDS_FILE
+    if not path.exists():
+        return {}
+    try:
+        records = json.loads(path.read_text())
+        if not isinstance(records, dict):
+            raise ValueError(f"expected an object, found {type(records).__name__}")
+        return records
+    except (OSError, ValueError) as err:
+        warn_damaged(
+            f"radas's trial records {path} are damaged ({type(err).__name__}: "
+            f"{str(err)[:120]}): the resources each trial ran with are lost, and trials "
+            "that ended after Ray Tune's last state snapshot may show as unfinished."
+        )
+        return {}
+
+
+def write_trial_records(experiment_path: str | Path, records: dict[str, dict[str, Any]]) -> None:
+    _files.write_atomic(
+        Path(experiment_path) / TRIAL_RECORDS_FILE, json.dumps(records, default=json_default)
+    )
+
+
+def json_default(value: Any) -> Any:
+    if hasattr(value, "tolist"):  # numpy scalars and arrays
+        return value.tolist()
+    return repr(value)
+
+
+def ended_in_records(record: dict[str, Any]) -> bool:
+    return record.get("status") in TERMINAL_STATUSES and "last_result" in record
 
 
 def load_trial_states(experiment_path: str | Path) -> list[TrialState]:
-    """Every trial of the newest experiment state, in trial-id order."""
-    files = state_files(experiment_path)
-    if not files:
-        return []
-    data = json.loads(files[-1].read_text())
-    trials = []
-    for json_state, json_metadata in data["trial_data"]:
-        state = json.loads(json_state)
-        metadata = json.loads(json_metadata)
-        trials.append(
-            TrialState(
-                trial_id=state["trial_id"],
-                status=state["status"],
-                config=state.get("config") or {},
-                last_result=metadata.get("last_result") or {},
-                trial_dir_name=state.get("relative_logdir") or "",
-                error_filename=metadata.get("error_filename"),
-                num_failures=int(metadata.get("num_failures") or 0),
+    """Every trial of the experiment, in trial-id order.
+
+    From the newest readable state file, with the end radas recorded for trials Tune's
+    snapshot had not caught up with. Without a readable state file the trials are rebuilt
+    from radas's records (or, lacking those, from the history's last row per trial).
+    """
+    records = read_trial_records(experiment_path)
+    found = newest_state(experiment_path)
+    if found is None:
+        trials = _rebuild_trial_states(experiment_path, records)
+    else:
+        trials = []
+        for json_state, json_metadata in found[1]["trial_data"]:
+            state = json.loads(json_state)
+            metadata = json.loads(json_metadata)
+            trials.append(
+                TrialState(
+                    trial_id=state["trial_id"],
+                    status=state["status"],
+                    config=state.get("config") or {},
+                    last_result=metadata.get("last_result") or {},
+                    trial_dir_name=state.get("relative_logdir") or "",
+                    error_filename=metadata.get("error_filename"),
+                    num_failures=int(metadata.get("num_failures") or 0),
+                )
             )
-        )
+    for trial in trials:
+        record = records.get(trial.trial_id, {})
+        if trial.status not in TERMINAL_STATUSES and ended_in_records(record):
+            trial.status = record["status"]
+            trial.last_result = record["last_result"]
     trials.sort(key=lambda trial: trial.trial_id)
     return trials
+
+
+def _rebuild_trial_states(
+    experiment_path: str | Path, records: dict[str, dict[str, Any]]
+) -> list[TrialState]:
+    files = state_files(experiment_path)
+    lost = files[-1] if files else Path(experiment_path) / "experiment_state-*.json"
+    rebuilt = [
+        TrialState(
+            trial_id=trial_id,
+            status=record.get("status", "PENDING"),
+            config=record.get("config") or {},
+            last_result=record.get("last_result") or {},
+            trial_dir_name=record.get("trial_dir_name") or "",
+        )
+        for trial_id, record in records.items()
+        if "config" in record
+    ]
+    if rebuilt:
+        warn_damaged(
+            f"No readable Ray Tune experiment state ({lost}): the per-trial table is rebuilt "
+            f"from radas's trial records ({len(rebuilt)} trials). Trials that had not started "
+            "are missing from it."
+        )
+        return rebuilt
+    from radas.history import last_rows_from_history  # the history reads this module
+
+    rebuilt = [
+        TrialState(
+            trial_id=str(row["trial_id"]),
+            status="TERMINATED" if row.get("done") is True else "UNKNOWN",
+            config={k[len("config/") :]: v for k, v in row.items() if k.startswith("config/")},
+            last_result={k: v for k, v in row.items() if not k.startswith("config/")},
+            trial_dir_name="",
+        )
+        for row in last_rows_from_history(experiment_path)
+    ]
+    if not rebuilt:
+        raise ExperimentDamagedError(
+            f"The experiment at {experiment_path} cannot be read: Ray Tune's experiment state "
+            f"({lost}) is missing or damaged and neither radas's trial records nor its history "
+            "hold the trials. Start it again with run_choice='run' (the damaged folder is "
+            "moved to .archive/, not deleted)."
+        )
+    warn_damaged(
+        f"No readable Ray Tune experiment state ({lost}) and no radas trial records: the "
+        f"per-trial table is rebuilt from the history's last row of {len(rebuilt)} trials "
+        "(status TERMINATED where the trial reported done, else UNKNOWN)."
+    )
+    return rebuilt
 
 
 def trial_error(experiment_path: str | Path, trial: TrialState) -> BaseException | None:
@@ -80,7 +223,7 @@ def trial_error(experiment_path: str | Path, trial: TrialState) -> BaseException
 
     try:
         return cloudpickle.loads(pickled.read_bytes())
-    except Exception:  # an exception class that cannot be imported here
+    except Exception:  # truncated, or an exception class that cannot be imported here
         return None
 
 
@@ -88,9 +231,37 @@ def error_text(experiment_path: str | Path, trial: TrialState) -> str:
     """The whole traceback text a failed trial left (empty if none)."""
     name = trial.error_filename or "error.txt"
     try:
-        return (Path(experiment_path) / trial.trial_dir_name / name).read_text()
+        return (Path(experiment_path) / trial.trial_dir_name / name).read_text(errors="replace")
     except OSError:
         return ""
+
+
+def _rewrite_newest_state(
+    experiment_path: str | Path, change: Callable[[dict[str, Any], dict[str, Any]], bool]
+) -> int:
+    """Apply ``change(state, metadata)`` to every trial of the newest state file and write
+    it back atomically; returns how many trials changed."""
+    found = newest_state(experiment_path)
+    if found is None:
+        raise ExperimentDamagedError(
+            f"Nothing to restore at {experiment_path}: Ray Tune's experiment state is missing "
+            "or damaged (see the warnings above). Its results can still be read with "
+            f"radas.Tuner({str(experiment_path)!r}); start it again with run_choice='run' "
+            "(the folder is moved to .archive/, not deleted)."
+        )
+    state_file, data = found
+    for newer in state_files(experiment_path):
+        if newer.name > state_file.name:  # damaged: set aside so that Tune reads the good one
+            newer.replace(newer.with_name(newer.name + DAMAGED_SUFFIX))
+    changed = 0
+    for entry in data["trial_data"]:
+        state, metadata = json.loads(entry[0]), json.loads(entry[1])
+        if change(state, metadata):
+            entry[0], entry[1] = json.dumps(state), json.dumps(metadata)
+            changed += 1
+    if changed:
+        _files.write_atomic(state_file, json.dumps(data))
+    return changed
 
 
 def requeue_trials(experiment_path: str | Path, trial_ids: set[str]) -> None:
@@ -98,16 +269,31 @@ def requeue_trials(experiment_path: str | Path, trial_ids: set[str]) -> None:
 
     (Tune's own ``resume_errored`` restarts every errored trial; radas chooses which.)
     """
-    newest = state_files(experiment_path)[-1]
-    data = json.loads(newest.read_text())
-    for entry in data["trial_data"]:
-        state = json.loads(entry[0])
-        if state["trial_id"] in trial_ids:
-            state["status"] = "PENDING"
-            entry[0] = json.dumps(state, indent=2)
-    temporary = newest.with_name(f".{newest.name}.tmp")
-    temporary.write_text(json.dumps(data, indent=2))
-    temporary.replace(newest)
+
+    def requeue(state: dict[str, Any], metadata: dict[str, Any]) -> bool:
+        if state["trial_id"] not in trial_ids:
+            return False
+        state["status"] = "PENDING"
+        return True
+
+    _rewrite_newest_state(experiment_path, requeue)
+
+
+def mark_recorded_ends(experiment_path: str | Path) -> int:
+    """Before a restore: trials whose end radas recorded but Tune's lagging snapshot still
+    shows unfinished are written into the state as ended (with their last result), so Tune
+    does not run them again. Returns how many were marked."""
+    records = read_trial_records(experiment_path)
+
+    def mark(state: dict[str, Any], metadata: dict[str, Any]) -> bool:
+        record = records.get(state["trial_id"], {})
+        if state["status"] in TERMINAL_STATUSES or not ended_in_records(record):
+            return False
+        state["status"] = record["status"]
+        metadata["last_result"] = record["last_result"]
+        return True
+
+    return _rewrite_newest_state(experiment_path, mark)
 
 
 def error_summary(experiment_path: str | Path, trial: TrialState) -> str | None:
@@ -116,20 +302,27 @@ def error_summary(experiment_path: str | Path, trial: TrialState) -> str | None:
         return None
     error_file = Path(experiment_path) / trial.trial_dir_name / trial.error_filename
     try:
-        lines = [line for line in error_file.read_text().splitlines() if line.strip()]
+        lines = [line for line in error_file.read_text(errors="replace").splitlines() if line]
     except OSError:
         return f"{trial.status} (error file {error_file} is missing)"
-    return lines[-1].strip() if lines else trial.status
+    lines = [line for line in lines if line.strip()]
+    return lines[-1].strip() if lines else f"{trial.status} (error file {error_file} is empty)"
 
 
 def read_trial_result_file(trial_dir: Path) -> list[dict[str, Any]]:
-    """Every result a trial reported, from Ray's own ``result.json`` (JSON lines)."""
+    """Every result a trial reported, from Ray's own ``result.json`` (JSON lines); a damaged
+    line (a write cut short) is skipped with a warning."""
     result_file = trial_dir / "result.json"
     if not result_file.exists():
         return []
-    results = []
-    with result_file.open() as stream:
+    results, damaged = [], 0
+    with result_file.open(errors="replace") as stream:
         for line in stream:
             if line.strip():
-                results.append(json.loads(line))
+                try:
+                    results.append(json.loads(line))
+                except ValueError:
+                    damaged += 1
+    if damaged:
+        warn_damaged(f"{result_file}: {damaged} damaged line(s) skipped (results lost).")
     return results

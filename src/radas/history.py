@@ -3,7 +3,9 @@
 The writer is a Tune callback on the driver: it buffers results and writes them as Parquet
 parts under ``<experiment>/radas_history/`` (atomically: a part is written under a temporary
 name and then renamed). The reader concatenates the parts; when a trial re-reported an
-iteration (it restarted after a restore), the newest row wins.
+iteration (it restarted after a restore), the newest row wins. A damaged part is skipped with
+a warning naming it; files that are not radas parts are ignored. A full disk raises
+``StorageFullError`` (see ``radas._files``).
 
 Experiments run by plain Ray Tune (no parts) are read from Ray's own per-trial
 ``result.json`` files instead, giving the same columns.
@@ -11,11 +13,14 @@ Experiments run by plain Ray Tune (no parts) are read from Ray's own per-trial
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import pickle
+import re
 import time
 import uuid
+import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -26,10 +31,12 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from ray.tune import Callback
 
-from radas import _ray_state
+from radas import _files, _ray_state
+from radas.errors import ExperimentDamagedError, RadasWarning, StorageFullError
 
 HISTORY_DIR = "radas_history"
 COMPACTED_FILE = "compacted.parquet"
+PART_NAME = re.compile(r"\d{20}-[0-9a-f]{8}-\d{6}\.parquet")
 PICKLED_COLUMNS_KEY = b"radas.pickled_columns"
 KEY_COLUMNS = ["trial_id", "training_iteration"]
 
@@ -84,9 +91,13 @@ def table_to_frame(table: pa.Table) -> pd.DataFrame:
 class HistoryRecorder(Callback):
     """Tune callback that stores every reported result of every trial.
 
-    Rows are flushed every ``flush_interval_s`` seconds and when the experiment ends (also
-    when it is interrupted), so an experiment whose driver dies loses at most the last
-    ``flush_interval_s`` seconds of history.
+    Rows are flushed every ``flush_interval_s`` seconds, before radas records a trial's end
+    (``sweep.TrialRecords``) and when the experiment ends (also when it is interrupted), so
+    an experiment whose driver dies loses at most the last ``flush_interval_s`` seconds of
+    history, and never rows of a trial whose end was recorded.
+
+    A full disk ends the experiment with ``StorageFullError`` (raised at the end of a Tune
+    step, where Tune lets it through); ``storage_error`` keeps it for ``TrialRecords``.
     """
 
     def __init__(self, flush_interval_s: float = 2.0, max_buffered_rows: int = 50_000) -> None:
@@ -100,6 +111,7 @@ class HistoryRecorder(Callback):
         self._last_flush = time.monotonic()
         self._writer_id = uuid.uuid4().hex[:8]
         self._parts_written = 0
+        self.storage_error: StorageFullError | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         # Tune pickles callbacks with the run config; buffered rows and file handles stay here.
@@ -125,20 +137,25 @@ class HistoryRecorder(Callback):
         row = flatten(result)
         row["trial_id"] = trial.trial_id
         self._rows.append(row)
-        overdue = time.monotonic() - self._last_flush >= self.flush_interval_s
-        if overdue or len(self._rows) >= self.max_buffered_rows:
-            self.flush()
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
-        if self._rows and time.monotonic() - self._last_flush >= self.flush_interval_s:
+        overdue = time.monotonic() - self._last_flush >= self.flush_interval_s
+        if self._rows and (overdue or len(self._rows) >= self.max_buffered_rows):
             self.flush()
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
-        self.flush()
-        if self._target is not None:
-            compact_history(self._target[1])
+        """Flush and compact; a full disk is kept in ``storage_error`` (TrialRecords, the
+        last callback, raises it) so that the other callbacks still end."""
+        try:
+            self.flush()
+            if self._target is not None:
+                compact_history(self._target[1])
+        except StorageFullError as err:
+            self.storage_error = self.storage_error or err
 
     def flush(self) -> None:
+        """Write the buffered rows as one part; raises StorageFullError on a full disk (the
+        rows stay buffered, nothing partial is left)."""
         self._last_flush = time.monotonic()
         if not self._rows or self._target is None:
             return
@@ -146,41 +163,60 @@ class HistoryRecorder(Callback):
         directory = f"{experiment_fs_path}/{HISTORY_DIR}"  # created with the target
         name = f"{time.time_ns():020d}-{self._writer_id}-{self._parts_written:06d}.parquet"
         temporary = f"{directory}/.{name}.tmp"
-        pq.write_table(rows_to_table(self._rows), temporary, filesystem=filesystem)
-        filesystem.move(temporary, f"{directory}/{name}")
+        table = rows_to_table(self._rows)
+        try:
+            with _files.no_space_as_error(f"{directory}/{name}", table.nbytes):
+                pq.write_table(table, temporary, filesystem=filesystem)
+                filesystem.move(temporary, f"{directory}/{name}")
+        except StorageFullError as err:
+            self.storage_error = self.storage_error or err
+            with contextlib.suppress(OSError):
+                filesystem.delete_file(temporary)
+            raise
         self._parts_written += 1
         self._rows = []
 
 
 def history_parts(experiment_path: str | Path) -> list[Path]:
-    """radas's history files in the order they were written (the compacted file first)."""
+    """radas's history files in the order they were written (the compacted file first).
+    Other files in the folder (temporary files of a write cut short, junk) are ignored."""
     directory = Path(experiment_path) / HISTORY_DIR
     if not directory.is_dir():
         return []
     compacted = directory / COMPACTED_FILE
-    parts = sorted(p for p in directory.glob("*.parquet") if p.name != COMPACTED_FILE)
+    parts = sorted(p for p in directory.iterdir() if PART_NAME.fullmatch(p.name))
     return [compacted, *parts] if compacted.exists() else parts
 
 
 def compact_history(experiment_path: str | Path) -> None:
     """Merge the history parts into one file sorted by trial and iteration (the newest
     report of an iteration kept), so that loading it needs no sorting: done once, when a
-    fit ends, by the process that ran it. Readers see either the parts or the compacted
-    file (written under a temporary name, then renamed, before the parts are removed)."""
+    fit ends, by the process that ran it.
+
+    Safe against a crash at any instant: the compacted file is written under a temporary
+    name and renamed, then the parts it holds are removed oldest first. A reader that finds
+    the compacted file next to some of its parts reads the same rows twice and keeps the
+    newest of each (trial, iteration), which is the same row. Damaged parts are left alone.
+    """
     parts = history_parts(experiment_path)
     if not parts or parts == [Path(experiment_path) / HISTORY_DIR / COMPACTED_FILE]:
         return
-    tables, pickled = _read_parts(parts, exclude=set())
+    tables, pickled, readable = _read_parts(parts, exclude=set())
     try:
-        table = _merge(tables, deduplicate=_needs_deduplication(parts))
+        table = _merge(tables, deduplicate=_needs_deduplication(readable))
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         return  # parts whose column types conflict stay as they are; loading merges them
     metadata = {PICKLED_COLUMNS_KEY: "\n".join(sorted(pickled)).encode()} if pickled else None
     target = Path(experiment_path) / HISTORY_DIR / COMPACTED_FILE
     temporary = target.with_name(f".{COMPACTED_FILE}.tmp")
-    pq.write_table(table.replace_schema_metadata(metadata), temporary)
-    temporary.replace(target)
-    for part in parts:
+    try:
+        with _files.no_space_as_error(target, table.nbytes):
+            pq.write_table(table.replace_schema_metadata(metadata), temporary)
+            temporary.replace(target)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    for part in readable:
         if part != target:
             part.unlink(missing_ok=True)
 
@@ -192,9 +228,17 @@ def load_history(experiment_path: str | Path, *, exclude: Iterable[str] = ()) ->
     column by column (the Arrow buffers released as they are converted), so the peak memory
     stays near the size of the frame itself; parts not compacted yet (a fit still running,
     or a crashed driver) are merged and sorted here.
+
+    Damaged or missing history is completed from the trials' stored last results (with a
+    warning naming the trials), so every trial with a result has at least its last row.
     """
-    parts = history_parts(experiment_path)
     exclude = set(exclude) - set(KEY_COLUMNS)
+    frame = _load_stored_history(experiment_path, exclude)
+    return _add_missing_last_results(frame, experiment_path, exclude)
+
+
+def _load_stored_history(experiment_path: str | Path, exclude: set[str]) -> pd.DataFrame:
+    parts = history_parts(experiment_path)
     if not parts:
         return _finish_in_pandas(_load_from_ray_result_files(experiment_path), exclude)
     # The system allocator hands large freed buffers back at once; Arrow's default pool keeps
@@ -202,12 +246,14 @@ def load_history(experiment_path: str | Path, *, exclude: Iterable[str] = ()) ->
     previous_pool = pa.default_memory_pool()
     pa.set_memory_pool(pa.system_memory_pool())
     try:
-        tables, pickled = _read_parts(parts, exclude)
-        if len(tables) == 1 and parts[0].name == COMPACTED_FILE:
+        tables, pickled, readable = _read_parts(parts, exclude)
+        if not tables:
+            return pd.DataFrame()
+        if len(tables) == 1 and readable[0].name == COMPACTED_FILE:
             table = tables.pop()  # already merged and sorted
         else:
             try:
-                table = _merge(tables, deduplicate=_needs_deduplication(parts))
+                table = _merge(tables, deduplicate=_needs_deduplication(readable))
             except (pa.ArrowInvalid, pa.ArrowTypeError):
                 # a column that is numbers in one part and pickled objects in another
                 frame = _concat(table_to_frame(t) for t in tables)
@@ -222,15 +268,30 @@ def load_history(experiment_path: str | Path, *, exclude: Iterable[str] = ()) ->
     return frame
 
 
-def _read_parts(parts: list[Path], exclude: set[str]) -> tuple[list[pa.Table], set[str]]:
-    tables, pickled = [], set()
+def _read_parts(
+    parts: list[Path], exclude: set[str]
+) -> tuple[list[pa.Table], set[str], list[Path]]:
+    """The readable parts' tables, their pickled column names, and which parts they are (a
+    damaged part is skipped with a warning)."""
+    tables, pickled, readable = [], set(), []
     for part in parts:
-        names = pq.read_schema(part).names
-        table = pq.read_table(part, columns=[n for n in names if n not in exclude])
+        try:
+            names = pq.read_schema(part).names
+            table = pq.read_table(part, columns=[n for n in names if n not in exclude])
+        except (OSError, pa.ArrowException) as err:
+            warnings.warn(
+                f"History file {part} is unreadable ({type(err).__name__}: {str(err)[:120]}): "
+                "the results it held are missing from the history (trials whose last result "
+                "is missing get it back from the experiment state).",
+                RadasWarning,
+                stacklevel=4,
+            )
+            continue
         metadata = table.schema.metadata or {}
         pickled |= set(filter(None, metadata.get(PICKLED_COLUMNS_KEY, b"").decode().split("\n")))
         tables.append(table)  # keeps its metadata: table_to_frame() unpickles per part
-    return tables, pickled
+        readable.append(part)
+    return tables, pickled, readable
 
 
 def _merge(tables: list[pa.Table], deduplicate: bool) -> pa.Table:
@@ -255,6 +316,56 @@ def _needs_deduplication(parts: list[Path]) -> bool:
     writers = {part.name.split("-")[1] for part in parts if part.name != COMPACTED_FILE}
     has_compacted = any(part.name == COMPACTED_FILE for part in parts)
     return len(writers) + has_compacted > 1
+
+
+def _add_missing_last_results(
+    frame: pd.DataFrame, experiment_path: str | Path, exclude: set[str]
+) -> pd.DataFrame:
+    """Add each trial's stored last result where the history lacks it (damaged or deleted
+    history files, or a driver killed before its last flush), with a warning."""
+    try:
+        trials = _ray_state.load_trial_states(experiment_path)
+    except ExperimentDamagedError:
+        return frame
+    newest: dict[str, Any] = {}
+    if not frame.empty:
+        newest = frame.groupby("trial_id")["training_iteration"].max().to_dict()
+    missing = [
+        trial
+        for trial in trials
+        if trial.last_result.get("training_iteration") is not None
+        and not trial.last_result["training_iteration"] <= newest.get(trial.trial_id, -1)
+    ]
+    if not missing:
+        return frame
+    names = ", ".join(trial.trial_id for trial in missing[:5]) + (
+        ", ..." if len(missing) > 5 else ""
+    )
+    warnings.warn(
+        f"The history of {experiment_path} lacks the last result of {len(missing)} trial(s) "
+        f"({names}): their last result is taken from the experiment state; earlier results "
+        "of those trials that are not in the history are lost.",
+        RadasWarning,
+        stacklevel=3,
+    )
+    rows = []
+    for trial in missing:
+        row = flatten(trial.last_result)
+        row["trial_id"] = trial.trial_id
+        rows.append(row)
+    return _finish_in_pandas(_concat([frame, pd.DataFrame(rows)]), exclude)
+
+
+def last_rows_from_history(experiment_path: str | Path) -> list[dict[str, Any]]:
+    """The newest history row of every trial (to rebuild the per-trial table)."""
+    frame = _load_stored_history(experiment_path, set())
+    if frame.empty:
+        return []
+    last = frame.groupby("trial_id", sort=True).tail(1)
+    return [
+        {key: value for key, value in row.items() if not _is_missing(value)}
+        for row in last.to_dict("records")
+    ]
 
 
 def _finish_in_pandas(frame: pd.DataFrame, exclude: set[str]) -> pd.DataFrame:
@@ -296,22 +407,14 @@ def write_ray_result_files(experiment_path: str | Path) -> int:
         lines = []
         for record in rows.to_dict("records"):
             present = {key: value for key, value in record.items() if not _is_missing(value)}
-            lines.append(json.dumps(present, default=_json_default))
-        temporary = trial_dir / ".result.json.tmp"
-        temporary.write_text("\n".join(lines) + "\n")
-        temporary.replace(trial_dir / "result.json")
+            lines.append(json.dumps(present, default=_ray_state.json_default))
+        _files.write_atomic(trial_dir / "result.json", "\n".join(lines) + "\n")
         written += 1
     return written
 
 
 def _is_missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
-
-
-def _json_default(value: Any) -> Any:
-    if hasattr(value, "tolist"):  # numpy scalars and arrays
-        return value.tolist()
-    return repr(value)
 
 
 def _load_from_ray_result_files(experiment_path: str | Path) -> pd.DataFrame:

@@ -11,6 +11,7 @@ import dataclasses
 import json
 import logging
 import os
+import pickle
 import shutil
 import sys
 import sysconfig
@@ -23,9 +24,10 @@ from typing import Any
 from ray import tune
 from ray.tune import Callback
 
-from radas import _ray_patches, _ray_state
-from radas.console import print_info
-from radas.errors import ExperimentNotFoundError, InvalidArgumentError
+from radas import _files, _ray_patches, _ray_state
+from radas._secrets import with_secrets
+from radas.console import print_info, print_warning
+from radas.errors import ExperimentNotFoundError, InvalidArgumentError, StorageFullError
 from radas.history import HistoryRecorder
 from radas.progress import ProgressLine
 from radas.resources import (
@@ -52,7 +54,8 @@ RESULT_BUFFERING = {
 
 @dataclass
 class SweepSpec:
-    """Everything needed to run (or resume) one experiment. Picklable."""
+    """Everything needed to run (or resume) one experiment. Picklable, without ``secrets``
+    (a pickled spec never holds them: a cluster job gets them by ``_secrets.hand_over``)."""
 
     user_name: str
     experiment_name: str
@@ -63,10 +66,15 @@ class SweepSpec:
     run_choice: str  # "run" or "restore" when it runs; attach/stop_attach only read names
     cpu_per_trial: float = 1
     tuner_init_kwargs: dict[str, Any] = field(default_factory=dict)
+    # environment variable -> secret, in each trial's os.environ (see radas._secrets)
+    secrets: dict[str, str] = field(default_factory=dict, repr=False)
 
     @property
     def experiment_path(self) -> str:
         return os.path.join(self.storage_root, self.full_name)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "secrets": {}}
 
 
 @dataclass
@@ -200,7 +208,11 @@ def run_sweep(spec: SweepSpec) -> SweepOutcome:
             "trials were already done and are kept; unfinished and errored trials continue."
         )
         tuner = _restore(spec, spec.cpu_per_trial, capacity, resume_errored=True)
-    with _tune_environment(quiet=_user_verbosity(spec) is None):
+    # Tune's own writes (its state, tuner.pkl) on a full disk raise a plain OSError.
+    with (
+        _tune_environment(quiet=_user_verbosity(spec) is None),
+        _files.no_space_as_error(path, None),
+    ):
         tuner.fit()
         retries = _retry_failed_trials(spec, capacity)
     trials = _ray_state.load_trial_states(path)
@@ -219,51 +231,94 @@ def run_sweep(spec: SweepSpec) -> SweepOutcome:
 
 
 class TrialRecords(Callback):
-    """radas's own record of every trial: the resources it last ran with, and its status as
-    Tune holds it in memory when the experiment ends.
+    """radas's own record of every trial (``radas_trials.json``, kept across restores): the
+    resources it last ran with, its config and folder, and, once it ended, its status and
+    last result.
 
-    (Tune's stored state can lag behind for a trial whose actor died: it may still say
-    RUNNING for a trial Tune already marked ERROR.) Kept across restores in
-    ``radas_trials.json``; ``radas.Tuner.get_dataframe()`` shows the resources.
+    A trial's end is made durable soon after Tune reports it (at the end of that Tune step,
+    at most every ``write_interval_s`` seconds), the history being flushed first, so a killed
+    run never loses a trial recorded as ended: ``_ray_state`` prefers these records to Tune's
+    snapshot, which lags behind (it may still say RUNNING, or PENDING, for a trial that
+    ended). Written atomically. ``radas.Tuner.get_dataframe()`` shows the resources.
     """
 
-    FILE = "radas_trials.json"
+    FILE = _ray_state.TRIAL_RECORDS_FILE
 
-    def __init__(self) -> None:
+    def __init__(self, history: HistoryRecorder | None = None, write_interval_s: float = 1.0):
+        self.history = history
+        self.write_interval_s = write_interval_s
+        self._reset()
+
+    def _reset(self) -> None:
         self._records: dict[str, dict[str, Any]] | None = None
+        self._directory: str | None = None
+        self._unwritten = False
+        self._last_write = 0.0
 
     def __getstate__(self) -> dict[str, Any]:
-        return {}
+        return {"history": self.history, "write_interval_s": self.write_interval_s}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self._records = None
+        self.history = state.get("history")  # None in tuner.pkl files of older radas
+        self.write_interval_s = state.get("write_interval_s", 1.0)
+        self._reset()
 
-    def _load(self, trial: Any) -> dict[str, dict[str, Any]]:
+    def _record(self, trial: Any) -> dict[str, Any]:
         if self._records is None:
-            self._records = self.read(trial.storage.experiment_fs_path)
-        return self._records
+            self._directory = trial.storage.experiment_fs_path
+            self._records = _ray_state.read_trial_records(self._directory)
+        self._unwritten = True
+        return self._records.setdefault(trial.trial_id, {})
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        resources = trial.placement_group_factory.required_resources
-        self._load(trial).setdefault(trial.trial_id, {})["resources"] = dict(resources)
+        record = self._record(trial)
+        record["resources"] = dict(trial.placement_group_factory.required_resources)
+        record["config"] = trial.config
+        record["trial_dir_name"] = trial.storage.trial_dir_name
+        record["status"] = "RUNNING"
+        record.pop("last_result", None)  # a requeued trial runs again
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._record_end(trial, "TERMINATED")
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._record_end(trial, "ERROR")
+
+    def _record_end(self, trial: Any, status: str) -> None:
+        record = self._record(trial)
+        record.update(status=status, last_result=trial.last_result, config=trial.config)
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        if self._unwritten and time.monotonic() - self._last_write >= self.write_interval_s:
+            self._write()
+
+    def _write(self) -> None:
+        """History first (the ended trials' rows), then the records; StorageFullError on a
+        full disk, with the records as they were (consistent with the history)."""
+        if self.history is not None:
+            self.history.flush()
+        if self._records is not None and self._directory is not None:
+            _ray_state.write_trial_records(self._directory, self._records)
+        self._unwritten = False
+        self._last_write = time.monotonic()
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
-        if not trials:
-            return
-        records = self._load(trials[0])
+        """Record the statuses Tune holds in memory (its stored state can lag behind for a
+        trial whose actor died), then raise a full disk met by any radas writer."""
         for trial in trials:
-            records.setdefault(trial.trial_id, {})["status"] = trial.status
-        storage = trials[0].storage
-        filesystem, directory = storage.storage_filesystem, storage.experiment_fs_path
-        temporary = f"{directory}/.{self.FILE}.tmp"
-        with filesystem.open_output_stream(temporary) as stream:
-            stream.write(json.dumps(records).encode())
-        filesystem.move(temporary, f"{directory}/{self.FILE}")
+            self._record(trial)["status"] = trial.status
+        error = self.history.storage_error if self.history is not None else None
+        if error is None:
+            try:
+                self._write()
+            except StorageFullError as err:
+                error = err
+        if error is not None:
+            raise error
 
     @classmethod
     def read(cls, experiment_path: str) -> dict[str, dict[str, Any]]:
-        path = Path(experiment_path) / cls.FILE
-        return json.loads(path.read_text()) if path.exists() else {}
+        return _ray_state.read_trial_records(experiment_path)
 
 
 @dataclass
@@ -328,14 +383,35 @@ def _retry_failed_trials(spec: SweepSpec, capacity: NodeCapacity) -> _Retries:
 def _restore(
     spec: SweepSpec, cpu_per_trial: float, capacity: NodeCapacity, *, resume_errored: bool
 ) -> tune.Tuner:
+    # Trials radas recorded as ended stay ended, even where Tune's last snapshot lags.
+    _ray_state.mark_recorded_ends(spec.experiment_path)
+    _rebuild_damaged_tuner_file(spec, capacity)
     # The trainable's resources apply to every trial that is still pending.
     return tune.Tuner.restore(
         spec.experiment_path,
-        trainable=_trainable_with_resources(spec.trainable, cpu_per_trial, capacity),
+        trainable=_trainable_with_resources(spec, cpu_per_trial, capacity),
         param_space=share_grid_values(spec.param_space),
         resume_unfinished=True,
         resume_errored=resume_errored,
     )
+
+
+def _rebuild_damaged_tuner_file(spec: SweepSpec, capacity: NodeCapacity) -> None:
+    """Tune keeps the run's settings in ``tuner.pkl``; when it is missing or damaged, write
+    it again from this call's arguments (trials and results are elsewhere)."""
+    tuner_file = Path(spec.experiment_path) / "tuner.pkl"
+    try:
+        pickle.loads(tuner_file.read_bytes())
+        return
+    except Exception as err:  # missing, emptied, truncated: unpickling fails in many ways
+        problem = f"{type(err).__name__}: {str(err)[:120]}"
+    print_warning(
+        f"{spec.experiment_name}: {tuner_file} is damaged ({problem}); it is written again "
+        "from this call's arguments (tuner_init_kwargs), the trials and their results are "
+        "kept."
+    )
+    with _files.no_space_as_error(tuner_file, None):
+        build_tuner(spec, capacity)
 
 
 @contextlib.contextmanager
@@ -425,7 +501,7 @@ def build_tuner(spec: SweepSpec, capacity: NodeCapacity | None = None) -> tune.T
     tune_config = _tune_config(spec)
     run_config = _run_config(spec, tune_config)
     return tune.Tuner(
-        _trainable_with_resources(spec.trainable, spec.cpu_per_trial, capacity),
+        _trainable_with_resources(spec, spec.cpu_per_trial, capacity),
         param_space=share_grid_values(spec.param_space),
         tune_config=tune_config,
         run_config=run_config,
@@ -460,11 +536,12 @@ def _tune_config_from_dict(fields: dict[str, Any]) -> tune.TuneConfig:
 
 def _run_config(spec: SweepSpec, tune_config: tune.TuneConfig) -> tune.RunConfig:
     given = spec.tuner_init_kwargs.get("run_config") or tune.RunConfig()
+    history = HistoryRecorder()
     callbacks = [
         *(given.callbacks or []),
         ProgressLine(spec.experiment_name, metric=tune_config.metric, mode=tune_config.mode),
-        HistoryRecorder(),
-        TrialRecords(),
+        history,
+        TrialRecords(history),  # last: writes after the history, raises a full disk
     ]
     return dataclasses.replace(
         given,
@@ -509,6 +586,8 @@ def share_grid_values(space: Any) -> Any:
 
 
 def _trainable_with_resources(
-    trainable: Any, cpu_per_trial: float, capacity: NodeCapacity | None
+    spec: SweepSpec, cpu_per_trial: float, capacity: NodeCapacity | None
 ) -> Any:
+    """The trainable Tune runs: the spec's, with its secrets in each trial's environment."""
+    trainable = with_secrets(spec.trainable, spec.secrets)
     return tune.with_resources(trainable, trial_resources(cpu_per_trial, capacity))

@@ -1,0 +1,69 @@
+"""Writing radas's own files so that a crash at any instant leaves the old version or the new
+one, never a mix, and a full disk says so.
+
+Every write goes to a temporary name next to the target (a dot file: readers skip it),
+is flushed to disk, then renamed over the target. A write that hits ENOSPC or EDQUOT raises
+``StorageFullError`` naming the path and the bytes it needed; the temporary file is removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from radas.errors import StorageFullError
+
+NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+# pyarrow's IO errors carry the OS message but not always the errno.
+NO_SPACE_MESSAGES = ("No space left on device", "Disk quota exceeded")
+
+
+def is_no_space(err: BaseException) -> bool:
+    if isinstance(err, StorageFullError):
+        return True
+    if getattr(err, "errno", None) in NO_SPACE_ERRNOS:
+        return True
+    return isinstance(err, OSError) and any(text in str(err) for text in NO_SPACE_MESSAGES)
+
+
+def storage_full_error(path: str | os.PathLike[str], needed: int | None) -> StorageFullError:
+    """The error for a write of ``needed`` bytes to ``path`` that found no space."""
+    amount = f"{needed:,} bytes" if needed is not None else "more space"
+    return StorageFullError(
+        f"No space left to write {path} (needed {amount}; RADAS_HOME or the cluster's results "
+        "root is full). What was stored before is kept and consistent: free space there, "
+        "then continue with run_choice='restore'."
+    )
+
+
+@contextlib.contextmanager
+def no_space_as_error(path: str | os.PathLike[str], needed: int | None) -> Iterator[None]:
+    """Turn ENOSPC / EDQUOT raised inside into ``StorageFullError`` (chained)."""
+    try:
+        yield
+    except StorageFullError:
+        raise
+    except OSError as err:
+        if is_no_space(err):
+            raise storage_full_error(path, needed) from err
+        raise
+
+
+def write_atomic(path: str | os.PathLike[str], data: str | bytes) -> None:
+    """Replace ``path`` by ``data`` all at once (temp file, fsync, rename)."""
+    target = Path(path)
+    payload = data.encode() if isinstance(data, str) else data
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        with no_space_as_error(target, len(payload)):
+            with open(temporary, "wb") as stream:
+                stream.write(payload)
+                stream.flush()
+                os.fsync(stream.fileno())
+            os.replace(temporary, target)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
