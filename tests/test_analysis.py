@@ -94,6 +94,7 @@ def test_relplot_figure_level_on_history(analyze):
 
 def test_lineplot_to_svg_with_explicit_path(analyze, tmp_path):
     target = tmp_path / "figs" / "scores.svg"
+    target.parent.mkdir()  # radas does not create folders outside its own (test_integrity_inputs)
     results = analyze(
         tuner_to_df_fn=lambda tuner: tuner.get_history_dataframe(),
         plot_fn=sns.lineplot,

@@ -78,6 +78,15 @@ class AnalysisOptions:
                     "(or give plot_format=)."
                 )
             self.plot_format = suffix
+        if self.plot_path is not None:
+            folder = Path(self.plot_path).expanduser().absolute().parent
+            if not folder.is_dir():
+                # radas writes only into folders the user made (or its own, under RADAS_HOME)
+                raise InvalidArgumentError(
+                    f"plot_path={str(self.plot_path)!r}: the folder {folder} does not exist. "
+                    f"Create it first (mkdir -p {folder}), or give a path in an existing "
+                    "folder. Nothing was run."
+                )
 
 
 @dataclass
@@ -127,8 +136,11 @@ def plot(df: pd.DataFrame, options: AnalysisOptions, default_path: Path) -> Figu
         figure = figure_of(plotted)
         path = None
         if options.plot_format is not None:
-            target = Path(options.plot_path or default_path.with_suffix(f".{options.plot_format}"))
-            target.parent.mkdir(parents=True, exist_ok=True)
+            if options.plot_path is not None:
+                target = Path(options.plot_path).expanduser()
+            else:  # radas's own folder for the experiment: made when missing
+                target = default_path.with_suffix(f".{options.plot_format}")
+                target.parent.mkdir(parents=True, exist_ok=True)
             figure.savefig(target, format=options.plot_format, bbox_inches="tight")
             path = str(target)
     if not _in_interactive_ipython():

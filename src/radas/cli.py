@@ -2,7 +2,7 @@
 
     radas clusters                               which clusters are online, what is free
     radas cluster up NAME [--num-cpus N] [--workers K]
-    radas cluster down NAME
+    radas cluster down NAME [--force]           refused while jobs run, unless --force
     radas ls --cluster NAME [--user U]           this user's experiment jobs
     radas stop JOB_ID --cluster NAME [--user U]
     radas logs JOB_ID --cluster NAME [--user U] [--follow]
@@ -68,6 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
     up.set_defaults(handler=_cluster_up)
     down = actions.add_parser("down", help="stop the local cluster NAME (results are kept)")
     down.add_argument("name")
+    down.add_argument(
+        "--force",
+        action="store_true",
+        help="stop running jobs first (Tune saves their state; restore continues them)",
+    )
     down.set_defaults(handler=_cluster_down)
 
     def job_command(name: str, help_text: str, handler, job_id: bool = True):
@@ -122,7 +127,7 @@ def _cluster_up(args: argparse.Namespace) -> None:
 def _cluster_down(args: argparse.Namespace) -> int:
     from radas.clusters import stop_local_cluster
 
-    if not stop_local_cluster(args.name):
+    if not stop_local_cluster(args.name, force=args.force):
         print(f"local cluster {args.name!r} is not running")
         return 1
     return 0
@@ -160,6 +165,9 @@ def _analyze(args: argparse.Namespace) -> None:
 
     plot_kwargs = {key: getattr(args, key) for key in ("x", "y", "hue", "col", "style")}
     plot_kwargs = {key: value for key, value in plot_kwargs.items() if value is not None}
+    # -o and --csv are relative to where the command runs, not to --dir
+    output = os.path.abspath(args.output) if args.output else None
+    csv = os.path.abspath(args.csv) if args.csv else None
     os.chdir(args.dir)
     results = run_experiment_sync(
         user_name=args.user,
@@ -169,15 +177,15 @@ def _analyze(args: argparse.Namespace) -> None:
         tuner_to_df_fn=(lambda tuner: tuner.get_history_dataframe()) if args.history else None,
         plot_fn=getattr(sns, args.plot) if plot_kwargs else None,
         plot_kwargs=plot_kwargs,
-        plot_path=args.output,
-        plot_format=None if args.output else ("png" if plot_kwargs else None),
+        plot_path=output,
+        plot_format=None if output else ("png" if plot_kwargs else None),
     )
     df = results["df"]
     print(df.head(20).to_string())
     print(f"({len(df)} rows; stored at {results['experiment_path']})")
-    if args.csv:
-        df.to_csv(args.csv, index=False)
-        print(f"DataFrame written to {args.csv}")
+    if csv:
+        df.to_csv(csv, index=False)
+        print(f"DataFrame written to {csv}")
     if results["fig_path"]:
         print(f"figure: {results['fig_path']}")
 

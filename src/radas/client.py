@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
 import pandas as pd
 
@@ -11,7 +12,7 @@ from radas._args import checked_keywords
 from radas.backends import get_backend
 from radas.backends.ray_jobs import ExperimentJob, RayJobsBackend
 from radas.console import print_info
-from radas.errors import ClusterError, NotSupportedError
+from radas.errors import ClusterError, ClusterOfflineError, NotSupportedError
 from radas.naming import validate_user_name
 
 
@@ -113,8 +114,12 @@ class ExperimentsClient:
 
     async def follow_job(self, job_id: str) -> str:
         """Stream the job's output until it ends; returns its final status."""
-        self.backend.get_job(job_id, self.user_name)
-        return await self.backend.follow(job_id)
+        job = self.backend.get_job(job_id, self.user_name)
+        try:
+            return await self.backend.follow(job_id)
+        except ClusterOfflineError as err:
+            stored_at = str(Path(self.backend.results_root(self.user_name)) / job.full_name)
+            raise self.backend.went_away(err, job_id, job.experiment_name, stored_at) from err
 
     def stop_job_by_id(self, job_id: str, *, wait: bool = True, timeout_s: float = 180) -> str:
         """Stop one of this user's jobs gracefully (Tune saves its state; ``restore`` continues).

@@ -20,12 +20,14 @@ import secrets
 import sys
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from radas import _ray_state
+from radas._secrets import HAND_OVER_ENV, hand_over, secret_looking_files
 from radas.backends._job_client import JobServer, _quiet_ray_sdk
 from radas.backends.base import RunTarget
 from radas.clusters.config import ClusterConfig
@@ -37,6 +39,7 @@ from radas.errors import (
     InvalidArgumentError,
     JobFailedError,
     JobNotFoundError,
+    RadasWarning,
     WorkingDirTooLargeError,
 )
 from radas.resources import NodeCapacity, check_fits
@@ -181,6 +184,18 @@ class RayJobsBackend:
             raise
         return status
 
+    def went_away(
+        self, err: ClusterOfflineError, job_id: str, experiment_name: str, stored_at: str
+    ) -> ClusterOfflineError:
+        """The one error for "the cluster went away while following ``job_id``"."""
+        return ClusterOfflineError(
+            f"cluster:{self.cluster.name} went away while radas followed job {job_id} of "
+            f"experiment {experiment_name!r} ({err}) Results stored so far are kept at "
+            f"{stored_at}. Once the cluster is back (a local one: `radas cluster up "
+            f"{self.cluster.name}`), run_choice='restore' continues the experiment "
+            "(run_choice='attach' if its job is still running)."
+        )
+
     async def _wait_until_ended(self, job_id: str, streaming: asyncio.Task) -> str:
         while True:
             status = await asyncio.to_thread(self.client.get_job_status, job_id)
@@ -257,13 +272,7 @@ class RayJobsBackend:
         try:
             status = await self.follow(job_id)
         except ClusterOfflineError as err:
-            raise ClusterOfflineError(
-                f"cluster:{self.cluster.name} went away while radas followed job {job_id} of "
-                f"experiment {spec.experiment_name!r} ({err}). Results stored so far are kept "
-                f"at {spec.experiment_path}. Once the cluster is back (a local one: `radas "
-                f"cluster up {self.cluster.name}`), run_choice='restore' continues the "
-                "experiment (run_choice='attach' if its job is still running)."
-            ) from err
+            raise self.went_away(err, job_id, spec.experiment_name, spec.experiment_path) from err
         if status == "FAILED":
             details = self.client.get_job_info(job_id)
             tail = "\n".join(self.logs(job_id).splitlines()[-LOG_TAIL_LINES:])
@@ -304,7 +313,7 @@ class RayJobsBackend:
         import radas
 
         cwd = Path.cwd()
-        check_working_dir_size(cwd, runtime_env.get("excludes", []))
+        check_working_dir(cwd, runtime_env.get("excludes", []), cluster_name=self.cluster.name)
         job_id = _job_id(spec.user_name, spec.experiment_name)
         try:
             pickled = cloudpickle.dumps(spec)
@@ -339,6 +348,8 @@ class RayJobsBackend:
                     "RADAS_JOB_ID": job_id,
                 },
             }
+            if spec.secrets:  # never in the runtime_env (Ray logs it): only their key is
+                env["env_vars"][HAND_OVER_ENV] = hand_over(self.client, spec.secrets)
             env.setdefault("worker_process_setup_hook", "radas._worker.setup")
             metadata = {
                 "radas_user": spec.user_name,
@@ -371,8 +382,9 @@ class RayJobsBackend:
         )
 
 
-def check_working_dir_size(directory: Path, excludes: list[str]) -> int:
-    """Bytes of ``directory`` that Ray would upload (honouring .gitignore and ``excludes``)."""
+def check_working_dir(directory: Path, excludes: list[str], *, cluster_name: str = "") -> int:
+    """Bytes of ``directory`` that Ray would upload (honouring .gitignore and ``excludes``);
+    too many raise WorkingDirTooLargeError, secret-looking files get a RadasWarning."""
     from ray._private.runtime_env.packaging import _dir_travel, _get_excludes
 
     limit_mb = float(os.environ.get("RADAS_MAX_WORKING_DIR_MB", DEFAULT_MAX_WORKING_DIR_MB))
@@ -400,6 +412,18 @@ def check_working_dir_size(directory: Path, excludes: list[str]) -> int:
             "directory with just your code, list big files in .gitignore, or pass "
             "runtime_env={'excludes': ['data/', '*.ckpt']}; put datasets in "
             "radas.get_data_dir(user_name). (RADAS_MAX_WORKING_DIR_MB changes the limit.)"
+        )
+    found = secret_looking_files(sizes, directory)
+    if found:
+        excludes_hint = ", ".join(repr(name) for name in found)
+        warnings.warn(
+            f"The working directory {directory} would upload secret-looking file(s) to "
+            f"cluster {cluster_name!r}: {', '.join(found)}. Anyone with the cluster's token "
+            "can read a job's files. Keep them out: list them in .gitignore, or pass "
+            f"runtime_env={{'excludes': [{excludes_hint}]}}; hand secrets to the trials with "
+            "param_space['secrets'] = {'NAME': value} instead.",
+            RadasWarning,
+            stacklevel=4,
         )
     return total
 

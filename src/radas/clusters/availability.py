@@ -148,5 +148,14 @@ def _get(address: str, path: str, token: str | None, timeout_s: float) -> Any:
             "missing or wrong"
         )
     if response.status_code != 200:
-        raise ClusterError(f"{address}{path} answered HTTP {response.status_code}")
-    return response.json()["data"]
+        raise ClusterError(
+            f"{address}{path} answered HTTP {response.status_code}"
+            + (": it is not a Ray job server (dashboard)" if response.status_code == 404 else "")
+        )
+    try:
+        return response.json()["data"]
+    except (ValueError, KeyError, TypeError) as err:
+        raise ClusterError(
+            f"{address} answered something other than Ray: it is not a Ray job server "
+            "(dashboard) address"
+        ) from err

@@ -324,7 +324,7 @@ def _check_value(where: str, key: str, value: Any) -> None:
 
 def _job_server_url(where: str, address: str) -> str:
     """``address`` as an http(s) URL of the job server: ``host:port`` gets ``http://``."""
-    url = address.strip().rstrip("/")
+    url = address.strip()
     if "://" not in url:
         url = f"http://{url}"
     try:
@@ -339,7 +339,7 @@ def _job_server_url(where: str, address: str) -> str:
             'dashboard URL, e.g. address = "http://10.0.0.5:8265" (not a ray:// client or '
             "GCS address)."
         )
-    return url
+    return url.rstrip("/")
 
 
 def _kind(value: Any) -> str:

@@ -26,13 +26,18 @@ from typing import Any
 
 import psutil
 
-from radas.clusters.config import ClusterConfig, get_cluster, register_cluster
-from radas.console import print_info
+from radas.clusters.config import (
+    ClusterConfig,
+    get_cluster,
+    register_cluster,
+    validate_cluster_name,
+)
+from radas.console import print_info, print_warning
 from radas.errors import ClusterError, InvalidArgumentError
-from radas.naming import validate_user_name
 from radas.storage.dirs import radas_home
 
 STARTUP_TIMEOUT_S = 120.0
+JOB_STOP_WAIT_S = 60.0  # cluster down --force: how long jobs may take to save their state
 
 
 @dataclass
@@ -91,10 +96,32 @@ class LocalCluster:
         self._save()
 
     def stop(self) -> None:
+        """Stop every node, then every job driver they leave behind (Ray starts each driver
+        in a session of its own, which outlives the node for a moment or for good)."""
+        jobs = self.job_process_groups()
         for node in [*self.workers, self.head]:
             _stop_group(node.pid)
+        for group in [*jobs, *self.job_process_groups()]:
+            _stop_group(group, timeout_s=2.0, check=False)
         (self.state_dir / "state.json").unlink(missing_ok=True)
         print_info(f"local cluster {self.name!r} stopped (its results are kept)")
+
+    def job_process_groups(self) -> list[int]:
+        """Process groups of the jobs running on this cluster's nodes (drivers and their
+        workers): the processes whose working directory is in a node's temp dir, where Ray
+        unpacks each job's working_dir."""
+        roots = [_node_temp_dir(self.name, "head")]
+        roots += [_node_temp_dir(self.name, f"w{i}") for i in range(1, len(self.workers) + 1)]
+        groups = set()
+        for process in psutil.process_iter(["pid"]):
+            try:
+                cwd = process.cwd()
+                if any(cwd == root or cwd.startswith(root + os.sep) for root in roots):
+                    groups.add(os.getpgid(process.pid))
+            except (psutil.Error, ProcessLookupError, PermissionError):
+                continue
+        node_groups = {node.pid for node in [self.head, *self.workers]}
+        return sorted(groups - node_groups)
 
     def _save(self) -> None:
         state = {
@@ -109,7 +136,7 @@ class LocalCluster:
 
 
 def cluster_dir(name: str) -> Path:
-    return radas_home() / "clusters" / validate_user_name(name)
+    return radas_home() / "clusters" / validate_cluster_name(name)
 
 
 def start_local_cluster(
@@ -230,17 +257,73 @@ def find_local_cluster(name: str) -> LocalCluster | None:
     return cluster
 
 
-def stop_local_cluster(name: str = "local") -> bool:
+def stop_local_cluster(name: str = "local", *, force: bool = False) -> bool:
     """Stop the local cluster ``name``: only the process groups radas started for it.
 
+    Refused while jobs run on it (ClusterError listing them) unless ``force=True``, which
+    stops them first (gracefully: Tune saves their state, ``restore`` continues them; then
+    killed after ``JOB_STOP_WAIT_S``). No job driver of the cluster runs when it returns.
     Its config entry stays (it then shows offline), as do its results. False if not running.
     """
     cluster = find_local_cluster(name)
     if cluster is None:
         get_cluster(name)  # unknown names get the UnknownClusterError listing known ones
         return False
+    server, running = _running_jobs(cluster)
+    if running and not force:
+        listing = "\n".join(f"  {job_id}  {what}" for job_id, what in running.items())
+        raise ClusterError(
+            f"Local cluster {name!r} still runs {len(running)} job(s):\n{listing}\n"
+            f"Stopping it would kill them. Stop them first (`radas stop JOB_ID --cluster "
+            f"{name}`; run_choice='restore' continues an experiment later), or `radas cluster "
+            f"down {name} --force` (stop_local_cluster({name!r}, force=True)) stops them "
+            "gracefully, then the cluster."
+        )
+    if running and server is not None:
+        _stop_jobs(server, list(running))
     cluster.stop()
     return True
+
+
+def _running_jobs(cluster: LocalCluster) -> tuple[Any, dict[str, str]]:
+    """The job server (None when it does not answer) and its running jobs: id -> what."""
+    from radas.backends.ray_jobs import ACTIVE_STATUSES, connect
+
+    try:
+        server = connect(get_cluster(cluster.name))
+        jobs = server.list_jobs()
+    except ClusterError as err:
+        print_warning(
+            f"cannot list the jobs of {cluster.name!r} ({err}); stopping it anyway, with "
+            "whatever job drivers run on it"
+        )
+        return None, {}
+    running = {}
+    for job in jobs:
+        if str(getattr(job.status, "value", job.status)) in ACTIVE_STATUSES:
+            metadata = job.metadata or {}
+            what = (
+                f"experiment {metadata['radas_experiment']!r} of {metadata['radas_user']!r}"
+                if "radas_user" in metadata
+                else f"entrypoint {job.entrypoint!r}"
+            )
+            running[job.submission_id or job.job_id] = what
+    return server, running
+
+
+def _stop_jobs(server: Any, job_ids: list[str]) -> None:
+    """Ask each job to stop (its driver saves Tune's state), wait up to JOB_STOP_WAIT_S."""
+    from radas.backends.ray_jobs import ACTIVE_STATUSES
+
+    for job_id in job_ids:
+        server.stop_job(job_id)
+    print_info(f"stopping {len(job_ids)} job(s): {', '.join(job_ids)}")
+    deadline = time.monotonic() + JOB_STOP_WAIT_S
+    while time.monotonic() < deadline:
+        if all(server.get_job_status(job_id) not in ACTIVE_STATUSES for job_id in job_ids):
+            return
+        time.sleep(0.5)
+    print_warning(f"jobs still running after {JOB_STOP_WAIT_S:g} s are killed with the cluster")
 
 
 # A local cluster stays on the loopback interface. Ray replaces 127.0.0.1 by the machine's
@@ -324,8 +407,10 @@ def _kill_group(pid: int, sig: int) -> None:
         os.killpg(pid, sig)  # the group radas created with start_new_session (pgid == pid)
 
 
-def _stop_group(pid: int, timeout_s: float = 5.0) -> None:
-    if not _is_ray_start(pid):
+def _stop_group(pid: int, timeout_s: float = 5.0, check: bool = True) -> None:
+    """SIGTERM the process group ``pid``, SIGKILL it after ``timeout_s``; with ``check``,
+    only when ``pid`` is still the `ray start` radas started (not a recycled pid)."""
+    if check and not _is_ray_start(pid):
         return
     _kill_group(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s

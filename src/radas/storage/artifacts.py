@@ -11,8 +11,11 @@ Safety, for every store:
   absolute paths, ``~``, URLs and backslashes are refused, and so is a first folder named like
   another user's root next to ours. On local paths the resolved path (symlinks followed) must
   stay inside the root. Refused paths raise ``ArtifactPathError`` before anything is touched.
+- Each file or folder name in a path is at most ``MAX_NAME_BYTES`` (255) bytes of UTF-8, the
+  limit of common filesystems, on every store (so a path that works on one works on all).
 - Writes are atomic. Local: the object is written to a hidden temporary file in the same
-  folder (``.<name>.radas-tmp-<pid>-<random>``), then renamed over the artifact; a writer that
+  folder (``.<name>.radas-tmp-<pid>-<random>``; for names too long to take that suffix,
+  ``.<digest of name>.radas-tmp-...``), then renamed over the artifact; a writer that
   dies leaves the previous version in place, and its temporary file is swept an hour later.
   Object stores: an upload becomes visible only when complete; a failed save aborts it.
 - The object is checked against its extension before anything is written (``serializers``).
@@ -22,6 +25,8 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import errno
+import hashlib
 import os
 import re
 import secrets
@@ -41,6 +46,9 @@ from radas.storage.dirs import check_storage_user_name, storage_roots
 from radas.storage.serializers import Serializer, serializer_for
 
 TEMP_MARKER = ".radas-tmp-"
+MAX_NAME_BYTES = 255  # one file or folder name (NAME_MAX of ext4, xfs, NFS, APFS)
+MAX_LOCAL_PATH_BYTES = 4095  # a whole local path (PATH_MAX less its NUL)
+_TEMP_SUFFIX_BYTES = 20  # "<pid>-<8 hex>" after the marker
 STALE_TEMP_S = 3600.0
 # Where an upload is atomic by itself (visible only when complete) and files can be discarded.
 ATOMIC_UPLOAD_PROTOCOLS = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss"})
@@ -104,6 +112,12 @@ def split_artifact_path(path: object, *, location: str, allow_empty: bool = Fals
         problem = "has an empty or '.' part (e.g. '//', './' or a trailing '/')"
     elif any(TEMP_MARKER in part for part in parts):
         problem = f"contains {TEMP_MARKER!r}, which radas reserves for its temporary files"
+    elif long := [part for part in parts if len(part.encode("utf-8")) > MAX_NAME_BYTES]:
+        problem = (
+            f"has a name of {len(long[0].encode('utf-8'))} bytes ({long[0][:40]!r}...), over "
+            f"the limit of {MAX_NAME_BYTES} bytes per file or folder name; shorten it, or "
+            "split it into folders"
+        )
     else:
         return parts
     raise ArtifactPathError(
@@ -111,6 +125,24 @@ def split_artifact_path(path: object, *, location: str, allow_empty: bool = Fals
         f"({location}), e.g. 'models/best.pkl', and can never leave it. Nothing was read or "
         "written."
     )
+
+
+def temporary_prefix(name: str) -> str:
+    """How the temporary files of writers of ``name`` start: ``.<name>.radas-tmp-``, or
+    ``.<digest>.radas-tmp-`` when a long ``name`` would push them over ``MAX_NAME_BYTES``.
+
+    >>> temporary_prefix("w.npy")
+    '.w.npy.radas-tmp-'
+    """
+    prefix = f".{name}{TEMP_MARKER}"
+    if len(prefix.encode("utf-8")) + _TEMP_SUFFIX_BYTES > MAX_NAME_BYTES:
+        prefix = f".{hashlib.sha256(name.encode('utf-8')).hexdigest()[:32]}{TEMP_MARKER}"
+    return prefix
+
+
+def temporary_name(name: str) -> str:
+    """A fresh temporary file name for one write of ``name`` (see ``temporary_prefix``)."""
+    return f"{temporary_prefix(name)}{os.getpid()}-{secrets.token_hex(4)}"
 
 
 class _StoreBase:
@@ -204,9 +236,7 @@ class LocalArtifactStore(_StoreBase):
                 f"Cannot save {path!r}: it is a folder of artifacts ({target}). Choose another "
                 f"name, or remove it first with rm_cloud_artifact({path!r}, recursive=True)."
             )
-        temporary = (
-            target.parent / f".{target.name}{TEMP_MARKER}{os.getpid()}-{secrets.token_hex(4)}"
-        )
+        temporary = target.parent / temporary_name(target.name)
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             with open(temporary, "xb") as file:
@@ -215,6 +245,11 @@ class LocalArtifactStore(_StoreBase):
         except BaseException as err:
             with contextlib.suppress(OSError):
                 temporary.unlink()
+            if isinstance(err, OSError) and err.errno == errno.ENAMETOOLONG:
+                raise ArtifactPathError(
+                    f"Cannot save {path!r}: the path {target} is too long for this "
+                    f"filesystem ({err.strerror}). Use shorter names or fewer folders."
+                ) from err
             if isinstance(err, OSError):
                 raise StorageError(
                     f"Saving artifact {path!r} to {target} failed: {err.strerror or err}. The "
@@ -275,6 +310,12 @@ class LocalArtifactStore(_StoreBase):
 
     def _target(self, parts: list[str], path: str) -> Path:
         target = self.root.joinpath(*parts)
+        if len(os.fsencode(target)) > MAX_LOCAL_PATH_BYTES:
+            raise ArtifactPathError(
+                f"Artifact path {path!r} makes a local path of {len(os.fsencode(target))} "
+                f"bytes ({str(target)[:60]}...), over the limit of {MAX_LOCAL_PATH_BYTES}: use "
+                "shorter names or fewer folders. Nothing was read or written."
+            )
         real_root = os.path.realpath(self.root)
         real = os.path.realpath(target)
         if real != real_root and not real.startswith(real_root + os.sep):
@@ -293,7 +334,7 @@ class LocalArtifactStore(_StoreBase):
 
     def _sweep_stale_temporaries(self, target: Path) -> None:
         """Remove what writers killed mid-save left for this artifact over an hour ago."""
-        prefix = f".{target.name}{TEMP_MARKER}"
+        prefix = temporary_prefix(target.name)
         cutoff = time.time() - STALE_TEMP_S
         with contextlib.suppress(OSError), os.scandir(target.parent) as entries:
             for entry in entries:
@@ -389,7 +430,7 @@ class FsspecArtifactStore(_StoreBase):
                 self._write(target, serializer, obj, path)
             else:  # a filesystem without atomic uploads: temporary file, then move
                 parent, name = target.rsplit("/", 1)
-                temporary = f"{parent}/.{name}{TEMP_MARKER}{os.getpid()}-{secrets.token_hex(4)}"
+                temporary = f"{parent}/{temporary_name(name)}"
                 self.fs.makedirs(parent, exist_ok=True)
                 try:
                     self._write(temporary, serializer, obj, path)

@@ -5,11 +5,12 @@ extension           saves                                   loads as
 ==================  ======================================  ============================
 ``.pkl .pickle``    any object (cloudpickle: lambdas and     the object
                     locally defined classes survive)
-``.json``           JSON-able values (dict, list, str, ...)  the value
+``.json``           JSON values (dict with str keys, list,   the value
+                    str, numbers; no NaN / Infinity)
 ``.txt``            ``str`` (UTF-8)                          ``str``
 ``.npy``            ``numpy.ndarray`` (not object dtype)     ``numpy.ndarray``
 ``.npz``            ``dict`` of name -> ``numpy.ndarray``    ``dict`` of arrays
-``.parquet``        ``pandas.DataFrame``                     ``pandas.DataFrame``
+``.parquet``        ``pandas.DataFrame`` (str column names)  ``pandas.DataFrame``
 ``.csv``            ``pandas.DataFrame`` (values, no index)  ``pandas.DataFrame``
 ``.pt .pth``        anything ``torch.save`` takes            the object (CPU tensors
                                                              when CUDA is unavailable)
@@ -96,13 +97,19 @@ class JsonSerializer(Serializer):
 
     def check(self, obj: Any, path: str) -> None:
         try:
-            json.dumps(obj, allow_nan=True)
-        except (TypeError, ValueError) as err:
+            json.dumps(obj, allow_nan=False)
+        except ValueError as err:  # NaN / Infinity: not JSON, other readers refuse them
+            detail = f"{err}: JSON has no NaN or Infinity; replace them with None first"
+            raise self.mismatch(obj, path, detail=detail) from err
+        except TypeError as err:
             detail = f"{err}; convert numpy values with .tolist()"
             raise self.mismatch(obj, path, detail=detail) from err
+        if keys := _non_str_keys(obj):
+            detail = f"the key {keys[0]!r} is not a str, and would load back as {str(keys[0])!r}"
+            raise self.mismatch(obj, path, detail=detail)
 
     def dump(self, obj: Any, file: IO[bytes], path: str) -> None:
-        file.write(json.dumps(obj).encode("utf-8"))
+        file.write(json.dumps(obj, allow_nan=False).encode("utf-8"))
 
     def load(self, file: IO[bytes], path: str) -> Any:
         return json.loads(file.read().decode("utf-8"))
@@ -171,16 +178,43 @@ class NpzSerializer(Serializer):
             return {name: archive[name] for name in archive.files}
 
 
+def _non_str_keys(value: Any) -> list[Any]:
+    """Dict keys in ``value`` (nested too) that are not str: the first one found, or none."""
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return [key]
+            if found := _non_str_keys(item):
+                return found
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            if found := _non_str_keys(item):
+                return found
+    return []
+
+
+def _check_frame(serializer: Serializer, obj: Any, path: str) -> None:
+    import pandas as pd
+
+    if not isinstance(obj, pd.DataFrame):
+        hint = "use obj.to_frame() for a Series, or save it as '.pkl'"
+        raise serializer.mismatch(obj, path, hint=hint)
+
+
 class ParquetSerializer(Serializer):
     extensions = (".parquet",)
-    holds = "a pandas.DataFrame"
+    holds = "a pandas.DataFrame with str column names"
 
     def check(self, obj: Any, path: str) -> None:
-        import pandas as pd
-
-        if not isinstance(obj, pd.DataFrame):
-            hint = "use obj.to_frame() for a Series, or save it as '.pkl'"
-            raise self.mismatch(obj, path, hint=hint)
+        _check_frame(self, obj, path)
+        others = [name for name in obj.columns if not isinstance(name, str)]
+        if others:
+            raise ArtifactTypeError(
+                f"Cannot save this DataFrame as {path!r}: Parquet needs str column names, and "
+                f"{len(others)} are not ({', '.join(map(repr, others[:5]))}). Rename them, "
+                "e.g. df.columns = [str(c) for c in df.columns], or save it as '.pkl'. "
+                "Nothing was written."
+            )
 
     def dump(self, obj: Any, file: IO[bytes], path: str) -> None:
         try:
@@ -202,7 +236,8 @@ class CsvSerializer(Serializer):
     extensions = (".csv",)
     holds = "a pandas.DataFrame (its values and column names; the index is not written)"
 
-    check = ParquetSerializer.check
+    def check(self, obj: Any, path: str) -> None:
+        _check_frame(self, obj, path)
 
     def dump(self, obj: Any, file: IO[bytes], path: str) -> None:
         text = io.TextIOWrapper(file, encoding="utf-8", newline="")
