@@ -194,7 +194,7 @@ def expected_group(experiment_path: str) -> str:
 
 
 def run_sweep(trainable, experiment_name: str, param_space: dict) -> dict:
-    # run_experiment moves the tracker key out of the param_space into the workers' env.
+    # run_experiment takes the tracker key out of the param_space, into the trials' env.
     return radas.run_experiment_sync(
         user_name="tracker-tester",
         experiment_name=experiment_name,
@@ -341,27 +341,22 @@ def test_block_defaults():
     assert "s3cr3t" not in repr(block)
 
 
-def test_prepare_secrets_moves_keys_to_the_runtime_env_without_touching_the_input():
+def test_prepare_secrets_takes_the_keys_out_of_the_config_without_touching_the_input():
     space = {
         "lr": tune.grid_search([0.1, 0.2]),
         "wandb": {"enable": True, "api_key": "wk", "init_kwargs": {"project": "p"}},
         "swanlab": {"enable": True, "api_key": "sk"},
     }
-    runtime_env = {"pip": ["x"], "env_vars": {"A": "1", "WANDB_API_KEY": "old"}}
-    new_space, new_env = prepare_secrets(space, runtime_env)
+    new_space, secrets = prepare_secrets(space, {"pip": ["x"], "env_vars": {"A": "1"}})
     assert new_space == {
         "lr": tune.grid_search([0.1, 0.2]),
         "wandb": {"enable": True, "init_kwargs": {"project": "p"}},
         "swanlab": {"enable": True},
     }
-    assert new_env == {
-        "pip": ["x"],
-        "env_vars": {"A": "1", "WANDB_API_KEY": "wk", "SWANLAB_API_KEY": "sk"},
-    }
+    assert secrets == {"WANDB_API_KEY": "wk", "SWANLAB_API_KEY": "sk"}
     assert space["wandb"]["api_key"] == "wk"  # the caller's dicts are unchanged
-    assert runtime_env["env_vars"]["WANDB_API_KEY"] == "old"
-    # idempotent, and a space without keys leaves the runtime_env as it was
-    assert prepare_secrets(new_space, new_env) == (new_space, new_env)
+    # idempotent, and a space without keys has no secrets
+    assert prepare_secrets(new_space, {}) == (new_space, {})
     assert prepare_secrets({"lr": 1, "wandb": {"api_key": None}}, None) == (
         {"lr": 1, "wandb": {}},
         {},
@@ -435,16 +430,15 @@ def test_rwandb_in_this_process_offline(tmp_path, monkeypatch):
 @pytest.mark.slow
 @pytest.mark.cluster
 def test_wandb_on_a_cluster_job_gets_the_key_and_writes_one_run_per_trial(cluster, project):
-    space, runtime_env = prepare_secrets(
-        {"x": tune.grid_search([1, 2]), "wandb": {"enable": True, "api_key": FAKE_WANDB_KEY}},
-        {"env_vars": tracker_env()},
-    )
     results = radas.run_experiment_sync(
         user_name="tracker-tester",
         experiment_name="trk-cluster",
         trainable=wandb_trainable,
-        param_space=space,
-        runtime_env=runtime_env,
+        param_space={
+            "x": tune.grid_search([1, 2]),
+            "wandb": {"enable": True, "api_key": FAKE_WANDB_KEY},
+        },
+        runtime_env={"env_vars": tracker_env()},
         run_with="cluster:testcluster",
         run_choice="run",
     )

@@ -165,10 +165,9 @@ async def _run_and_analyze(
         one_of("run_choice", run_choice, (*RUN_CHOICES, None))
         if trainable is not None:
             _validate_trainable(trainable)
-        # tracker API keys leave the config (stored with every trial) for the workers' env
-        param_space, runtime_env = prepare_secrets(
-            _validate_param_space(param_space), _validate_runtime_env(runtime_env)
-        )
+        # secrets leave the config (stored with every trial) for the trials' env only
+        runtime_env = _validate_runtime_env(runtime_env)
+        param_space, secrets = prepare_secrets(_validate_param_space(param_space), runtime_env)
         spec = SweepSpec(
             user_name=user_name,
             experiment_name=experiment_name,
@@ -179,6 +178,7 @@ async def _run_and_analyze(
             run_choice="run",
             cpu_per_trial=validate_cpu_per_trial(cpu_per_trial),
             tuner_init_kwargs=tuner_init_kwargs,
+            secrets=secrets,
         )
         choice = resolve_run_choice(
             run_choice, experiment_name=experiment_name, experiment_path=experiment_path, yes=yes

@@ -1,20 +1,14 @@
 """Experiment trackers a trainable can log to: wandb (``radas.rwandb``) and SwanLab
 (``radas.rswanlab``), driven by a ``config["wandb"]`` / ``config["swanlab"]`` block.
 
-``prepare_secrets`` is what ``run_experiment`` applies to ``param_space`` and ``runtime_env``
-so that a tracker's API key reaches the workers without being stored with the trials.
+``prepare_secrets`` (from ``radas._secrets``) is what ``run_experiment`` applies to
+``param_space``: a tracker's API key reaches the trials without being stored or logged.
 """
 
 from __future__ import annotations
 
-from radas.trackers.base import (
-    TRACKERS,
-    default_init_kwargs,
-    is_secret_key,
-    logged_config,
-    prepare_secrets,
-    read_block,
-)
+from radas._secrets import is_secret_key, prepare_secrets
+from radas.trackers.base import TRACKERS, default_init_kwargs, logged_config, read_block
 
 __all__ = [
     "TRACKERS",

@@ -21,15 +21,11 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
+from radas._secrets import is_secret_key
 from radas.errors import TrackerConfigError, TrackerNotInstalledError
 
 BLOCK_KEYS = ("enable", "api_key", "init_kwargs")
 DEFAULT_PROJECT = "radas"
-# Keys whose values are never logged to a tracker (matched on the lower-cased key).
-SECRET_KEY_PATTERN = re.compile(
-    r"(^|[_\-.])(api_?key|apikey|password|passwd|secret|token|auth_token|access_key|"
-    r"secret_key|private_key|credentials?)$"
-)
 
 
 @dataclass(frozen=True)
@@ -159,15 +155,6 @@ def import_tracker(tracker: str) -> ModuleType:
         ) from err
 
 
-def is_secret_key(key: object) -> bool:
-    """Whether a config key names a secret (``api_key``, ``password``, ``*_token``, ...).
-
-    >>> is_secret_key("api_key"), is_secret_key("HF_TOKEN"), is_secret_key("max_tokens")
-    (True, True, False)
-    """
-    return isinstance(key, str) and bool(SECRET_KEY_PATTERN.search(key.lower()))
-
-
 def logged_config(config: Mapping[str, Any]) -> dict[str, Any]:
     """The trial config as a tracker should record it: without the tracker blocks and
     without any value under a secret-looking key (at any depth).
@@ -188,64 +175,6 @@ def _without_secrets(value: Any) -> Any:
     if isinstance(value, list):
         return [_without_secrets(item) for item in value]
     return value
-
-
-def prepare_secrets(
-    param_space: dict[str, Any] | None, runtime_env: dict[str, Any] | None
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Move tracker API keys out of ``param_space`` and into the workers' environment.
-
-    Tune stores the config of every trial (``params.json``, the experiment state, the
-    DataFrame's ``config/*`` columns); an ``api_key`` left in ``config["wandb"]`` would be
-    stored and shown there. This returns a copy of ``param_space`` without the ``api_key``
-    of the ``wandb`` / ``swanlab`` blocks and a copy of ``runtime_env`` whose ``env_vars``
-    carry them as ``WANDB_API_KEY`` / ``SWANLAB_API_KEY`` (where ``rwandb_init`` /
-    ``rswanlab_init`` and the trackers themselves find them). Nothing else changes; a
-    ``param_space`` without keys is returned as an equal copy.
-
-    >>> space, env = prepare_secrets({"lr": 0.1, "wandb": {"api_key": "k"}}, {})
-    >>> space, env
-    ({'lr': 0.1, 'wandb': {}}, {'env_vars': {'WANDB_API_KEY': 'k'}})
-    """
-    space = dict(param_space or {})
-    env = dict(runtime_env or {})
-    moved: dict[str, str] = {}
-    for tracker, spec in TRACKERS.items():
-        block = space.get(tracker)
-        if not isinstance(block, Mapping) or "grid_search" in block:  # a search space
-            if _mentions_api_key(block):
-                raise TrackerConfigError(
-                    f'param_space["{tracker}"] holds an api_key inside a search space; it '
-                    "would be stored with every trial's config. Give the key in a plain "
-                    f'block, param_space["{tracker}"] = {{"enable": True, "api_key": ...}}, '
-                    f"or export ${spec.api_key_env} and leave api_key out."
-                )
-            continue
-        if "api_key" not in block:
-            continue
-        api_key = block["api_key"]
-        space[tracker] = {key: value for key, value in block.items() if key != "api_key"}
-        if api_key is None:
-            continue
-        if not isinstance(api_key, str) or not api_key.strip():
-            raise TrackerConfigError(
-                f'param_space["{tracker}"]["api_key"] must be a non-empty string or None, got '
-                f"{type(api_key).__name__}: give the key itself (for example read from an "
-                f"environment variable), or leave it out and export ${spec.api_key_env}."
-            )
-        moved[spec.api_key_env] = api_key.strip()
-    if moved:
-        env["env_vars"] = {**(env.get("env_vars") or {}), **moved}
-    return space, env
-
-
-def _mentions_api_key(value: Any) -> bool:
-    if isinstance(value, Mapping):
-        return "api_key" in value or any(_mentions_api_key(v) for v in value.values())
-    if isinstance(value, (list, tuple)):
-        return any(_mentions_api_key(v) for v in value)
-    categories = getattr(value, "categories", None)  # tune.choice([...])
-    return isinstance(categories, (list, tuple)) and _mentions_api_key(list(categories))
 
 
 def default_init_kwargs(tracker: str, config: Mapping[str, Any]) -> dict[str, Any]:
