@@ -19,7 +19,7 @@ from ray import tune
 import radas
 from radas import cli
 from radas.clusters import get_cluster_availability, register_cluster
-from radas.clusters.config import ClusterConfig, get_cluster
+from radas.clusters.config import ClusterConfig, get_cluster, unregister_cluster
 from radas.errors import (
     ClusterAuthError,
     ClusterOfflineError,
@@ -303,6 +303,7 @@ def test_wrong_token_missing_token_and_offline(cluster, project, tmp_path, monke
     good = get_cluster("testcluster")
     wrong = tmp_path / "wrong-token"
     wrong.write_text("not-the-token")
+    wrong.chmod(0o600)  # a token file others can read gets a RadasWarning
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.ray/auth_token to fall back on
     for name in ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
         monkeypatch.delenv(name, raising=False)
@@ -343,6 +344,8 @@ def test_wrong_token_missing_token_and_offline(cluster, project, tmp_path, monke
     assert "When to use:" in text
     frame = report.to_dataframe().set_index("cluster")
     assert frame.loc["stopped", "status"] == "offline"
+    for name in ("badtoken", "notoken", "stopped"):  # later probes would read ~/.ray's token
+        unregister_cluster(name)
 
 
 def test_working_dir_too_large_is_refused_before_submitting(cluster, project, monkeypatch):

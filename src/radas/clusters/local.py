@@ -252,7 +252,10 @@ def find_local_cluster(name: str) -> LocalCluster | None:
         env=state.get("env", {}),
     )
     if not _is_ray_start(cluster.head.pid):
-        state_file.unlink(missing_ok=True)  # it died or the machine rebooted
+        # it died or the machine rebooted: what its jobs left running must not write on
+        for group in cluster.job_process_groups():
+            _stop_group(group, timeout_s=2.0, check=False)
+        state_file.unlink(missing_ok=True)
         return None
     return cluster
 
