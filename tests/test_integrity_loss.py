@@ -7,15 +7,18 @@ kill at any instant; a full disk gives StorageFullError and leaves consistent st
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import textwrap
 import time
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -126,3 +129,270 @@ def test_sigkill_after_trials_finished_restore_reruns_none_of_them(project):
     assert len(history) == 6 * 3
     assert not history.duplicated(["trial_id", "training_iteration"]).any()
     assert sorted(history["value"]) == sorted(i * 10 + s for i in range(6) for s in range(3))
+
+
+# --- damaged experiment folders -------------------------------------------------------------
+
+
+def reporting(config):
+    for step in range(3):
+        if config["i"] == 3 and step == 2:
+            raise ValueError("trial three fails on purpose")
+        radas.report({"value": config["i"] * 10 + step})
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory):
+    """One finished experiment (3 trials TERMINATED, 1 ERROR), its tables as read intact."""
+    from ray import tune
+
+    cwd = tmp_path_factory.mktemp("pristine")
+    previous = os.getcwd()
+    os.chdir(cwd)
+    try:
+        results = radas.run_experiment_sync(
+            user_name="tester",
+            experiment_name="pristine",
+            trainable=reporting,
+            param_space={"i": tune.grid_search([0, 1, 2, 3])},
+            run_choice="run",
+        )
+    finally:
+        os.chdir(previous)
+    tuner = results["tuner"]
+    return Path(tuner.experiment_path), tuner.get_dataframe(), tuner.get_history_dataframe()
+
+
+def split_history_into_parts(path: Path) -> list[Path]:
+    """The compacted history as one part per trial, as a run writes them before compacting."""
+    from radas.history import COMPACTED_FILE, rows_to_table
+    import pyarrow.parquet as pq
+
+    directory = path / HISTORY_DIR
+    frame = pq.read_table(directory / COMPACTED_FILE).to_pandas()
+    (directory / COMPACTED_FILE).unlink()
+    parts = []
+    for n, (_, rows) in enumerate(frame.groupby("trial_id", sort=True)):
+        part = directory / f"{n + 1:020d}-0123abcd-{n:06d}.parquet"
+        pq.write_table(rows_to_table(rows.to_dict("records")), part)
+        parts.append(part)
+    return parts
+
+
+def truncate(file: Path) -> None:
+    file.write_bytes(file.read_bytes()[: file.stat().st_size // 2])
+
+
+def newest_state(path: Path) -> Path:
+    return _ray_state.state_files(path)[-1]
+
+
+def delete_history(path):
+    shutil.rmtree(path / HISTORY_DIR)
+
+
+def truncate_compacted_history(path):
+    truncate(history_parts(path)[0])
+
+
+def truncate_one_part(path):
+    truncate(split_history_into_parts(path)[1])
+
+
+def delete_one_part(path):
+    split_history_into_parts(path)[1].unlink()
+
+
+def delete_state(path):
+    newest_state(path).unlink()
+
+
+def truncate_state(path):
+    truncate(newest_state(path))
+
+
+def truncate_state_with_older_one(path):
+    """A restore wrote a newer state file, then it was cut short: the older one is used."""
+    state = newest_state(path)
+    shutil.copy(state, path / "experiment_state-2000-01-01_00-00-00.json")
+    truncate(state)
+
+
+def empty_tuner_pickle(path):
+    (path / "tuner.pkl").write_bytes(b"")
+
+
+def truncate_trial_records(path):
+    truncate(path / _ray_state.TRIAL_RECORDS_FILE)
+
+
+def junk_files(path):
+    (path / "notes-8f3a.tmp").write_text("junk")
+    (path / HISTORY_DIR / "README.txt").write_text("not a part")
+    (path / HISTORY_DIR / "junk.parquet").write_bytes(b"PAR1 garbage")
+    (path / HISTORY_DIR / ".00000000000000000001-deadbeef-000000.parquet.tmp").write_bytes(b"x")
+
+
+def delete_state_and_records(path):
+    newest_state(path).unlink()
+    (path / _ray_state.TRIAL_RECORDS_FILE).unlink()
+
+
+def delete_error_file(path):
+    for error_file in path.glob("*/error.txt"):
+        error_file.unlink()
+
+
+def everything_but_history_deleted_or_truncated(path):
+    truncate(newest_state(path))
+    (path / _ray_state.TRIAL_RECORDS_FILE).unlink()
+    shutil.rmtree(path / HISTORY_DIR)
+
+
+LAST_ROWS_ONLY = 4  # one (the last) result per trial, rebuilt from the stored state
+
+# name -> (damage, warning pattern or None, history rows expected)
+SURVIVED = {
+    "history deleted": (delete_history, "lacks the last result of 4 trial", LAST_ROWS_ONLY),
+    "compacted history truncated": (truncate_compacted_history, "unreadable", LAST_ROWS_ONLY),
+    "one history part truncated": (truncate_one_part, "unreadable", 11 - 3 + 1),
+    "one history part deleted": (delete_one_part, "lacks the last result of 1 trial", 11 - 3 + 1),
+    "newest state deleted": (delete_state, "rebuilt from radas's trial records", 11),
+    "newest state truncated": (truncate_state, "experiment_state-.*is damaged", 11),
+    "newest state truncated, older kept": (truncate_state_with_older_one, "is damaged", 11),
+    "tuner.pkl emptied": (empty_tuner_pickle, None, 11),
+    "trial records truncated": (truncate_trial_records, "trial records .* are damaged", 11),
+    "junk files": (junk_files, None, 11),
+    "state and records deleted": (delete_state_and_records, "last row of 4 trials", 11),
+    "error file deleted": (delete_error_file, None, 11),
+}
+
+
+@pytest.fixture
+def damaged_copy(pristine, tmp_path):
+    path = tmp_path / "results" / pristine[0].name
+    shutil.copytree(pristine[0], path)
+    return path
+
+
+@pytest.mark.integrity("survive")
+@pytest.mark.parametrize("case", sorted(SURVIVED))
+def test_damaged_folder_is_read_as_far_as_intact_and_reported(case, pristine, damaged_copy):
+    damage, warning, history_rows = SURVIVED[case]
+    _, df_before, history_before = pristine
+    damage(damaged_copy)
+    with radas_warnings() as seen:
+        tuner = radas.Tuner(damaged_copy)
+        df = tuner.get_dataframe()
+        history = tuner.get_history_dataframe()
+    if warning is None:
+        assert not seen, seen
+    else:
+        assert any(re.search(warning, message) for message in seen), seen
+
+    by_trial = df.set_index("trial_id").sort_index()
+    before = df_before.set_index("trial_id").sort_index()
+    assert list(by_trial.index) == list(before.index)
+    assert list(by_trial["config/i"]) == [0, 1, 2, 3]
+    if case == "state and records deleted":  # only the history says how each trial ended
+        assert list(by_trial["status"]) == ["UNKNOWN"] * 4
+    else:
+        assert list(by_trial["status"]) == list(before["status"])
+    assert list(by_trial["value"]) == list(before["value"])  # the last result of each trial
+    if case == "error file deleted":
+        assert "error file" in by_trial["error"].iloc[3] and "missing" in by_trial["error"].iloc[3]
+
+    assert len(history) == history_rows
+    assert not history.duplicated(["trial_id", "training_iteration"]).any()
+    expected = history_before.set_index(["trial_id", "training_iteration"])["value"]
+    got = history.set_index(["trial_id", "training_iteration"])["value"]
+    assert (got == expected.loc[got.index]).all()  # every row there is the true one
+    last = history.groupby("trial_id")["training_iteration"].max()
+    assert dict(last) == dict(before["training_iteration"])  # each trial keeps its last
+
+
+@contextlib.contextmanager
+def radas_warnings():
+    """Collect the messages of the RadasWarnings raised inside (several may be expected)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        messages: list[str] = []
+        yield messages
+    messages.extend(str(w.message) for w in caught if issubclass(w.category, RadasWarning))
+
+
+@pytest.mark.integrity("error")
+def test_nothing_readable_left_raises_damaged_naming_the_file(damaged_copy):
+    everything_but_history_deleted_or_truncated(damaged_copy)
+    state = newest_state(damaged_copy)
+    with pytest.warns(RadasWarning, match="is damaged"):
+        with pytest.raises(ExperimentDamagedError, match=str(state)):
+            radas.Tuner(damaged_copy).get_dataframe()
+
+
+def copy_as(pristine, project: Path, name: str) -> Path:
+    """The pristine experiment, copied to where ``name`` run from ``project`` lives."""
+    path = experiment_path(project, name)
+    shutil.copytree(pristine[0], path)
+    info_file = path / "radas_experiment.json"
+    info = json.loads(info_file.read_text())
+    info.update(experiment_name=name, cwd=str(project), full_name=path.name)
+    info_file.write_text(json.dumps(info))
+    return path
+
+
+def restore_copy(pristine, project, damage) -> tuple[Path, dict]:
+    """Copy the pristine experiment to where ``restored`` in ``project`` lives, damage it,
+    and restore it (in-process, real Ray)."""
+    from ray import tune
+
+    path = copy_as(pristine, project, "restored")
+    damage(path)
+    results = radas.run_experiment_sync(
+        user_name="tester",
+        experiment_name="restored",
+        trainable=reporting,
+        param_space={"i": tune.grid_search([0, 1, 2, 3])},
+        run_choice="restore",
+    )
+    return path, results
+
+
+@pytest.mark.integrity("survive")
+def test_restore_rebuilds_an_emptied_tuner_pickle(pristine, project, capsys):
+    path, results = restore_copy(pristine, project, empty_tuner_pickle)
+    captured = capsys.readouterr()
+    output = captured.out + captured.err
+    assert "tuner.pkl is damaged" in output and "written again" in output, output
+    assert "3 of 4 trials were already done" in output, output
+    df = results["df"].set_index("config/i").sort_index()
+    assert list(df["status"]) == ["TERMINATED"] * 3 + ["ERROR"]  # trial 3 fails again
+    assert list(df["value"]) == [2, 12, 22, 31]
+    assert (path / "tuner.pkl").stat().st_size > 0
+
+
+@pytest.mark.integrity("survive")
+def test_restore_sets_a_truncated_newest_state_aside(pristine, project, capsys):
+    with radas_warnings() as seen:
+        path, results = restore_copy(pristine, project, truncate_state_with_older_one)
+    assert any("is damaged" in message for message in seen), seen
+    assert "3 of 4 trials were already done" in capsys.readouterr().out
+    assert len(list(path.glob("experiment_state-*.json" + _ray_state.DAMAGED_SUFFIX))) == 1
+    assert sorted(results["df"]["status"]) == ["ERROR"] + ["TERMINATED"] * 3
+
+
+@pytest.mark.integrity("error")
+def test_restore_without_any_readable_state_names_the_damage(pristine, project):
+    with radas_warnings() as seen, pytest.raises(ExperimentDamagedError, match="run_choice='run'"):
+        restore_copy(pristine, project, truncate_state)
+    assert any("is damaged" in message for message in seen), seen
+
+
+@pytest.mark.integrity("error")
+def test_analyze_of_a_ruined_folder_is_not_blamed_on_the_users_function(pristine, project):
+    path = copy_as(pristine, project, "ruined")
+    everything_but_history_deleted_or_truncated(path)
+    with radas_warnings(), pytest.raises(ExperimentDamagedError, match="cannot be read"):
+        radas.run_experiment_sync(
+            user_name="tester", experiment_name="ruined", trainable=reporting, dos=["analyze"]
+        )

@@ -27,6 +27,7 @@ from radas.errors import ExperimentDamagedError, RadasWarning
 
 TERMINAL_STATUSES = ("TERMINATED", "ERROR")
 TRIAL_RECORDS_FILE = "radas_trials.json"
+HISTORY_DIR = "radas_history"  # written and read by radas.history
 DAMAGED_SUFFIX = ".damaged"
 
 
@@ -61,9 +62,11 @@ def state_files(experiment_path: str | Path) -> list[Path]:
 
 
 def has_stored_experiment(experiment_path: str | Path) -> bool:
-    """Tune's state or radas's trial records: something to read or restore."""
+    """Tune's state, radas's trial records or its history: something to read or restore."""
     path = Path(experiment_path)
-    return bool(state_files(path)) or (path / TRIAL_RECORDS_FILE).exists()
+    return any(
+        [state_files(path), (path / TRIAL_RECORDS_FILE).exists(), (path / HISTORY_DIR).is_dir()]
+    )
 
 
 def _read_state_file(state_file: Path) -> dict[str, Any] | None:
@@ -191,7 +194,7 @@ def _rebuild_trial_states(
     rebuilt = [
         TrialState(
             trial_id=str(row["trial_id"]),
-            status="TERMINATED" if row.get("done") is True else "UNKNOWN",
+            status="UNKNOWN",  # the history holds results, not how a trial ended
             config={k[len("config/") :]: v for k, v in row.items() if k.startswith("config/")},
             last_result={k: v for k, v in row.items() if not k.startswith("config/")},
             trial_dir_name="",
@@ -208,7 +211,7 @@ def _rebuild_trial_states(
     warn_damaged(
         f"No readable Ray Tune experiment state ({lost}) and no radas trial records: the "
         f"per-trial table is rebuilt from the history's last row of {len(rebuilt)} trials "
-        "(status TERMINATED where the trial reported done, else UNKNOWN)."
+        "(status UNKNOWN: how each trial ended is lost)."
     )
     return rebuilt
 

@@ -34,7 +34,7 @@ from ray.tune import Callback
 from radas import _files, _ray_state
 from radas.errors import ExperimentDamagedError, RadasWarning, StorageFullError
 
-HISTORY_DIR = "radas_history"
+HISTORY_DIR = _ray_state.HISTORY_DIR
 COMPACTED_FILE = "compacted.parquet"
 PART_NAME = re.compile(r"\d{20}-[0-9a-f]{8}-\d{6}\.parquet")
 PICKLED_COLUMNS_KEY = b"radas.pickled_columns"
@@ -357,7 +357,10 @@ def _add_missing_last_results(
 
 
 def last_rows_from_history(experiment_path: str | Path) -> list[dict[str, Any]]:
-    """The newest history row of every trial (to rebuild the per-trial table)."""
+    """The newest history row of every trial in radas's history parts (to rebuild the
+    per-trial table)."""
+    if not history_parts(experiment_path):
+        return []
     frame = _load_stored_history(experiment_path, set())
     if frame.empty:
         return []
