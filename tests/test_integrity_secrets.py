@@ -395,3 +395,42 @@ def test_secret_looking_files_in_the_working_dir_are_named_with_how_to_exclude(t
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         check_working_dir(tmp_path, ["conf/credentials"], cluster_name="dev")
+
+
+# --- files radas writes follow the user's umask --------------------------------------------
+
+UMASK_RUN = """
+import radas, radas.cloud_artifact as rda
+from ray import tune
+
+def trainable(config):
+    rda.init(user_name="private")
+    rda.save_cloud_artifact(f"w{config['x']}.json", {"x": config["x"]})
+    radas.report({"score": config["x"]})
+
+radas.run_experiment_sync(
+    user_name="private", experiment_name="umask", trainable=trainable,
+    param_space={"x": tune.grid_search([1, 2])}, run_choice="run",
+)
+"""
+
+
+@pytest.mark.slow
+def test_with_umask_077_nothing_radas_writes_is_readable_by_others(tmp_path):
+    home = tmp_path / "home"
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"RADAS_HOME": str(home)}
+    done = subprocess.run(
+        [sys.executable, "-c", UMASK_RUN],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=lambda: os.umask(0o077),  # what the README tells users to do
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    written = [p for p in home.rglob("*") if not p.is_symlink()]
+    kinds = {p.relative_to(home).parts[0] for p in written}
+    assert {"ray-results", "artifacts"} <= kinds and len(written) > 10
+    readable = [f"{p} {p.stat().st_mode & 0o777:o}" for p in written if p.stat().st_mode & 0o077]
+    assert readable == []
