@@ -21,7 +21,6 @@ import time
 import warnings
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 import radas
@@ -85,10 +84,8 @@ def kill_run(process: subprocess.Popen) -> None:
     """SIGKILL the run's process, then clean up what it started (its own process group)."""
     process.kill()
     process.communicate(timeout=60)
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 @pytest.mark.slow
@@ -165,8 +162,9 @@ def pristine(tmp_path_factory):
 
 def split_history_into_parts(path: Path) -> list[Path]:
     """The compacted history as one part per trial, as a run writes them before compacting."""
-    from radas.history import COMPACTED_FILE, rows_to_table
     import pyarrow.parquet as pq
+
+    from radas.history import COMPACTED_FILE, rows_to_table
 
     directory = path / HISTORY_DIR
     frame = pq.read_table(directory / COMPACTED_FILE).to_pandas()
@@ -325,9 +323,11 @@ def radas_warnings():
 def test_nothing_readable_left_raises_damaged_naming_the_file(damaged_copy):
     everything_but_history_deleted_or_truncated(damaged_copy)
     state = newest_state(damaged_copy)
-    with pytest.warns(RadasWarning, match="is damaged"):
-        with pytest.raises(ExperimentDamagedError, match=str(state)):
-            radas.Tuner(damaged_copy).get_dataframe()
+    with (
+        pytest.warns(RadasWarning, match="is damaged"),
+        pytest.raises(ExperimentDamagedError, match=str(state)),
+    ):
+        radas.Tuner(damaged_copy).get_dataframe()
 
 
 def copy_as(pristine, project: Path, name: str) -> Path:
@@ -396,3 +396,77 @@ def test_analyze_of_a_ruined_folder_is_not_blamed_on_the_users_function(pristine
         radas.run_experiment_sync(
             user_name="tester", experiment_name="ruined", trainable=reporting, dos=["analyze"]
         )
+
+
+# --- radas's writes survive a kill at any instant --------------------------------------------
+
+WRITER_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    from pyarrow import fs
+    from radas import _ray_state
+    from radas.history import HistoryRecorder, compact_history
+
+    path, start = sys.argv[1], int(sys.argv[2])
+    recorder = HistoryRecorder()
+    recorder._target = (fs.LocalFileSystem(), path)
+    print("ready", flush=True)
+    k = start
+    while True:
+        recorder._rows = [
+            {"trial_id": f"t{k % 3}", "training_iteration": k, "value": k * 1.5, "step": j}
+            for j in range(200)
+        ]
+        for n, row in enumerate(recorder._rows):
+            row["training_iteration"] = k * 1000 + n
+        recorder.flush()
+        _ray_state.write_trial_records(path, {"writer": {"written": k, "pad": "x" * 50_000}})
+        with open(f"{path}/log", "a") as log:
+            log.write(f"{k}\\n")
+        if k % 2:
+            compact_history(path)
+        k += 1
+    """
+)
+
+
+@pytest.mark.slow
+@pytest.mark.integrity("survive")
+def test_history_and_records_writes_survive_sigkill_at_random_moments(tmp_path):
+    path = tmp_path / "experiment"
+    (path / HISTORY_DIR).mkdir(parents=True)
+    (path / "experiment_state-2000-01-01_00-00-00.json").write_text('{"trial_data": []}')
+    (tmp_path / "writer.py").write_text(WRITER_SCRIPT)
+    chance = random.Random(11)
+    start = 0
+    for kill in range(20):
+        writer = subprocess.Popen(
+            [sys.executable, "writer.py", str(path), str(start)],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert writer.stdout is not None and writer.stdout.readline() == "ready\n"
+            time.sleep(chance.uniform(0.0, 0.4))  # the random moment of the kill
+        finally:
+            writer.kill()
+            writer.communicate(timeout=60)
+        log = path / "log"
+        logged = [int(k) for k in log.read_text().split()] if log.exists() else []
+        with radas_warnings() as seen:
+            history = load_history(path)
+        assert not seen, seen
+        written = sorted(set(history["training_iteration"] // 1000))
+        # every logged write is there, at most the one in flight besides, nothing twice
+        assert written[: len(logged)] == logged == list(range(len(logged))), (kill, written)
+        assert len(written) - len(logged) in (0, 1), (kill, written, logged)
+        assert len(history) == 200 * len(written)
+        assert not history.duplicated(["trial_id", "training_iteration"]).any()
+        assert (history["value"] == history["training_iteration"] // 1000 * 1.5).all()
+        records = _ray_state.read_trial_records(path)  # never torn: the old or the new one
+        assert records.get("writer", {}).get("written", -1) in (len(written) - 2, len(written) - 1)
+        start = len(written)
+        if len(written) > len(logged):  # the in-flight write landed: log it as the writer would
+            with log.open("a") as stream:
+                stream.write(f"{start - 1}\n")
