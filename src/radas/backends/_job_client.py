@@ -116,50 +116,41 @@ class JobServer:
             return list(self._client.list_jobs())
 
     def get_job_info(self, job_id: str) -> Any:
-        with self.errors(f"looking up job {job_id}"):
+        with self.errors(f"looking up job {job_id}", job_id):
             return self._client.get_job_info(job_id)
 
     def get_job_status(self, job_id: str) -> str:
-        with self.errors(f"asking for the status of job {job_id}"):
+        with self.errors(f"asking for the status of job {job_id}", job_id):
             return str(self._client.get_job_status(job_id).value)
 
     def get_job_logs(self, job_id: str) -> str:
-        with self.errors(f"reading the output of job {job_id}"):
+        with self.errors(f"reading the output of job {job_id}", job_id):
             return str(self._client.get_job_logs(job_id))
 
     def stop_job(self, job_id: str) -> bool:
-        with self.errors(f"stopping job {job_id}"):
+        with self.errors(f"stopping job {job_id}", job_id):
             return bool(self._client.stop_job(job_id))
 
     def submit_job(self, **kwargs: Any) -> str:
         with self.errors("submitting the job"), _quiet_ray_sdk():
             return str(self._client.submit_job(**kwargs))
 
-    def put_package(self, uri: str, data: bytes) -> None:
-        """Store ``data`` in the cluster's memory (GCS) under ``uri`` (``gcs://<name>.zip``),
-        with the upload Ray uses for a job's code; used to hand over secrets (radas._secrets)."""
-        protocol, name = uri.split("://", 1)
-        with self.errors("handing over the experiment's secrets"):
-            response = self._client._do_request(
-                "PUT", f"/api/packages/{protocol}/{name}", data=data
-            )
-            if response.status_code != 200:
-                self._client._raise_error(response)
-
     async def tail_job_logs(self, job_id: str) -> AsyncIterator[str]:
-        with self.errors(f"streaming the output of job {job_id}"), _quiet_ray_sdk():
+        with self.errors(f"streaming the output of job {job_id}", job_id), _quiet_ray_sdk():
             async for chunk in self._client.tail_job_logs(job_id):
                 yield chunk
 
     @contextlib.contextmanager
-    def errors(self, action: str) -> Iterator[None]:
-        """Translate whatever the job client raises while doing ``action`` (see ``translate``)."""
+    def errors(self, action: str, job_id: str | None = None) -> Iterator[None]:
+        """Translate whatever the job client raises while doing ``action`` (on ``job_id``)."""
         try:
             yield
         except ClusterError:
             raise
         except Exception as err:
-            translated = translate(err, self.cluster, action, self.timeout_s, self._token_sent)
+            translated = translate(
+                err, self.cluster, action, self.timeout_s, self._token_sent, job_id
+            )
             if translated is None:
                 raise
             raise translated from err
@@ -171,6 +162,7 @@ def translate(
     action: str,
     timeout_s: float,
     token_sent: bool = True,
+    job_id: str | None = None,
 ) -> ClusterError | None:
     """The radas error for what the job client raised while doing ``action``; None: not ours."""
     from ray.exceptions import AuthenticationError
@@ -188,8 +180,8 @@ def translate(
             f"(token_env / token_file in [clusters.{cluster.name}] of {config_path()})."
         )
     if isinstance(err, HTTPStatusError):
-        if err.status == 404 and "job" in action:
-            return JobNotFoundError(f"{where} has no such job ({action}): {err}")
+        if err.status == 404 and job_id is not None:
+            return JobNotFoundError(f"{where} has no job {job_id!r} ({action}): {err}")
         return ClusterError(
             f"{where} refused {action}: {err}. See the job server's log on the head node "
             f"(dashboard.log); {check}"
