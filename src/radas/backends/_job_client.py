@@ -135,6 +135,17 @@ class JobServer:
         with self.errors("submitting the job"), _quiet_ray_sdk():
             return str(self._client.submit_job(**kwargs))
 
+    def put_package(self, uri: str, data: bytes) -> None:
+        """Store ``data`` in the cluster's memory (GCS) under ``uri`` (``gcs://<name>.zip``),
+        with the upload Ray uses for a job's code; used to hand over secrets (radas._secrets)."""
+        protocol, name = uri.split("://", 1)
+        with self.errors("handing over the experiment's secrets"):
+            response = self._client._do_request(
+                "PUT", f"/api/packages/{protocol}/{name}", data=data
+            )
+            if response.status_code != 200:
+                self._client._raise_error(response)
+
     async def tail_job_logs(self, job_id: str) -> AsyncIterator[str]:
         with self.errors(f"streaming the output of job {job_id}", job_id), _quiet_ray_sdk():
             async for chunk in self._client.tail_job_logs(job_id):
