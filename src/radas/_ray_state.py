@@ -268,10 +268,16 @@ def _rewrite_newest_state(
 
 
 def requeue_trials(experiment_path: str | Path, trial_ids: set[str]) -> None:
-    """Mark failed trials PENDING in the newest state, so a restore runs them again.
+    """Mark failed trials PENDING in the newest state and in radas's records, so a restore
+    runs them again.
 
     (Tune's own ``resume_errored`` restarts every errored trial; radas chooses which.)
     """
+    records = read_trial_records(experiment_path)
+    for trial_id in trial_ids & set(records):
+        records[trial_id]["status"] = "PENDING"
+        records[trial_id].pop("last_result", None)
+    write_trial_records(experiment_path, records)
 
     def requeue(state: dict[str, Any], metadata: dict[str, Any]) -> bool:
         if state["trial_id"] not in trial_ids:
