@@ -24,7 +24,7 @@ bridge; any failure in set-up tears down what was built and raises ``HostBedErro
         bed.write_cluster_config(config_path, "multi")
         bed.link_down(bed.workers[0])             # cut a worker off
 
-``python scripts/hostbed.py`` brings one up by hand; ``--cleanup`` removes a bed's leftovers
+``python scripts/host-bed.py`` brings one up by hand; ``--cleanup`` removes a bed's leftovers
 after a hard kill.
 """
 
@@ -147,6 +147,13 @@ class HostBed:
 
         return boto3.client("s3", endpoint_url=self.s3_endpoint_url, **_boto_credentials())
 
+    def popen(self, host: Host, command: str, **kwargs: Any) -> subprocess.Popen[Any]:
+        """Start ``sh -c command`` on ``host`` in the background (killed at teardown with
+        everything else on the host)."""
+        return subprocess.Popen(
+            [*_enter(host), "sh", "-c", command], env=self._host_env, cwd="/", **kwargs
+        )
+
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
 
@@ -177,6 +184,30 @@ class HostBed:
 
     def link_up(self, host: Host) -> None:
         _ip("link", "set", host.veth, "up")
+
+    def revive(self, host: Host, timeout_s: float = DEADLINE_S) -> None:
+        """Bring a cut-off or killed worker back, like a rebooted machine: link up, every
+        process on it ended, a fresh `ray start` joined (Ray sees a new node at its IP)."""
+        if host is self.head:
+            raise HostBedError("the head cannot be revived; build a new bed")
+        self.link_up(host)
+        leftovers = [p for p in _netns_processes(host.netns) if p.pid != host.keeper_pid]
+        for process in leftovers:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()
+        psutil.wait_procs(leftovers, timeout=10)
+        if host._node is not None:
+            host._node.wait(timeout=10)
+        _start_worker(self, host)
+        _wait(lambda: _states_if(self, {host.ip: "ALIVE"}), timeout_s, f"{host.name} to rejoin")
+
+    def heal(self) -> list[str]:
+        """Revive every worker that is cut off or not alive; their names."""
+        states = self.node_states()
+        broken = [w for w in self.workers if states.get(w.ip) != "ALIVE" or not _link_up(w)]
+        for worker in broken:
+            self.revive(worker)
+        return [worker.name for worker in broken]
 
     def kill_raylet(self, host: Host, sig: int = signal.SIGKILL) -> int:
         """Kill the raylet of ``host``; its pid."""
@@ -312,8 +343,17 @@ def host_bed(
 
 
 def cleanup_leftovers() -> list[str]:
-    """Remove every namespace, veth and bridge named rdb<N>... (a bed killed hard); what went."""
+    """Remove what a bed killed hard left: every namespace (with its processes), veth and
+    bridge named rdb<N>..., its S3 server and client-side folder; what went."""
     removed = []
+    for state_dir in Path(tempfile.gettempdir()).glob("radas-hostbed[0-9]*-*"):
+        with contextlib.suppress(OSError, ValueError, psutil.NoSuchProcess):
+            server = psutil.Process(int((state_dir / "s3.pid").read_text()))
+            if "moto.server" in server.cmdline():
+                server.kill()
+                removed.append(f"S3 server {server.pid}")
+        shutil.rmtree(state_dir, ignore_errors=True)
+        removed.append(f"folder {state_dir}")
     for netns in _netns_names():
         if netns.startswith(PREFIX):
             _remove_netns(netns)
@@ -322,6 +362,8 @@ def cleanup_leftovers() -> list[str]:
         if link["ifname"].startswith(PREFIX):
             _ip("link", "del", link["ifname"], check=False)
             removed.append(f"link {link['ifname']}")
+    if any(entry.startswith("netns") for entry in removed):
+        _unmount_netns_dir(remove=False)
     return removed
 
 
@@ -474,6 +516,7 @@ def _start_s3(undo: contextlib.ExitStack, bridge_ip: str, bucket: str, state_dir
             stdin=subprocess.DEVNULL,
         )
     undo.callback(_stop_process, server)
+    (state_dir / "s3.pid").write_text(str(server.pid))  # for cleanup_leftovers
     import boto3
     from botocore.exceptions import EndpointConnectionError
 
@@ -591,16 +634,13 @@ def _start_node(
 
 
 def _stop_nodes(hosts: list[Host]) -> None:
-    """SIGTERM every node's process group at once, then SIGKILL whatever is left."""
+    """SIGKILL every node's process group: nothing on a host outlives the bed (its /tmp goes
+    with it), and Ray's SIGTERM shutdown of a multi-node cluster hangs for many seconds."""
     nodes = [host._node for host in hosts if host._node is not None]
     for node in nodes:
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(node.pid, signal.SIGTERM)
-    with contextlib.suppress(HostBedError):
-        _wait(lambda: not any(_group_alive(n.pid) for n in nodes), 10.0, "the nodes to stop")
-    for node in nodes:
-        with contextlib.suppress(ProcessLookupError):
             os.killpg(node.pid, signal.SIGKILL)
+    for node in nodes:
         with contextlib.suppress(subprocess.TimeoutExpired):
             node.wait(timeout=10)
 
@@ -680,12 +720,9 @@ def _used_networks() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
     return used
 
 
-def _group_alive(pgid: int) -> bool:
-    for process in psutil.process_iter():
-        with contextlib.suppress(psutil.NoSuchProcess, ProcessLookupError):
-            if os.getpgid(process.pid) == pgid and process.status() != psutil.STATUS_ZOMBIE:
-                return True
-    return False
+def _link_up(host: Host) -> bool:
+    link = json.loads(_ip("-j", "link", "show", host.veth).stdout)[0]
+    return "UP" in link.get("flags", [])
 
 
 def _running(pid: int) -> bool:

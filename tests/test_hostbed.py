@@ -8,14 +8,10 @@ namespace, reaching the head only through the bridge.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -23,6 +19,7 @@ import pytest
 
 from hostbed import PREFIX, HostBed, HostBedError, available, host_bed
 
+pytest_plugins = ["conftest_hostbed"]
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.cluster,
@@ -58,38 +55,6 @@ print("RESULT " + json.dumps({"ips": ips, "keys": [o["Key"] for o in listed], "n
 """
 
 
-@pytest.fixture(scope="module")
-def client_dirs() -> Iterator[dict[str, Path]]:
-    """A project folder and a results folder of the client outside /tmp (which every host
-    replaces anyway), so the bed must hide them itself."""
-    root = Path(tempfile.mkdtemp(prefix="radas-hostbed-client-", dir="/var/tmp"))
-    dirs = {"project": root / "project", "results": root / "results"}
-    for folder in dirs.values():
-        folder.mkdir()
-    yield dirs
-    shutil.rmtree(root, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def bed(client_dirs: dict[str, Path]) -> Iterator[HostBed]:
-    """Head + 2 workers, started from the client's project folder; also hides the folder that
-    holds the Python environment (which must then still work on every host)."""
-    started_in = Path.cwd()
-    os.chdir(client_dirs["project"])
-    try:
-        context = host_bed(hide=[client_dirs["results"], Path(sys.prefix).parent])
-        bed = context.__enter__()
-    finally:
-        os.chdir(started_in)
-    print(f"\nhost bed up in {bed.started_s:.1f} s (to {len(bed.hosts)} alive nodes)")
-    try:
-        yield bed
-    finally:
-        began = time.monotonic()
-        context.__exit__(None, None, None)
-        print(f"host bed torn down in {time.monotonic() - began:.1f} s")
-
-
 def test_a_test_that_raises_inside_the_bed_leaves_nothing_behind():
     """Namespaces, links, mounts and processes of a bed are gone after an exception in it."""
     before = _system_snapshot()
@@ -114,12 +79,15 @@ def test_a_failed_set_up_leaves_nothing_behind():
 
 
 def test_a_job_from_the_client_runs_on_every_host_and_shares_the_s3_bucket(
-    bed: HostBed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    multi_host_bed: HostBed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
     from ray.job_submission import JobSubmissionClient
 
     from radas.clusters.config import get_cluster
 
+    bed = multi_host_bed
+    route = subprocess.run(["ip", "route", "get", bed.head.ip], capture_output=True, text=True)
+    assert f"dev {bed.bridge} " in route.stdout  # the client reaches the head via the bridge
     config = bed.write_cluster_config(tmp_path / "config.toml", "bed")
     monkeypatch.setenv("RADAS_CONFIG", str(tmp_path / "config.toml"))
     assert get_cluster("bed") == config
@@ -159,13 +127,14 @@ def test_a_job_from_the_client_runs_on_every_host_and_shares_the_s3_bucket(
 
 
 def test_no_host_sees_the_clients_files_nor_another_hosts(
-    bed: HostBed, client_dirs: dict[str, Path], radas_home: Path
+    multi_host_bed: HostBed, bed_client_dirs: dict[str, Path], radas_home: Path
 ):
+    bed = multi_host_bed
     secret = uuid.uuid4().hex
     client_files = [
         radas_home / f"client-{secret}",
-        client_dirs["project"] / f"client-{secret}",
-        client_dirs["results"] / f"client-{secret}",
+        bed_client_dirs["project"] / f"client-{secret}",
+        bed_client_dirs["results"] / f"client-{secret}",
     ]
     for path in client_files:
         path.write_text(secret)
@@ -190,20 +159,25 @@ def test_no_host_sees_the_clients_files_nor_another_hosts(
             path.unlink()
 
 
-def test_a_killed_raylet_makes_ray_see_its_node_dead(bed: HostBed):
+def test_a_killed_raylet_makes_ray_see_its_node_dead(multi_host_bed: HostBed):
+    bed = multi_host_bed
     victim = bed.workers[-1]
     bed.kill_raylet(victim)
     states = bed.wait_for_states({victim.ip: "DEAD", bed.head.ip: "ALIVE"}, timeout_s=120)
     assert states[bed.workers[0].ip] == "ALIVE"
 
 
-def test_a_worker_cut_off_the_network_is_seen_dead(bed: HostBed):
+def test_a_worker_cut_off_the_network_is_seen_dead(multi_host_bed: HostBed):
+    bed = multi_host_bed
     victim = bed.workers[0]
     bed.link_down(victim)
     states = bed.wait_for_states({victim.ip: "DEAD", bed.head.ip: "ALIVE"}, timeout_s=120)
     assert states[victim.ip] == "DEAD"
     reached = bed.run(bed.head, f'python -c "{_CONNECT}" {victim.ip}')
     assert "unreachable" in reached.stdout, reached  # the head cannot reach it any more
+
+    bed.revive(victim)  # link up, a fresh `ray start`: a new node at the same address
+    assert bed.node_states() == {host.ip: "ALIVE" for host in bed.hosts}
 
 
 _CONNECT = (
@@ -238,7 +212,7 @@ def _bed_objects(bed: HostBed) -> dict[str, set]:
             ["ip", "netns", "pids", host.netns], capture_output=True, text=True
         ).stdout
         pids |= {int(pid) for pid in listed.split()}
-    pids |= {c.pid for c in psutil.Process().children() if "moto.server" in c.cmdline()}
+    pids |= {c.pid for c in psutil.Process().children() if bed.bridge_ip in c.cmdline()}  # S3
     return {
         "netns": {host.netns for host in bed.hosts},
         "links": {bed.bridge} | {host.veth for host in bed.hosts},
