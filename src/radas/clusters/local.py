@@ -22,7 +22,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
 
@@ -35,6 +35,9 @@ from radas.clusters.config import (
 from radas.console import print_info, print_warning
 from radas.errors import ClusterError, InvalidArgumentError
 from radas.storage.dirs import radas_home
+
+if TYPE_CHECKING:
+    from radas.backends._job_client import JobServer
 
 STARTUP_TIMEOUT_S = 120.0
 JOB_STOP_WAIT_S = 60.0  # cluster down --force: how long jobs may take to save their state
@@ -283,12 +286,15 @@ def stop_local_cluster(name: str = "local", *, force: bool = False) -> bool:
             "gracefully, then the cluster."
         )
     if running and server is not None:
-        _stop_jobs(server, list(running))
+        try:
+            _stop_jobs(server, list(running))
+        except ClusterError as err:  # the server went while stopping: the nodes go anyway
+            print_warning(f"stopping the jobs of {name!r} failed ({err}); killing them")
     cluster.stop()
     return True
 
 
-def _running_jobs(cluster: LocalCluster) -> tuple[Any, dict[str, str]]:
+def _running_jobs(cluster: LocalCluster) -> tuple[JobServer | None, dict[str, str]]:
     """The job server (None when it does not answer) and its running jobs: id -> what."""
     from radas.backends.ray_jobs import ACTIVE_STATUSES, connect
 
@@ -314,7 +320,7 @@ def _running_jobs(cluster: LocalCluster) -> tuple[Any, dict[str, str]]:
     return server, running
 
 
-def _stop_jobs(server: Any, job_ids: list[str]) -> None:
+def _stop_jobs(server: JobServer, job_ids: list[str]) -> None:
     """Ask each job to stop (its driver saves Tune's state), wait up to JOB_STOP_WAIT_S."""
     from radas.backends.ray_jobs import ACTIVE_STATUSES
 
