@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import os
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,12 @@ import pandas as pd
 
 from radas import _ray_state, analysis, email
 from radas._args import checked_keywords, one_of
+from radas._experiment_info import (
+    check_owner,
+    describe_param_space,
+    param_space_changes,
+    read_experiment_info,
+)
 from radas.backends import Backend, get_backend
 from radas.console import print_info, print_warning
 from radas.errors import (
@@ -24,6 +32,7 @@ from radas.errors import (
     ExperimentNotFoundError,
     InvalidArgumentError,
     NotSupportedError,
+    RadasWarning,
     RunChoiceRequiredError,
     TrialsOutOfMemoryError,
 )
@@ -93,7 +102,8 @@ async def run_experiment(
     ``run_with``, ``run_choice`` and ``outcome`` (trial counts of this run, or None).
     """
     user_name = validate_user_name(user_name)
-    full_name = full_experiment_name(experiment_name)
+    cwd = os.getcwd()
+    full_name = full_experiment_name(experiment_name, cwd=cwd)
     dos = _validate_dos(dos)
     backend = get_backend(run_with)
     options = analysis.AnalysisOptions(
@@ -119,6 +129,7 @@ async def run_experiment(
             user_name=user_name,
             experiment_name=experiment_name,
             full_name=full_name,
+            cwd=cwd,
             backend=backend,
             options=options,
             trainable=trainable,
@@ -148,6 +159,7 @@ async def _run_and_analyze(
     user_name: str,
     experiment_name: str,
     full_name: str,
+    cwd: str,
     backend: Backend,
     options: analysis.AnalysisOptions,
     trainable: Any,
@@ -160,6 +172,9 @@ async def _run_and_analyze(
     yes: bool,
 ) -> dict[str, Any]:
     experiment_path = Path(backend.results_root(user_name)) / full_name
+    # another (folder, name) mapping onto this full name: refused before anything runs or is
+    # read (checked again where the sweep runs, under the experiment's lock)
+    check_owner(experiment_path, experiment_name=experiment_name, cwd=cwd)
     outcome = None
     if "run" in dos:
         one_of("run_choice", run_choice, (*RUN_CHOICES, None))
@@ -179,6 +194,7 @@ async def _run_and_analyze(
             cpu_per_trial=validate_cpu_per_trial(cpu_per_trial),
             tuner_init_kwargs=tuner_init_kwargs,
             secrets=secrets,
+            cwd=cwd,
         )
         choice = resolve_run_choice(
             run_choice, experiment_name=experiment_name, experiment_path=experiment_path, yes=yes
@@ -192,6 +208,8 @@ async def _run_and_analyze(
                 f"{experiment_path}. Start it with run_choice='run' (the full name includes the "
                 "working directory you run from)."
             )
+        if choice == "restore":
+            _warn_ignored_param_space(experiment_path, experiment_name, param_space)
         outcome = await _execute(backend, spec, choice, runtime_env)
         _report_outcome(spec, outcome)
         if outcome.out_of_memory:
@@ -296,6 +314,27 @@ async def _execute(
         spec.run_choice = choice
         outcome = await backend.run(spec, runtime_env=runtime_env)
     return outcome
+
+
+def _warn_ignored_param_space(
+    experiment_path: Path, experiment_name: str, param_space: dict[str, Any]
+) -> None:
+    """A restore continues the stored trials: say which values of a changed param_space it
+    ignores (experiments stored before radas recorded their param_space are not compared)."""
+    info = read_experiment_info(experiment_path)
+    if not param_space or info is None or "param_space" not in info:
+        return
+    changes = param_space_changes(info["param_space"], describe_param_space(param_space))
+    if not changes:
+        return
+    message = (
+        f"{experiment_name}: restore continues the stored trials with the param_space they "
+        "were started with; the param_space given now differs, and these values are ignored: "
+        f"{'; '.join(changes)}. To search the new values start afresh with run_choice='run' "
+        "(the stored results are moved to .archive/)."
+    )
+    warnings.warn(message, RadasWarning, stacklevel=2)
+    print_warning(message)
 
 
 def _report_outcome(spec: SweepSpec, outcome: SweepOutcome) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import unicodedata
 
 from radas.errors import InvalidNameError
 
@@ -40,6 +41,14 @@ def full_experiment_name(experiment_name: object, cwd: str | None = None) -> str
         raise InvalidNameError(
             f"experiment_name={experiment_name!r} is not valid: give a non-empty string that "
             "describes the experiment, for example experiment_name='lr-sweep'."
+        )
+    control = [c for c in experiment_name if unicodedata.category(c).startswith("C")]
+    if control:
+        raise InvalidNameError(
+            f"experiment_name={experiment_name!r} is not valid: it contains the control or "
+            f"invisible character(s) {''.join(dict.fromkeys(control))!r} (terminal escapes, "
+            "NUL, newlines, tabs, ...). Use printable characters only, for example "
+            "experiment_name='lr-sweep'."
         )
     cwd = os.getcwd() if cwd is None else cwd
     full_name = re.sub(r"[^A-Za-z0-9]", "_", f"{cwd.rstrip('/')}/{experiment_name}")

@@ -25,6 +25,8 @@ from ray import tune
 from ray.tune import Callback
 
 from radas import _files, _ray_patches, _ray_state
+from radas._experiment_info import EXPERIMENT_INFO_FILE, check_owner, describe_param_space
+from radas._locks import experiment_lock
 from radas._secrets import with_secrets
 from radas.console import print_info, print_warning
 from radas.errors import ExperimentNotFoundError, InvalidArgumentError, StorageFullError
@@ -66,6 +68,7 @@ class SweepSpec:
     run_choice: str  # "run" or "restore" when it runs; attach/stop_attach only read names
     cpu_per_trial: float = 1
     tuner_init_kwargs: dict[str, Any] = field(default_factory=dict)
+    cwd: str = ""  # the working directory it was started from ("": not known)
     # environment variable -> secret, in each trial's os.environ (see radas._secrets)
     secrets: dict[str, str] = field(default_factory=dict, repr=False)
 
@@ -184,7 +187,19 @@ def _is_installed(module_file: str) -> bool:
 
 
 def run_sweep(spec: SweepSpec) -> SweepOutcome:
-    """Run or resume the experiment; returns its outcome. Ray must be initialized."""
+    """Run or resume the experiment; returns its outcome. Ray must be initialized.
+
+    Holds the experiment's lock throughout (``radas._locks``): a second run or restore of it,
+    from any process sharing the results root, gets ExperimentRunningError; a different
+    (folder, name) pair mapping onto its full name gets NameCollisionError.
+    """
+    with experiment_lock(spec.storage_root, spec.full_name, spec.experiment_name):
+        if spec.cwd:
+            check_owner(spec.experiment_path, experiment_name=spec.experiment_name, cwd=spec.cwd)
+        return _run_sweep_locked(spec)
+
+
+def _run_sweep_locked(spec: SweepSpec) -> SweepOutcome:
     _ray_patches.apply()
     started = time.monotonic()
     path = Path(spec.experiment_path)
@@ -254,6 +269,7 @@ class TrialRecords(Callback):
         self._directory: str | None = None
         self._unwritten = False
         self._last_write = 0.0
+        self._storage_error: StorageFullError | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         return {"history": self.history, "write_interval_s": self.write_interval_s}
@@ -295,10 +311,14 @@ class TrialRecords(Callback):
     def _write(self) -> None:
         """History first (the ended trials' rows), then the records; StorageFullError on a
         full disk, with the records as they were (consistent with the history)."""
-        if self.history is not None:
-            self.history.flush()
-        if self._records is not None and self._directory is not None:
-            _ray_state.write_trial_records(self._directory, self._records)
+        try:
+            if self.history is not None:
+                self.history.flush()
+            if self._records is not None and self._directory is not None:
+                _ray_state.write_trial_records(self._directory, self._records)
+        except StorageFullError as err:
+            self._storage_error = self._storage_error or err
+            raise
         self._unwritten = False
         self._last_write = time.monotonic()
 
@@ -307,7 +327,9 @@ class TrialRecords(Callback):
         trial whose actor died), then raise a full disk met by any radas writer."""
         for trial in trials:
             self._record(trial)["status"] = trial.status
+        # The first full disk met (by the history's flush or by this) is what the run ends with.
         error = self.history.storage_error if self.history is not None else None
+        error = error or self._storage_error
         if error is None:
             try:
                 self._write()
@@ -457,23 +479,23 @@ def _tune_environment(quiet: bool) -> Iterator[None]:
                 os.environ[name] = value
 
 
-EXPERIMENT_INFO_FILE = "radas_experiment.json"
-
-
 def write_experiment_info(spec: SweepSpec) -> None:
-    """Who ran the experiment and under which name: read by trials (trackers, artifacts)
-    through ``radas.trial.current_experiment()`` and by tools that list experiments."""
+    """Who ran the experiment, under which name, from which folder and with which param_space:
+    read by trials (trackers, artifacts) through ``radas.trial.current_experiment()``, by tools
+    that list experiments, and by the checks of ``radas._experiment_info``."""
     path = Path(spec.experiment_path)
     path.mkdir(parents=True, exist_ok=True)
     info = {
         "user_name": spec.user_name,
         "experiment_name": spec.experiment_name,
+        "cwd": spec.cwd or None,
         "full_name": spec.full_name,
         "storage_root": spec.storage_root,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "cluster": os.environ.get("RADAS_CLUSTER"),
+        "param_space": describe_param_space(spec.param_space or {}),
     }
-    (path / EXPERIMENT_INFO_FILE).write_text(json.dumps(info, indent=2))
+    _files.write_atomic(path / EXPERIMENT_INFO_FILE, json.dumps(info, indent=2))
 
 
 def archive_previous_results(spec: SweepSpec) -> str | None:

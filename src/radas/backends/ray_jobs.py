@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import os
-import secrets
+import re
 import sys
 import tempfile
-import time
 import warnings
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,11 +28,12 @@ from typing import Any
 
 from radas import _ray_state
 from radas._secrets import HAND_OVER_ENV, hand_over, secret_looking_files
-from radas.backends._job_client import JobServer, _quiet_ray_sdk
+from radas.backends._job_client import HTTPStatusError, JobServer, _quiet_ray_sdk
 from radas.backends.base import RunTarget
 from radas.clusters.config import ClusterConfig
 from radas.console import print_info, print_warning
 from radas.errors import (
+    ClusterError,
     ClusterOfflineError,
     ExperimentNotFoundError,
     ExperimentRunningError,
@@ -53,6 +54,7 @@ DEFAULT_MAX_WORKING_DIR_MB = 100.0
 STOP_WAIT_S = 120  # how long a stopped job may take to save its state before Ray kills it
 LOG_TAIL_LINES = 40
 STATUS_POLL_S = 0.5
+_RUN_NUMBER = re.compile(r"-r(\d+)$")  # the end of a job id made by _job_id
 
 
 @dataclass
@@ -215,7 +217,8 @@ class RayJobsBackend:
             memory_bytes=self.cluster.memory_per_node_gb * 2**30,
         )
         check_fits(spec.cpu_per_trial, declared, where=f"cluster:{self.cluster.name}")
-        running = [j for j in self.experiment_jobs(spec.user_name, spec.full_name) if j.active]
+        earlier = self.experiment_jobs(spec.user_name, spec.full_name)
+        running = [job for job in earlier if job.active]
         if running:
             raise ExperimentRunningError(
                 f"Experiment {spec.experiment_name!r} is still running on "
@@ -231,7 +234,20 @@ class RayJobsBackend:
                 f"cluster:{self.cluster.name}: no stored state at {spec.experiment_path}. "
                 "Start it with run_choice='run'."
             )
-        job_id = self._submit(spec, runtime_env)
+        # Every client starting this run now computes the same id; the job server accepts an id
+        # once, so of two clients starting it together exactly one gets its job.
+        job_id = _job_id(spec.user_name, spec.experiment_name, spec.full_name, earlier)
+        try:
+            self._submit(spec, runtime_env, job_id)
+        except ClusterError as err:
+            if not _is_duplicate_submission(err):
+                raise
+            raise ExperimentRunningError(
+                f"Experiment {spec.experiment_name!r} was just started on cluster:"
+                f"{self.cluster.name} by another client (job {job_id}). Use "
+                "run_choice='attach' to follow it, or run_choice='stop_attach' to stop it "
+                "(its state is saved; run_choice='restore' continues it later)."
+            ) from err
         print_info(
             f"{spec.experiment_name}: submitted as job {job_id} to cluster:{self.cluster.name}; "
             "streaming its output (Ctrl-C detaches, the job keeps running)"
@@ -307,14 +323,13 @@ class RayJobsBackend:
             errored_trials=sum(t.status == "ERROR" for t in trials),
         )
 
-    def _submit(self, spec: SweepSpec, runtime_env: dict[str, Any]) -> str:
+    def _submit(self, spec: SweepSpec, runtime_env: dict[str, Any], job_id: str) -> str:
         from ray import cloudpickle
 
         import radas
 
         cwd = Path.cwd()
         check_working_dir(cwd, runtime_env.get("excludes", []), cluster_name=self.cluster.name)
-        job_id = _job_id(spec.user_name, spec.experiment_name)
         try:
             pickled = cloudpickle.dumps(spec)
         except Exception as err:
@@ -428,9 +443,26 @@ def check_working_dir(directory: Path, excludes: list[str], *, cluster_name: str
     return total
 
 
-def _job_id(user_name: str, experiment_name: str) -> str:
+def _job_id(
+    user_name: str, experiment_name: str, full_name: str, earlier: list[ExperimentJob]
+) -> str:
+    """The submission id of the experiment's next run, the same for every client starting it
+    now: ``radas-<user>-<name>-<hash of user and full name>-r<run number>``, where the run
+    number follows the earlier jobs of the experiment (also when some were deleted).
+
+    >>> _job_id("alice", "lr sweep", "_home_alice_lr_sweep", [])
+    'radas-alice-lr-sweep-be0070eda1-r1'
+    """
+    numbers = [int(match[1]) for job in earlier if (match := _RUN_NUMBER.search(job.job_id))]
+    run_number = max([len(earlier), *numbers]) + 1
     safe = "".join(c if c.isalnum() else "-" for c in experiment_name)[:40].strip("-")
-    return f"radas-{user_name}-{safe}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+    digest = hashlib.sha256(f"{user_name}/{full_name}".encode()).hexdigest()[:10]
+    return f"radas-{user_name}-{safe}-{digest}-r{run_number}"
+
+
+def _is_duplicate_submission(err: ClusterError) -> bool:
+    """The job server refused a submission id it has already (Ray: "... already exists")."""
+    return isinstance(err.__cause__, HTTPStatusError) and "already exists" in str(err.__cause__)
 
 
 def _from_ms(value: int | None) -> datetime | None:

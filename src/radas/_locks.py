@@ -1,0 +1,109 @@
+"""One run at a time per experiment: an OS file lock held while a run or restore executes.
+
+The lock file lives outside the experiment's folder (which a ``run`` moves to ``.archive/``),
+at ``<user's results root>/.locks/<full name>.lock``; it holds who took it (pid, host, start
+time, the cluster job) so the refusal can say who runs the experiment. ``flock`` locks belong
+to the open file: the kernel drops them when the holder exits, however it dies, so a killed
+run never leaves a stale lock. Lock files are never deleted (deleting one while another
+process opens it would let two holders lock two different files).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import socket
+import time
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+from radas.console import print_warning
+from radas.errors import ExperimentRunningError, RadasWarning
+
+LOCKS_DIR = ".locks"
+
+
+def lock_path(storage_root: str | Path, full_name: str) -> Path:
+    return Path(storage_root) / LOCKS_DIR / f"{full_name}.lock"
+
+
+@contextlib.contextmanager
+def experiment_lock(
+    storage_root: str | Path, full_name: str, experiment_name: str
+) -> Iterator[None]:
+    """Hold the experiment's lock for the ``with`` block; ExperimentRunningError when another
+    process (on any machine sharing the results root) holds it."""
+    path = lock_path(storage_root, full_name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as err:
+            raise ExperimentRunningError(_running_message(experiment_name, path)) from err
+        except OSError as err:
+            if err.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+                raise
+            _warn_unlocked(experiment_name, path, err)
+        else:
+            _record_holder(descriptor, experiment_name)
+        yield
+    finally:
+        os.close(descriptor)  # releases the lock
+
+
+def _record_holder(descriptor: int, experiment_name: str) -> None:
+    holder = {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "experiment_name": experiment_name,
+        "job_id": os.environ.get("RADAS_JOB_ID"),
+        "cluster": os.environ.get("RADAS_CLUSTER"),
+    }
+    with contextlib.suppress(OSError):  # who holds it is a courtesy; the lock is what counts
+        os.ftruncate(descriptor, 0)
+        os.pwrite(descriptor, json.dumps(holder).encode(), 0)
+
+
+def _running_message(experiment_name: str, path: Path) -> str:
+    try:
+        holder = json.loads(path.read_text())
+    except (OSError, ValueError):
+        holder = {}
+    if not isinstance(holder, dict):
+        holder = {}
+    since = f" since {holder['started']}" if holder.get("started") else ""
+    if holder.get("job_id"):
+        return (
+            f"Experiment {experiment_name!r} is running already as job {holder['job_id']} on "
+            f"cluster:{holder.get('cluster')}{since}. Use run_choice='attach' to follow it, or "
+            "run_choice='stop_attach' to stop it (its state is saved; run_choice='restore' "
+            "continues it later)."
+        )
+    who = (
+        f"process {holder['pid']} on host {holder.get('host')!r}{since}"
+        if holder.get("pid")
+        else "another process (it is just starting)"
+    )
+    return (
+        f"Experiment {experiment_name!r} is running already: {who} holds its lock {path}. "
+        "Starting it again now would mix two runs in one folder. Wait for that run to end or "
+        "stop it (Ctrl-C there saves its state); then run_choice='restore' continues it and "
+        "run_choice='run' starts it afresh. dos=['analyze'] reads what is stored so far "
+        "without waiting."
+    )
+
+
+def _warn_unlocked(experiment_name: str, path: Path, err: OSError) -> None:
+    message = (
+        f"{experiment_name}: the file system of {path.parent} cannot lock files ({err}); "
+        "radas cannot tell whether this experiment is started twice at the same time. Start "
+        "each experiment from one place only, or use a results root on a local disk or NFS."
+    )
+    warnings.warn(message, RadasWarning, stacklevel=4)
+    print_warning(message)
