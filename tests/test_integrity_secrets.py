@@ -225,18 +225,40 @@ def test_cluster_job_keeps_planted_secrets_out(cluster, cluster_run, place):
     elif place == "client output and DataFrames":
         texts = [cluster_run.output, cluster_run.df.to_csv()]
         assert not [s for s in secrets for text in texts if s in text]
-    else:  # the driver deleted the hand-over from the cluster's memory (GCS)
+    else:  # the cluster's memory (GCS key-value store) holds neither them nor the hand-over
         key = info.runtime_env["env_vars"]["RADAS_SECRETS_KEY"]
-        probe = (
-            "import ray; from ray.experimental import internal_kv as kv; "
-            f"ray.init(address={cluster.gcs_address!r}, logging_level='ERROR'); "
-            f"print('present' if kv._internal_kv_exists({key!r}) else 'absent')"
-        )
         env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | cluster.env
         done = subprocess.run(
-            [sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120
+            [sys.executable, "-c", GCS_PROBE, cluster.gcs_address, key, *secrets],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
-        assert done.stdout.strip().splitlines()[-1:] == ["absent"], done.stderr[-2000:]
+        assert done.stdout.strip().splitlines()[-1:] == ["hand-over absent, 0 hits"], (
+            done.stdout[-2000:] + done.stderr[-2000:]
+        )
+
+
+# Connects to a cluster as a driver; prints whether the hand-over key is still stored and which
+# stored values (in the namespaces Ray and Tune use) hold one of the secrets.
+GCS_PROBE = """
+import sys
+import ray
+from ray.experimental import internal_kv as kv
+
+address, key, *secrets = sys.argv[1:]
+ray.init(address=address, logging_level="ERROR")
+hits = []
+for namespace in (None, b"fun", b"job", b"session", b"cluster", b"dashboard"):
+    for name in kv._internal_kv_list(b"", namespace=namespace):
+        value = kv._internal_kv_get(name, namespace=namespace) or b""
+        hits += [f"{namespace}:{name}" for s in secrets if s.encode() in value]
+for hit in hits:
+    print(hit)
+state = "present" if kv._internal_kv_exists(key) else "absent"
+print(f"hand-over {state}, {len(hits)} hits")
+"""
 
 
 # --- the hand-over itself ------------------------------------------------------------------

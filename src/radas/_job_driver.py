@@ -30,7 +30,7 @@ def load_spec(module_name: str):
 def main(argv: list[str]) -> int:
     import ray
 
-    from radas._secrets import HAND_OVER_ENV, take_over
+    from radas._secrets import HAND_OVER_ENV, forget_trainables, take_over
     from radas.backends.ray_jobs import OUTCOME_FILE
     from radas.sweep import run_sweep
 
@@ -54,7 +54,10 @@ def main(argv: list[str]) -> int:
         f"{spec.experiment_name}: running on the cluster (run_choice={spec.run_choice!r}), "
         f"results at {spec.experiment_path}"
     )
-    outcome = run_sweep(spec)
+    try:
+        outcome = run_sweep(spec)
+    finally:
+        forget_trainables()
     record = {"job_id": os.environ.get("RADAS_JOB_ID"), **dataclasses.asdict(outcome)}
     _files.write_atomic(Path(outcome.experiment_path) / OUTCOME_FILE, json.dumps(record))
     if outcome.interrupted:

@@ -7,8 +7,9 @@ warns about other secret-looking config values. From there they travel only in m
 
 - ``SweepSpec.secrets`` holds them; a pickled SweepSpec never does (``SweepSpec.__getstate__``).
 - ``with_secrets`` wraps the trainable so each trial finds them in ``os.environ`` while it
-  runs. Tune never stores a trainable (``tuner.pkl`` drops it); Ray keeps it in the cluster's
-  memory (GCS), where the trainable itself is.
+  runs. Tune never stores a trainable (``tuner.pkl`` drops it); it keeps it in Ray's memory
+  (the GCS key-value store), which a job's driver clears when the sweep ends
+  (``forget_trainables``).
 - For a cluster job, ``hand_over`` puts them in the cluster's memory under a random key
   (through the job server's package upload, the way the job's code travels) and names only
   the key in the job's environment; the job's driver reads and deletes them (``take_over``).
@@ -324,3 +325,12 @@ def take_over(key: str | None) -> dict[str, str]:
             "it)."
         )
     return dict(json.loads(payload[len(_HAND_OVER_HEADER) :]))
+
+
+def forget_trainables() -> None:
+    """In the job's driver, when the sweep ends: drop the trainables Tune registered in the
+    cluster's memory (with the secrets ``with_secrets`` gave them). Tune does this at exit,
+    but a job driver ends with ``os._exit``, which skips it."""
+    from ray.tune.registry import _unregister_all
+
+    _unregister_all()
