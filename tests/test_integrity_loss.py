@@ -470,3 +470,117 @@ def test_history_and_records_writes_survive_sigkill_at_random_moments(tmp_path):
         if len(written) > len(logged):  # the in-flight write landed: log it as the writer would
             with log.open("a") as stream:
                 stream.write(f"{start - 1}\n")
+
+
+# --- a full disk ---------------------------------------------------------------------------
+
+FILL_SCRIPT = textwrap.dedent(
+    """
+    import pathlib, sys, uuid
+    import numpy as np
+    from ray import tune
+    import radas
+
+    RUNS, TRIALS = pathlib.Path(sys.argv[1]), int(sys.argv[3])  # globals travel with it
+
+    def filler(config):
+        (RUNS / f"start-{config['i']}-{uuid.uuid4().hex}").touch()
+        rng = np.random.default_rng(config["i"])
+        for step in range(60):  # ~1 MB of history per trial
+            radas.report({"value": config["i"] * 1000 + step, "blob": rng.random(2000).tolist()})
+        (RUNS / f"done-{config['i']}-{uuid.uuid4().hex}").touch()
+
+    radas.run_experiment_sync(
+        user_name="tester",
+        experiment_name=sys.argv[4],
+        trainable=filler,
+        param_space={"i": tune.grid_search(list(range(TRIALS)))},
+        run_choice=sys.argv[2],
+    )
+    """
+)
+
+
+@contextlib.contextmanager
+def small_tmpfs(mount_point: Path, size: str):
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    mount_point.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount_point)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def run_fill(project: Path, home: Path, choice: str, name: str, trials: int):
+    return subprocess.run(
+        [sys.executable, "-u", "fill.py", str(project / "runs"), choice, str(trials), name],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "RADAS_HOME": str(home), "PYTHONUNBUFFERED": "1"},
+        timeout=600,
+    )
+
+
+def folder_digest(path: Path) -> dict[str, bytes]:
+    return {
+        str(f.relative_to(path)): f.read_bytes() for f in sorted(path.rglob("*")) if f.is_file()
+    }
+
+
+@pytest.mark.slow
+@pytest.mark.integrity("error")
+def test_full_disk_gives_storage_full_error_and_restore_continues(project):
+    (project / "fill.py").write_text(FILL_SCRIPT)
+    (project / "runs").mkdir()
+    with small_tmpfs(project / "home", "20m") as home:
+        other = run_fill(project, home, "run", "other", 1)  # another experiment, stored first
+        assert other.returncode == 0, other.stdout + other.stderr
+        results = home / "ray-results" / "tester"
+        other_path = results / radas.naming.full_experiment_name("other", cwd=str(project))
+        other_before = folder_digest(other_path)
+        for marker in (project / "runs").iterdir():
+            marker.unlink()
+
+        full = run_fill(project, home, "run", "fill", 24)  # ~24 MB of history into 20 MB
+        output = full.stdout + full.stderr
+        assert full.returncode != 0, output
+        path = results / radas.naming.full_experiment_name("fill", cwd=str(project))
+        assert "StorageFullError: No space left to write " + str(path) in output, output[-3000:]
+        assert "needed" in output and "run_choice='restore'" in output
+
+        assert folder_digest(other_path) == other_before  # other experiments untouched
+        with radas_warnings():  # the history may lack a trial's last rows: warned, not wrong
+            tuner = radas.Tuner(path)
+            df = tuner.get_dataframe()
+            history = tuner.get_history_dataframe()
+        done = {int(f.name.split("-")[1]) for f in (project / "runs").glob("done-*")}
+        terminated = set(df.loc[df["status"] == "TERMINATED", "config/i"])
+        assert terminated and terminated <= done, (terminated, done)
+        assert len(terminated) >= len(done) - 4  # only trials ending in the last moments lag
+        rows = history.groupby("trial_id").size()
+        for trial_id in df.loc[df["status"] == "TERMINATED", "trial_id"]:
+            assert rows[trial_id] == 60  # recorded as finished: its whole history is there
+
+        subprocess.run(["mount", "-o", "remount,size=200m", str(home)], check=True)
+        restored = run_fill(project, home, "restore", "fill", 24)
+        output = restored.stdout + restored.stderr
+        assert restored.returncode == 0, output[-3000:]
+        assert f"{len(terminated)} of 24 trials were already done" in output, output[-3000:]
+        for i in terminated:
+            assert len(list((project / "runs").glob(f"start-{i}-*"))) == 1, i
+        tuner = radas.Tuner(path)
+        df = tuner.get_dataframe()
+        assert sorted(df["config/i"]) == list(range(24))
+        assert set(df["status"]) == {"TERMINATED"}
+        history = tuner.get_history_dataframe()
+        assert len(history) == 24 * 60
+        assert not history.duplicated(["trial_id", "training_iteration"]).any()

@@ -32,6 +32,7 @@ import pyarrow.parquet as pq
 from ray.tune import Callback
 
 from radas import _files, _ray_state
+from radas.console import print_warning
 from radas.errors import ExperimentDamagedError, RadasWarning, StorageFullError
 
 HISTORY_DIR = _ray_state.HISTORY_DIR
@@ -144,14 +145,21 @@ class HistoryRecorder(Callback):
             self.flush()
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
-        """Flush and compact; a full disk is kept in ``storage_error`` (TrialRecords, the
-        last callback, raises it) so that the other callbacks still end."""
+        """Flush and compact. A full disk at the flush is kept in ``storage_error``
+        (TrialRecords, the last callback, raises it) so that the other callbacks still end;
+        one at the compaction only leaves the complete history in its parts (a warning)."""
         try:
             self.flush()
-            if self._target is not None:
+        except StorageFullError:
+            return
+        if self._target is not None:
+            try:
                 compact_history(self._target[1])
-        except StorageFullError as err:
-            self.storage_error = self.storage_error or err
+            except StorageFullError:
+                print_warning(
+                    f"No space left to compact the history in {self._target[1]}/{HISTORY_DIR}: "
+                    "it stays complete in its parts (loading merges them)."
+                )
 
     def flush(self) -> None:
         """Write the buffered rows as one part; raises StorageFullError on a full disk (the
