@@ -305,6 +305,7 @@ def host_bed(
         subnet = ipaddress.IPv4Network(f"198.18.{index}.0/24")
         bridge_ip = str(subnet[1])
         _ip("addr", "add", f"{bridge_ip}/24", "dev", bridge)
+        _no_ipv6(bridge)
         _ip("link", "set", bridge, "up")
         names = ["head", *(f"worker{i}" for i in range(1, workers + 1))]
         hosts = [_add_host(undo, index, i, name, bridge, subnet) for i, name in enumerate(names)]
@@ -405,6 +406,8 @@ def _add_host(
     undo.callback(_remove_netns, host.netns)
     _ip("link", "add", host.veth, "type", "veth", "peer", "name", "eth0", "netns", host.netns)
     undo.callback(_ip, "link", "del", host.veth, check=False)
+    _no_ipv6(host.veth)
+    _no_ipv6("eth0", host.netns)
     _ip("link", "set", host.veth, "master", bridge, "up")
     _ip("-n", host.netns, "addr", "add", f"{host.ip}/{subnet.prefixlen}", "dev", "eth0")
     _ip("-n", host.netns, "link", "set", "lo", "up")
@@ -682,6 +685,16 @@ def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     if check and result.returncode != 0:
         raise HostBedError(f"`ip {' '.join(args)}` failed: {result.stderr.strip()}")
     return result
+
+
+def _no_ipv6(interface: str, netns: str | None = None) -> None:
+    """IPv4 only: no link-local IPv6 chatter (router solicitations, DAD) on the bed's links."""
+    setting = f"/proc/sys/net/ipv6/conf/{interface}/disable_ipv6"
+    command = ["sh", "-c", f"[ ! -e {setting} ] || echo 1 > {setting}"]
+    where = ["ip", "netns", "exec", netns] if netns else []
+    done = subprocess.run([*where, *command], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise HostBedError(f"cannot turn IPv6 off on {interface}: {done.stderr.strip()}")
 
 
 def _enter(host: Host) -> list[str]:
