@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from radas.errors import InvalidArgumentError
+from radas.errors import InvalidArgumentError, RadasError
 from radas.tuner import Tuner
 
 PLOT_FORMATS = ("png", "pdf", "svg")
@@ -202,5 +202,7 @@ class UserFunctionError(Exception):
 def _call(name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     try:
         return fn(*args, **kwargs)
+    except RadasError:
+        raise  # radas's own (a damaged experiment folder): not the user's function's fault
     except Exception as err:
         raise UserFunctionError(name, err) from err
