@@ -240,7 +240,7 @@ class RayJobsBackend:
         try:
             self._submit(spec, runtime_env, job_id)
         except ClusterError as err:
-            if not _is_duplicate_submission(err):
+            if not self._started_by_another_client(err, job_id, spec):
                 raise
             raise ExperimentRunningError(
                 f"Experiment {spec.experiment_name!r} was just started on cluster:"
@@ -382,6 +382,18 @@ class RayJobsBackend:
                     metadata=metadata,
                 )
 
+    def _started_by_another_client(self, err: ClusterError, job_id: str, spec: SweepSpec) -> bool:
+        """Whether the job server refused ``job_id`` because another client of the same
+        experiment submitted it first (Ray reports that as an error status with a traceback,
+        so radas asks whether the job exists rather than reading the message)."""
+        if not isinstance(err.__cause__, HTTPStatusError):
+            return False  # no answer (timeout, offline): the job may even be ours
+        try:
+            job = self.get_job(job_id, spec.user_name)
+        except JobNotFoundError:
+            return False
+        return job.full_name == spec.full_name
+
     def _what_exists(self, user_name: str) -> str:
         names = sorted({job.experiment_name for job in self.list_jobs(user_name)})
         if not names:
@@ -458,11 +470,6 @@ def _job_id(
     safe = "".join(c if c.isalnum() else "-" for c in experiment_name)[:40].strip("-")
     digest = hashlib.sha256(f"{user_name}/{full_name}".encode()).hexdigest()[:10]
     return f"radas-{user_name}-{safe}-{digest}-r{run_number}"
-
-
-def _is_duplicate_submission(err: ClusterError) -> bool:
-    """The job server refused a submission id it has already (Ray: "... already exists")."""
-    return isinstance(err.__cause__, HTTPStatusError) and "already exists" in str(err.__cause__)
 
 
 def _from_ms(value: int | None) -> datetime | None:
