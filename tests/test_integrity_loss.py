@@ -584,3 +584,91 @@ def test_full_disk_gives_storage_full_error_and_restore_continues(project):
         history = tuner.get_history_dataframe()
         assert len(history) == 24 * 60
         assert not history.duplicated(["trial_id", "training_iteration"]).any()
+
+
+# --- SIGKILL of a cluster job's driver ---------------------------------------------------------
+
+
+def job_driver_processes(cluster) -> list:
+    """The radas job drivers running on the test's own local cluster (found among the
+    processes in its nodes' job groups: the cluster fixture started them)."""
+    import psutil
+
+    groups = set(cluster.job_process_groups())
+    drivers = []
+    for process in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            if "radas._job_driver" in (process.info["cmdline"] or []) and (
+                os.getpgid(process.pid) in groups
+            ):
+                drivers.append(process)
+        except (psutil.Error, ProcessLookupError):
+            continue
+    return drivers
+
+
+@pytest.mark.slow
+@pytest.mark.cluster
+@pytest.mark.integrity("survive")
+def test_sigkill_of_the_job_driver_keeps_the_trials_it_recorded(cluster, project):
+    import threading
+    import uuid
+
+    from ray import tune
+
+    from radas.clusters.config import get_cluster
+    from radas.errors import JobFailedError
+
+    marks = project / "marks"
+    marks.mkdir()
+
+    def sleeper(config):
+        (marks / f"start-{config['i']}-{uuid.uuid4().hex}").touch()
+        for step in range(3):
+            time.sleep(0.5)
+            radas.report({"value": config["i"] * 10 + step})
+
+    kwargs = dict(
+        user_name="tester",
+        experiment_name="driver-killed",
+        trainable=sleeper,
+        param_space={"i": tune.grid_search(list(range(6)))},
+        run_with="cluster:testcluster",
+    )
+    box: dict = {}
+
+    def first_run():
+        try:
+            box["results"] = radas.run_experiment_sync(**kwargs, run_choice="run")
+        except BaseException as err:  # handed to the test
+            box["error"] = err
+
+    thread = threading.Thread(target=first_run, daemon=True)
+    thread.start()
+    full_name = radas.naming.full_experiment_name("driver-killed", cwd=str(project))
+    path = Path(get_cluster("testcluster").results_root) / "tester" / full_name
+    deadline = time.monotonic() + 240
+    while len(recorded_ends(path)) < 2:
+        assert thread.is_alive(), box
+        assert time.monotonic() < deadline, "trials did not finish in time"
+        time.sleep(0.05)
+    drivers = job_driver_processes(cluster)
+    assert len(drivers) == 1, drivers
+    drivers[0].kill()  # SIGKILL
+    thread.join(timeout=180)
+    assert isinstance(box.get("error"), JobFailedError), box
+    ended = recorded_ends(path)
+    ended_configs = {
+        t.config["i"] for t in _ray_state.load_trial_states(path) if t.trial_id in ended
+    }
+    assert len(ended_configs) == len(ended) >= 2
+
+    restored = radas.run_experiment_sync(**kwargs, run_choice="restore")
+    df = restored["df"]
+    assert sorted(df["config/i"]) == list(range(6))
+    assert set(df["status"]) == {"TERMINATED"}
+    for i in ended_configs:
+        assert len(list(marks.glob(f"start-{i}-*"))) == 1, f"trial i={i} ran again"
+    history = restored["tuner"].get_history_dataframe()
+    assert len(history) == 6 * 3
+    assert not history.duplicated(["trial_id", "training_iteration"]).any()
