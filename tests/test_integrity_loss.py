@@ -330,6 +330,22 @@ def test_nothing_readable_left_raises_damaged_naming_the_file(damaged_copy):
         radas.Tuner(damaged_copy).get_dataframe()
 
 
+@pytest.mark.integrity("survive")
+def test_result_grid_uses_the_older_state_when_the_newest_is_truncated(damaged_copy):
+    truncate_state_with_older_one(damaged_copy)
+    with radas_warnings() as seen:
+        grid = radas.Tuner(damaged_copy).get_results()
+    assert any("is damaged" in message for message in seen), seen
+    assert sorted(result.metrics["value"] for result in grid) == [2, 12, 22, 31]
+
+
+@pytest.mark.integrity("error")
+def test_result_grid_without_readable_state_says_what_still_works(damaged_copy):
+    truncate_state(damaged_copy)
+    with radas_warnings(), pytest.raises(ExperimentDamagedError, match="get_dataframe"):
+        radas.Tuner(damaged_copy).get_results()
+
+
 def copy_as(pristine, project: Path, name: str) -> Path:
     """The pristine experiment, copied to where ``name`` run from ``project`` lives."""
     path = experiment_path(project, name)

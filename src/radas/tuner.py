@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 
 from radas import _ray_state
-from radas.errors import ExperimentNotFoundError
+from radas.errors import ExperimentDamagedError, ExperimentNotFoundError
 from radas.history import flatten, load_history, write_ray_result_files
 from radas.sweep import TrialRecords
 
@@ -68,8 +68,16 @@ class Tuner:
         if self._results is None:
             from ray.tune import ExperimentAnalysis, ResultGrid
 
+            found = _ray_state.newest_state(self.experiment_path)  # damaged ones: warned
+            if found is None:
+                raise ExperimentDamagedError(
+                    f"Ray's ResultGrid needs Tune's experiment state, and {self.experiment_path} "
+                    "has no readable experiment_state-*.json (see the warning above). "
+                    "get_dataframe() and get_history_dataframe() still work: they rebuild "
+                    "what they can from radas's own records and history."
+                )
             write_ray_result_files(self.experiment_path)
-            self._results = ResultGrid(ExperimentAnalysis(self.experiment_path))
+            self._results = ResultGrid(ExperimentAnalysis(str(found[0])))
         return self._results
 
     def get_dataframe(self) -> pd.DataFrame:
