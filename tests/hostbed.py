@@ -34,7 +34,6 @@ import contextlib
 import ipaddress
 import json
 import os
-import secrets
 import shlex
 import shutil
 import signal
@@ -264,7 +263,7 @@ class HostBed:
         return cluster
 
     def _check_nodes(self) -> None:
-        """Fail early when a `ray start` of a host that is not cut off has exited."""
+        """While the bed comes up: fail early when a host's `ray start` has exited."""
         for host in self.hosts:
             if host.node_pid and not _running(host.node_pid):
                 raise HostBedError(f"`ray start` on {host.name} exited; {_tail(host.log)}")
@@ -554,10 +553,15 @@ def _host_env() -> dict[str, str]:
 
 
 def _start_head(bed: HostBed, env: dict[str, str], extra: Sequence[str]) -> None:
+    """The head's token is made on the head; the client gets a copy, as a user would."""
     head = bed.head
-    made = bed.run(head, f"umask 077 && echo {secrets.token_hex(32)} > {HOST_TOKEN_PATH}")
-    if made.returncode != 0:
-        raise HostBedError(f"cannot write the token on the head: {made.stderr}")
+    make_token = "import secrets; print(secrets.token_hex(32))"
+    made = bed.run(head, f"umask 077 && python -c '{make_token}' > {HOST_TOKEN_PATH}")
+    copied = bed.run(head, f"cat {HOST_TOKEN_PATH}")
+    if made.returncode != 0 or not copied.stdout.strip():
+        raise HostBedError(f"cannot make the token on the head: {made.stderr}{copied.stderr}")
+    bed.token_file.touch(mode=0o600)
+    bed.token_file.write_text(copied.stdout)
     command = [
         "ray",
         "start",
@@ -576,10 +580,6 @@ def _start_head(bed: HostBed, env: dict[str, str], extra: Sequence[str]) -> None
 
 
 def _job_server_ready(bed: HostBed) -> bool:
-    if not bed.token_file.exists():  # the user's step: copy the head's token to the client
-        copied = bed.run(bed.head, f"cat {HOST_TOKEN_PATH}")
-        bed.token_file.touch(mode=0o600)
-        bed.token_file.write_text(copied.stdout)
     try:
         response = requests.get(f"{bed.address}/api/version", headers=bed.headers(), timeout=2)
     except requests.RequestException:

@@ -162,21 +162,27 @@ def test_no_host_sees_the_clients_files_nor_another_hosts(
 def test_a_killed_raylet_makes_ray_see_its_node_dead(multi_host_bed: HostBed):
     bed = multi_host_bed
     victim = bed.workers[-1]
+    killed = time.monotonic()
     bed.kill_raylet(victim)
     states = bed.wait_for_states({victim.ip: "DEAD", bed.head.ip: "ALIVE"}, timeout_s=120)
+    print(f"\nraylet killed -> seen dead in {time.monotonic() - killed:.1f} s")
     assert states[bed.workers[0].ip] == "ALIVE"
 
 
 def test_a_worker_cut_off_the_network_is_seen_dead(multi_host_bed: HostBed):
     bed = multi_host_bed
     victim = bed.workers[0]
+    cut = time.monotonic()
     bed.link_down(victim)
     states = bed.wait_for_states({victim.ip: "DEAD", bed.head.ip: "ALIVE"}, timeout_s=120)
+    print(f"\ncut off -> seen dead in {time.monotonic() - cut:.1f} s")
     assert states[victim.ip] == "DEAD"
     reached = bed.run(bed.head, f'python -c "{_CONNECT}" {victim.ip}')
     assert "unreachable" in reached.stdout, reached  # the head cannot reach it any more
 
+    revived = time.monotonic()
     bed.revive(victim)  # link up, a fresh `ray start`: a new node at the same address
+    print(f"revived in {time.monotonic() - revived:.1f} s")
     assert bed.node_states() == {host.ip: "ALIVE" for host in bed.hosts}
 
 
