@@ -24,8 +24,14 @@ bridge; any failure in set-up tears down what was built and raises ``HostBedErro
         bed.write_cluster_config(config_path, "multi")
         bed.link_down(bed.workers[0])             # cut a worker off
 
-``python scripts/host-bed.py`` brings one up by hand; ``--cleanup`` removes a bed's leftovers
-after a hard kill.
+Hosts see no variable of the client; each has the AWS test credentials, ``HOME=/tmp/home``
+and the venv's ``python`` first on PATH. The cluster's roots (``write_cluster_config``) are
+paths on the hosts, private to each: results a trial writes there are not on the client.
+The head's GCS marks a silent node dead after ~3 s (``FAST_DEATH``; Ray's default ~30 s).
+
+Tests use the session-wide fixture ``multi_host_bed`` (tests/conftest_hostbed.py); bench/
+imports this module (``sys.path.insert(0, "tests")``). ``python scripts/host-bed.py`` brings
+a bed up by hand; ``--cleanup`` removes what a hard-killed bed left behind.
 """
 
 from __future__ import annotations
