@@ -363,15 +363,17 @@ def _retry_failed_trials(spec: SweepSpec, capacity: NodeCapacity) -> _Retries:
     lost_rounds = 0
     while True:
         records = TrialRecords.read(path)
-        statuses = {trial_id: record.get("status") for trial_id, record in records.items()}
+        trials = _ray_state.load_trial_states(path)
+        # The records hold the statuses Tune had in memory at the end (its state can lag).
+        statuses = {t.trial_id: records.get(t.trial_id, {}).get("status", t.status) for t in trials}
         if any(status not in _ray_state.TERMINAL_STATUSES for status in statuses.values()):
             return retries  # interrupted: leave the rest to run_choice='restore'
         failures = {
             trial.trial_id: classify_failure(
                 _ray_state.trial_error(path, trial), _ray_state.error_text(path, trial)
             )
-            for trial in _ray_state.load_trial_states(path)
-            if statuses.get(trial.trial_id, trial.status) == "ERROR"
+            for trial in trials
+            if statuses[trial.trial_id] == "ERROR"
         }
         lost = {trial_id for trial_id, kind in failures.items() if kind == "lost"}
         memory = {trial_id for trial_id, kind in failures.items() if kind == "memory"}
