@@ -150,6 +150,9 @@ def test_no_host_sees_the_clients_files_nor_another_hosts(
             assert leaked == []
             written = bed.run(host, f"echo {host.name} > /tmp/host-{secret}")
             assert written.returncode == 0, written.stderr
+            into_results = bed_client_dirs["results"] / f"host-{secret}"
+            assert bed.run(host, f"echo {host.name} > {into_results}").returncode == 0
+            assert not into_results.exists()  # it wrote into its own tmpfs, not the client's
         for host in bed.hosts:
             seen = bed.run(host, f"cat /tmp/host-{secret}")
             assert seen.stdout.strip() == host.name  # each host its own /tmp
@@ -238,8 +241,10 @@ def _assert_gone(made: dict[str, set], before: dict[str, object]) -> None:
 
 
 def _system_snapshot() -> dict[str, object]:
-    """What beds leave in the root namespace (other helpers' mounts may come and go)."""
+    """What beds leave in the root namespace (other helpers' mounts may come and go), and
+    this process's own children (a bed's keepers, nodes and S3 server are)."""
     return {
+        "children": sorted(child.pid for child in psutil.Process().children()),
         "netns": _netns_names(),
         "links": [name for name in _link_names() if name.startswith(PREFIX)],
         "mounts": [line for line in _mounts() if "netns" in line or PREFIX in line],
