@@ -329,8 +329,8 @@ def _needs_deduplication(parts: list[Path]) -> bool:
 def _add_missing_last_results(
     frame: pd.DataFrame, experiment_path: str | Path, exclude: set[str]
 ) -> pd.DataFrame:
-    """Add each trial's stored last result where the history lacks it (damaged or deleted
-    history files, or a driver killed before its last flush), with a warning."""
+    """Add each ended trial's stored last result where the history lacks it (damaged or
+    deleted history files), with a warning."""
     try:
         trials = _ray_state.load_trial_states(experiment_path)
     except ExperimentDamagedError:
@@ -338,10 +338,11 @@ def _add_missing_last_results(
     newest: dict[str, Any] = {}
     if not frame.empty:
         newest = frame.groupby("trial_id")["training_iteration"].max().to_dict()
-    missing = [
+    missing = [  # ended trials only: a running one's last rows may still be buffered
         trial
         for trial in trials
-        if trial.last_result.get("training_iteration") is not None
+        if trial.status in _ray_state.TERMINAL_STATUSES
+        and trial.last_result.get("training_iteration") is not None
         and not trial.last_result["training_iteration"] <= newest.get(trial.trial_id, -1)
     ]
     if not missing:
