@@ -193,6 +193,7 @@ def write_million(path: str, trials: int, reports: int) -> dict:
 
     directory = Path(path) / HISTORY_DIR
     directory.mkdir(parents=True)
+    writer = "0bec0bec"  # part names as HistoryRecorder writes them (history.PART_NAME)
     now = time.time()
     trial_ids = [f"abcde_{t:05d}" for t in range(trials)]
     states = []
@@ -223,11 +224,15 @@ def write_million(path: str, trials: int, reports: int) -> dict:
             )
         if len(batch) >= 50_000:
             pq.write_table(
-                rows_to_table(batch), directory / f"{time.time_ns():020d}-w-{step:06d}.parquet"
+                rows_to_table(batch),
+                directory / f"{time.time_ns():020d}-{writer}-{step:06d}.parquet",
             )
             batch = []
     if batch:
-        pq.write_table(rows_to_table(batch), directory / f"{time.time_ns():020d}-w-final.parquet")
+        pq.write_table(
+            rows_to_table(batch),
+            directory / f"{time.time_ns():020d}-{writer}-{reports + 1:06d}.parquet",
+        )
     for trial_id in trial_ids:
         states.append(
             [
