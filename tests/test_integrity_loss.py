@@ -574,17 +574,16 @@ def test_full_disk_gives_storage_full_error_and_restore_continues(project):
         assert "needed" in output and "run_choice='restore'" in output
 
         assert folder_digest(other_path) == other_before  # other experiments untouched
-        with radas_warnings():  # the history may lack a trial's last rows: warned, not wrong
+        with radas_warnings() as seen:  # trials Tune ended but radas could not store: warned
             tuner = radas.Tuner(path)
             df = tuner.get_dataframe()
             history = tuner.get_history_dataframe()
         done = {int(f.name.split("-")[1]) for f in (project / "runs").glob("done-*")}
         terminated = set(df.loc[df["status"] == "TERMINATED", "config/i"])
         assert terminated and terminated <= done, (terminated, done)
-        assert len(terminated) >= len(done) - 4  # only trials ending in the last moments lag
         rows = history.groupby("trial_id").size()
         for trial_id in df.loc[df["status"] == "TERMINATED", "trial_id"]:
-            assert rows[trial_id] == 60  # recorded as finished: its whole history is there
+            assert rows[trial_id] == 60, seen  # shown as finished: its whole history is there
 
         subprocess.run(["mount", "-o", "remount,size=200m", str(home)], check=True)
         restored = run_fill(project, home, "restore", "fill", 24)

@@ -19,14 +19,17 @@ import json
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from radas import _files
+from radas import _files, _store
 from radas.errors import ExperimentDamagedError, RadasWarning
 
 TERMINAL_STATUSES = ("TERMINATED", "ERROR")
 TRIAL_RECORDS_FILE = "radas_trials.json"
+# In the records of radas versions that record each trial's end as it happens: there, a trial
+# Tune's state calls TERMINATED without a recorded end did not get its results stored.
+RECORDS_FORMAT_KEY = "_radas_records_format"
+RECORDS_FORMAT = 2
 HISTORY_DIR = "radas_history"  # written and read by radas.history
 DAMAGED_SUFFIX = ".damaged"
 
@@ -53,23 +56,23 @@ def warn_damaged(message: str) -> None:
     warnings.warn(message, RadasWarning, stacklevel=3)
 
 
-def state_files(experiment_path: str | Path) -> list[Path]:
+def state_files(experiment_path: _store.AnyPath) -> list[_store.Location]:
     """Ray's experiment state files, oldest first (the name carries a sortable timestamp)."""
-    path = Path(experiment_path)
+    path = _store.location(experiment_path)
     if not path.is_dir():
         return []
-    return sorted(path.glob("experiment_state-*.json"))
+    return sorted(path.glob("experiment_state-*.json"), key=str)
 
 
-def has_stored_experiment(experiment_path: str | Path) -> bool:
+def has_stored_experiment(experiment_path: _store.AnyPath) -> bool:
     """Tune's state, radas's trial records or its history: something to read or restore."""
-    path = Path(experiment_path)
+    path = _store.location(experiment_path)
     return any(
         [state_files(path), (path / TRIAL_RECORDS_FILE).exists(), (path / HISTORY_DIR).is_dir()]
     )
 
 
-def _read_state_file(state_file: Path) -> dict[str, Any] | None:
+def _read_state_file(state_file: _store.Location) -> dict[str, Any] | None:
     """The parsed state file, or None (with a warning) when it is damaged."""
     try:
         data = json.loads(state_file.read_text())
@@ -85,7 +88,9 @@ def _read_state_file(state_file: Path) -> dict[str, Any] | None:
         return None
 
 
-def newest_state(experiment_path: str | Path) -> tuple[Path, dict[str, Any]] | None:
+def newest_state(
+    experiment_path: _store.AnyPath,
+) -> tuple[_store.Location, dict[str, Any]] | None:
     """The newest readable state file and its content (damaged newer ones are warned about)."""
     for state_file in reversed(state_files(experiment_path)):
         data = _read_state_file(state_file)
@@ -94,10 +99,10 @@ def newest_state(experiment_path: str | Path) -> tuple[Path, dict[str, Any]] | N
     return None
 
 
-def read_trial_records(experiment_path: str | Path) -> dict[str, dict[str, Any]]:
+def read_trial_records(experiment_path: _store.AnyPath) -> dict[str, dict[str, Any]]:
     """radas's own record of every trial (resources; config, status and last result once it
     ended). A damaged file is warned about and read as empty."""
-    path = Path(experiment_path) / TRIAL_RECORDS_FILE
+    path = _store.location(experiment_path) / TRIAL_RECORDS_FILE
     if not path.exists():
         return {}
     try:
@@ -114,9 +119,10 @@ def read_trial_records(experiment_path: str | Path) -> dict[str, dict[str, Any]]
         return {}
 
 
-def write_trial_records(experiment_path: str | Path, records: dict[str, dict[str, Any]]) -> None:
+def write_trial_records(experiment_path: _store.AnyPath, records: dict[str, dict[str, Any]]) -> None:
     _files.write_atomic(
-        Path(experiment_path) / TRIAL_RECORDS_FILE, json.dumps(records, default=json_default)
+        _store.location(experiment_path) / TRIAL_RECORDS_FILE,
+        json.dumps(records, default=json_default),
     )
 
 
@@ -130,7 +136,23 @@ def ended_in_records(record: dict[str, Any]) -> bool:
     return record.get("status") in TERMINAL_STATUSES and "last_result" in record
 
 
-def load_trial_states(experiment_path: str | Path) -> list[TrialState]:
+def records_track_ends(records: dict[str, dict[str, Any]]) -> bool:
+    return records.get(RECORDS_FORMAT_KEY, {}).get("version", 0) >= RECORDS_FORMAT
+
+
+def unstored_ends(trials: list[TrialState], records: dict[str, dict[str, Any]]) -> list[TrialState]:
+    """Trials Tune's state calls TERMINATED whose end radas could not record (the run was
+    killed, or the disk was full, before it could store their results)."""
+    if not records_track_ends(records):
+        return []
+    return [
+        trial
+        for trial in trials
+        if trial.status == "TERMINATED" and not ended_in_records(records.get(trial.trial_id, {}))
+    ]
+
+
+def load_trial_states(experiment_path: _store.AnyPath) -> list[TrialState]:
     """Every trial of the experiment, in trial-id order.
 
     From the newest readable state file, with the end radas recorded for trials Tune's
@@ -162,15 +184,28 @@ def load_trial_states(experiment_path: str | Path) -> list[TrialState]:
         if trial.status not in TERMINAL_STATUSES and ended_in_records(record):
             trial.status = record["status"]
             trial.last_result = record["last_result"]
+    unstored = unstored_ends(trials, records)
+    if unstored:
+        warn_damaged(
+            f"{len(unstored)} trial(s) ({_ids(unstored)}) ended in Ray Tune's state, but radas "
+            "could not store their end and results (the run was killed, or the disk was full, "
+            "first): they are shown as PENDING, and run_choice='restore' runs them again."
+        )
+        for trial in unstored:
+            trial.status = "PENDING"
     trials.sort(key=lambda trial: trial.trial_id)
     return trials
 
 
+def _ids(trials: list[TrialState]) -> str:
+    return ", ".join(t.trial_id for t in trials[:5]) + (", ..." if len(trials) > 5 else "")
+
+
 def _rebuild_trial_states(
-    experiment_path: str | Path, records: dict[str, dict[str, Any]]
+    experiment_path: _store.AnyPath, records: dict[str, dict[str, Any]]
 ) -> list[TrialState]:
     files = state_files(experiment_path)
-    lost = files[-1] if files else Path(experiment_path) / "experiment_state-*.json"
+    lost = files[-1] if files else _store.location(experiment_path) / "experiment_state-*.json"
     rebuilt = [
         TrialState(
             trial_id=trial_id,
@@ -216,10 +251,10 @@ def _rebuild_trial_states(
     return rebuilt
 
 
-def trial_error(experiment_path: str | Path, trial: TrialState) -> BaseException | None:
+def trial_error(experiment_path: _store.AnyPath, trial: TrialState) -> BaseException | None:
     """The exception a failed trial died of, as Ray pickled it (None if unavailable)."""
     # Looked up by name: the stored metadata can lag behind for a trial whose actor died.
-    pickled = Path(experiment_path) / trial.trial_dir_name / "error.pkl"
+    pickled = _store.location(experiment_path) / trial.trial_dir_name / "error.pkl"
     if not pickled.exists():
         return None
     from ray import cloudpickle
@@ -230,17 +265,18 @@ def trial_error(experiment_path: str | Path, trial: TrialState) -> BaseException
         return None
 
 
-def error_text(experiment_path: str | Path, trial: TrialState) -> str:
+def error_text(experiment_path: _store.AnyPath, trial: TrialState) -> str:
     """The whole traceback text a failed trial left (empty if none)."""
     name = trial.error_filename or "error.txt"
     try:
-        return (Path(experiment_path) / trial.trial_dir_name / name).read_text(errors="replace")
+        error_file = _store.location(experiment_path) / trial.trial_dir_name / name
+        return error_file.read_text(errors="replace")
     except OSError:
         return ""
 
 
 def _rewrite_newest_state(
-    experiment_path: str | Path, change: Callable[[dict[str, Any], dict[str, Any]], bool]
+    experiment_path: _store.AnyPath, change: Callable[[dict[str, Any], dict[str, Any]], bool]
 ) -> int:
     """Apply ``change(state, metadata)`` to every trial of the newest state file and write
     it back atomically; returns how many trials changed."""
@@ -255,7 +291,7 @@ def _rewrite_newest_state(
     state_file, data = found
     for newer in state_files(experiment_path):
         if newer.name > state_file.name:  # damaged: set aside so that Tune reads the good one
-            newer.replace(newer.with_name(newer.name + DAMAGED_SUFFIX))
+            _store.rename(newer, newer.with_name(newer.name + DAMAGED_SUFFIX))
     changed = 0
     for entry in data["trial_data"]:
         state, metadata = json.loads(entry[0]), json.loads(entry[1])
@@ -267,7 +303,7 @@ def _rewrite_newest_state(
     return changed
 
 
-def requeue_trials(experiment_path: str | Path, trial_ids: set[str]) -> None:
+def requeue_trials(experiment_path: _store.AnyPath, trial_ids: set[str]) -> None:
     """Mark failed trials PENDING in the newest state and in radas's records, so a restore
     runs them again.
 
@@ -288,28 +324,34 @@ def requeue_trials(experiment_path: str | Path, trial_ids: set[str]) -> None:
     _rewrite_newest_state(experiment_path, requeue)
 
 
-def mark_recorded_ends(experiment_path: str | Path) -> int:
-    """Before a restore: trials whose end radas recorded but Tune's lagging snapshot still
-    shows unfinished are written into the state as ended (with their last result), so Tune
-    does not run them again. Returns how many were marked."""
+def reconcile_with_records(experiment_path: _store.AnyPath) -> int:
+    """Before a restore, make Tune's state agree with radas's records: trials whose end radas
+    recorded but Tune's lagging snapshot shows unfinished are written in as ended (with their
+    last result), so Tune does not run them again; trials Tune calls TERMINATED whose end
+    radas could not record (``unstored_ends``) are set PENDING, so they run again. Returns
+    how many trials changed."""
     records = read_trial_records(experiment_path)
+    track_ends = records_track_ends(records)
 
-    def mark(state: dict[str, Any], metadata: dict[str, Any]) -> bool:
+    def reconcile(state: dict[str, Any], metadata: dict[str, Any]) -> bool:
         record = records.get(state["trial_id"], {})
-        if state["status"] in TERMINAL_STATUSES or not ended_in_records(record):
-            return False
-        state["status"] = record["status"]
-        metadata["last_result"] = record["last_result"]
-        return True
+        if state["status"] not in TERMINAL_STATUSES and ended_in_records(record):
+            state["status"] = record["status"]
+            metadata["last_result"] = record["last_result"]
+            return True
+        if track_ends and state["status"] == "TERMINATED" and not ended_in_records(record):
+            state["status"] = "PENDING"
+            return True
+        return False
 
-    return _rewrite_newest_state(experiment_path, mark)
+    return _rewrite_newest_state(experiment_path, reconcile)
 
 
-def error_summary(experiment_path: str | Path, trial: TrialState) -> str | None:
+def error_summary(experiment_path: _store.AnyPath, trial: TrialState) -> str | None:
     """The last line of a failed trial's traceback (``ValueError: ...``), or None."""
     if not trial.error_filename:
         return None
-    error_file = Path(experiment_path) / trial.trial_dir_name / trial.error_filename
+    error_file = _store.location(experiment_path) / trial.trial_dir_name / trial.error_filename
     try:
         lines = [line for line in error_file.read_text(errors="replace").splitlines() if line]
     except OSError:
@@ -318,20 +360,19 @@ def error_summary(experiment_path: str | Path, trial: TrialState) -> str | None:
     return lines[-1].strip() if lines else f"{trial.status} (error file {error_file} is empty)"
 
 
-def read_trial_result_file(trial_dir: Path) -> list[dict[str, Any]]:
+def read_trial_result_file(trial_dir: _store.AnyPath) -> list[dict[str, Any]]:
     """Every result a trial reported, from Ray's own ``result.json`` (JSON lines); a damaged
     line (a write cut short) is skipped with a warning."""
-    result_file = trial_dir / "result.json"
+    result_file = _store.location(trial_dir) / "result.json"
     if not result_file.exists():
         return []
     results, damaged = [], 0
-    with result_file.open(errors="replace") as stream:
-        for line in stream:
-            if line.strip():
-                try:
-                    results.append(json.loads(line))
-                except ValueError:
-                    damaged += 1
+    for line in result_file.read_text(errors="replace").splitlines():
+        if line.strip():
+            try:
+                results.append(json.loads(line))
+            except ValueError:
+                damaged += 1
     if damaged:
         warn_damaged(f"{result_file}: {damaged} damaged line(s) skipped (results lost).")
     return results

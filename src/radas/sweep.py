@@ -267,6 +267,7 @@ class TrialRecords(Callback):
     def _reset(self) -> None:
         self._records: dict[str, dict[str, Any]] | None = None
         self._directory: str | None = None
+        self._ending: dict[str, tuple[Any, str]] = {}
         self._unwritten = False
         self._last_write = 0.0
         self._storage_error: StorageFullError | None = None
@@ -283,8 +284,19 @@ class TrialRecords(Callback):
         if self._records is None:
             self._directory = trial.storage.experiment_fs_path
             self._records = _ray_state.read_trial_records(self._directory)
+            format_ = {"version": _ray_state.RECORDS_FORMAT}
+            self._records[_ray_state.RECORDS_FORMAT_KEY] = format_
         self._unwritten = True
         return self._records.setdefault(trial.trial_id, {})
+
+    def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
+        if self._records is None and trials:  # the first step of this fit
+            # Trials that start this fit ended (restore kept them): their end is on record.
+            for trial in trials:
+                if trial.status in _ray_state.TERMINAL_STATUSES:
+                    record = self._record(trial)
+                    if not _ray_state.ended_in_records(record):
+                        self._record_end(trial, trial.status)
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         record = self._record(trial)
@@ -294,17 +306,23 @@ class TrialRecords(Callback):
         record["status"] = "RUNNING"
         record.pop("last_result", None)  # a requeued trial runs again
 
+    # An end counts once the Tune step that reported it is over: when an experiment is
+    # interrupted, Tune stops the running trials after its last step and reports them
+    # complete too (those did not finish).
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._record_end(trial, "TERMINATED")
+        self._ending[trial.trial_id] = (trial, "TERMINATED")
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._record_end(trial, "ERROR")
+        self._ending[trial.trial_id] = (trial, "ERROR")
 
     def _record_end(self, trial: Any, status: str) -> None:
         record = self._record(trial)
         record.update(status=status, last_result=trial.last_result, config=trial.config)
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        for trial, status in self._ending.values():
+            self._record_end(trial, status)
+        self._ending.clear()
         if self._unwritten and time.monotonic() - self._last_write >= self.write_interval_s:
             self._write()
 
@@ -325,7 +343,7 @@ class TrialRecords(Callback):
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         """Record the statuses Tune holds in memory (its stored state can lag behind for a
         trial whose actor died), then raise a full disk met by any radas writer."""
-        for trial in trials:
+        for trial in trials:  # an end is on record only from on_step_end (see above)
             self._record(trial)["status"] = trial.status
         # The first full disk met (by the history's flush or by this) is what the run ends with.
         error = self.history.storage_error if self.history is not None else None
@@ -408,7 +426,7 @@ def _restore(
     spec: SweepSpec, cpu_per_trial: float, capacity: NodeCapacity, *, resume_errored: bool
 ) -> tune.Tuner:
     # Trials radas recorded as ended stay ended, even where Tune's last snapshot lags.
-    _ray_state.mark_recorded_ends(spec.experiment_path)
+    _ray_state.reconcile_with_records(spec.experiment_path)
     _rebuild_damaged_tuner_file(spec, capacity)
     # The trainable's resources apply to every trial that is still pending.
     return tune.Tuner.restore(
