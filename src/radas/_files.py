@@ -2,7 +2,8 @@
 one, never a mix, and a full disk says so.
 
 Every write goes to a temporary name next to the target (a dot file: readers skip it),
-is flushed to disk, then renamed over the target. A write that hits ENOSPC or EDQUOT raises
+is flushed to disk, then renamed over the target (in an object store: uploaded under the
+temporary name, then moved). A write that hits ENOSPC or EDQUOT raises
 ``StorageFullError`` naming the path and the bytes it needed; the temporary file is removed.
 """
 
@@ -12,8 +13,8 @@ import contextlib
 import errno
 import os
 from collections.abc import Iterator
-from pathlib import Path
 
+from radas import _store
 from radas.errors import StorageFullError
 
 NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
@@ -29,7 +30,7 @@ def is_no_space(err: BaseException) -> bool:
     return isinstance(err, OSError) and any(text in str(err) for text in NO_SPACE_MESSAGES)
 
 
-def storage_full_error(path: str | os.PathLike[str], needed: int | None) -> StorageFullError:
+def storage_full_error(path: _store.AnyPath, needed: int | None) -> StorageFullError:
     """The error for a write of ``needed`` bytes to ``path`` that found no space."""
     amount = f"{needed:,} bytes" if needed is not None else "more space"
     return StorageFullError(
@@ -40,7 +41,7 @@ def storage_full_error(path: str | os.PathLike[str], needed: int | None) -> Stor
 
 
 @contextlib.contextmanager
-def no_space_as_error(path: str | os.PathLike[str], needed: int | None) -> Iterator[None]:
+def no_space_as_error(path: _store.AnyPath, needed: int | None) -> Iterator[None]:
     """Turn ENOSPC / EDQUOT raised inside into ``StorageFullError`` (chained)."""
     try:
         yield
@@ -52,10 +53,14 @@ def no_space_as_error(path: str | os.PathLike[str], needed: int | None) -> Itera
         raise
 
 
-def write_atomic(path: str | os.PathLike[str], data: str | bytes) -> None:
-    """Replace ``path`` by ``data`` all at once (temp file, fsync, rename)."""
-    target = Path(path)
+def write_atomic(path: _store.AnyPath, data: str | bytes) -> None:
+    """Replace ``path`` (a local path or an object-store location) by ``data`` all at once
+    (temp file, fsync, rename)."""
+    target = _store.location(path)
     payload = data.encode() if isinstance(data, str) else data
+    if isinstance(target, _store.UriPath):
+        _upload_atomic(target, payload)
+        return
     temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
         with no_space_as_error(target, len(payload)):
@@ -66,4 +71,15 @@ def write_atomic(path: str | os.PathLike[str], data: str | bytes) -> None:
             os.replace(temporary, target)
     except BaseException:
         temporary.unlink(missing_ok=True)
+        raise
+
+
+def _upload_atomic(target: _store.UriPath, payload: bytes) -> None:
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        temporary.write_bytes(payload)
+        temporary.replace(target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temporary.unlink(missing_ok=True)
         raise

@@ -15,7 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-from radas import _files
+from radas import _files, _store
 from radas.console import print_error, print_info
 from radas.errors import ClusterError
 
@@ -59,7 +59,7 @@ def main(argv: list[str]) -> int:
     finally:
         forget_trainables()
     record = {"job_id": os.environ.get("RADAS_JOB_ID"), **dataclasses.asdict(outcome)}
-    _files.write_atomic(Path(outcome.experiment_path) / OUTCOME_FILE, json.dumps(record))
+    _files.write_atomic(_store.location(outcome.experiment_path) / OUTCOME_FILE, json.dumps(record))
     if outcome.interrupted:
         print_info(
             f"{spec.experiment_name}: stopped with {outcome.finished_trials} of "

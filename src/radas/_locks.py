@@ -6,6 +6,11 @@ time, the cluster job) so the refusal can say who runs the experiment. ``flock``
 to the open file: the kernel drops them when the holder exits, however it dies, so a killed
 run never leaves a stale lock. Lock files are never deleted (deleting one while another
 process opens it would let two holders lock two different files).
+
+An object store cannot lock: for a results root that is a URI the lock is taken on the local
+disk of the host that runs the sweep (``$RADAS_HOME/locks/<hash of the root>/``), which keeps
+two runs of one experiment on that host apart; across clients, a cluster's deterministic job
+submission id (``backends.ray_jobs``) lets exactly one start it.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import hashlib
 import json
 import os
 import socket
@@ -21,6 +27,7 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
+from radas import _store
 from radas.console import print_warning
 from radas.errors import ExperimentRunningError, RadasWarning
 
@@ -28,6 +35,11 @@ LOCKS_DIR = ".locks"
 
 
 def lock_path(storage_root: str | Path, full_name: str) -> Path:
+    if _store.is_uri(storage_root):
+        from radas.storage.dirs import radas_home
+
+        digest = hashlib.sha256(str(storage_root).rstrip("/").encode()).hexdigest()[:16]
+        return radas_home() / "locks" / digest / f"{full_name}.lock"
     return Path(storage_root) / LOCKS_DIR / f"{full_name}.lock"
 
 

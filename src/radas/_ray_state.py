@@ -119,7 +119,9 @@ def read_trial_records(experiment_path: _store.AnyPath) -> dict[str, dict[str, A
         return {}
 
 
-def write_trial_records(experiment_path: _store.AnyPath, records: dict[str, dict[str, Any]]) -> None:
+def write_trial_records(
+    experiment_path: _store.AnyPath, records: dict[str, dict[str, Any]]
+) -> None:
     _files.write_atomic(
         _store.location(experiment_path) / TRIAL_RECORDS_FILE,
         json.dumps(records, default=json_default),

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import posixpath
 import time
-from pathlib import Path
 
 import pandas as pd
 
@@ -118,7 +118,7 @@ class ExperimentsClient:
         try:
             return await self.backend.follow(job_id)
         except ClusterOfflineError as err:
-            stored_at = str(Path(self.backend.results_root(self.user_name)) / job.full_name)
+            stored_at = posixpath.join(self.backend.results_root(self.user_name), job.full_name)
             raise self.backend.went_away(err, job_id, job.experiment_name, stored_at) from err
 
     def stop_job_by_id(self, job_id: str, *, wait: bool = True, timeout_s: float = 180) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from radas import _ray_state, analysis, email
+from radas import _ray_state, _store, analysis, email
 from radas._args import checked_keywords, one_of
 from radas._experiment_info import (
     check_owner,
@@ -171,7 +171,7 @@ async def _run_and_analyze(
     tuner_init_kwargs: dict[str, Any],
     yes: bool,
 ) -> dict[str, Any]:
-    experiment_path = Path(backend.results_root(user_name)) / full_name
+    experiment_path = _store.location(backend.results_root(user_name)) / full_name
     # another (folder, name) mapping onto this full name: refused before anything runs or is
     # read (checked again where the sweep runs, under the experiment's lock)
     check_owner(experiment_path, experiment_name=experiment_name, cwd=cwd)
@@ -265,7 +265,7 @@ run_experiment_sync.__signature__ = inspect.signature(run_experiment)  # type: i
 
 
 def resolve_run_choice(
-    run_choice: str | None, *, experiment_name: str, experiment_path: Path, yes: bool
+    run_choice: str | None, *, experiment_name: str, experiment_path: _store.Location, yes: bool
 ) -> str:
     """The run choice to use; asks on a terminal when ``run_choice`` is None."""
     if run_choice is not None:
@@ -317,7 +317,7 @@ async def _execute(
 
 
 def _warn_ignored_param_space(
-    experiment_path: Path, experiment_name: str, param_space: dict[str, Any]
+    experiment_path: _store.Location, experiment_name: str, param_space: dict[str, Any]
 ) -> None:
     """A restore continues the stored trials: say which values of a changed param_space it
     ignores (experiments stored before radas recorded their param_space are not compared)."""
@@ -363,7 +363,7 @@ def _report_outcome(spec: SweepSpec, outcome: SweepOutcome) -> None:
         )
 
 
-def _load_tuner(experiment_path: Path, experiment_name: str, dos: list[str]) -> Tuner:
+def _load_tuner(experiment_path: _store.Location, experiment_name: str, dos: list[str]) -> Tuner:
     if not _ray_state.has_stored_experiment(experiment_path):
         hint = (
             "Run it first with dos=['run', 'analyze'] and run_choice='run'"
@@ -374,7 +374,7 @@ def _load_tuner(experiment_path: Path, experiment_name: str, dos: list[str]) -> 
             f"No stored results for experiment {experiment_name!r} at {experiment_path}. "
             f"{hint}; note the full name includes the working directory you run from."
         )
-    return Tuner(experiment_path)
+    return Tuner(str(experiment_path))
 
 
 def _analyze(results: dict[str, Any], options: analysis.AnalysisOptions, **kwargs: Any) -> None:

@@ -31,7 +31,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from ray.tune import Callback
 
-from radas import _files, _ray_state
+from radas import _files, _ray_state, _store
 from radas.console import print_warning
 from radas.errors import ExperimentDamagedError, RadasWarning, StorageFullError
 
@@ -154,7 +154,7 @@ class HistoryRecorder(Callback):
             return
         if self._target is not None:
             try:
-                compact_history(self._target[1])
+                compact_history(_store.on_filesystem(*self._target))
             except StorageFullError:
                 print_warning(
                     f"No space left to compact the history in {self._target[1]}/{HISTORY_DIR}: "
@@ -185,18 +185,18 @@ class HistoryRecorder(Callback):
         self._rows = []
 
 
-def history_parts(experiment_path: str | Path) -> list[Path]:
+def history_parts(experiment_path: _store.AnyPath) -> list[_store.Location]:
     """radas's history files in the order they were written (the compacted file first).
     Other files in the folder (temporary files of a write cut short, junk) are ignored."""
-    directory = Path(experiment_path) / HISTORY_DIR
-    if not directory.is_dir():
-        return []
-    compacted = directory / COMPACTED_FILE
-    parts = sorted(p for p in directory.iterdir() if PART_NAME.fullmatch(p.name))
-    return [compacted, *parts] if compacted.exists() else parts
+    directory = _store.location(experiment_path) / HISTORY_DIR
+    if isinstance(directory, Path) and not directory.is_dir():
+        return []  # (an object store lists nothing for a folder that is not there)
+    names = {path.name: path for path in directory.iterdir()}
+    parts = [names[name] for name in sorted(names) if PART_NAME.fullmatch(name)]
+    return [names[COMPACTED_FILE], *parts] if COMPACTED_FILE in names else parts
 
 
-def compact_history(experiment_path: str | Path) -> None:
+def compact_history(experiment_path: _store.AnyPath) -> None:
     """Merge the history parts into one file sorted by trial and iteration (the newest
     report of an iteration kept), so that loading it needs no sorting: done once, when a
     fit ends, by the process that ran it.
@@ -207,7 +207,8 @@ def compact_history(experiment_path: str | Path) -> None:
     newest of each (trial, iteration), which is the same row. Damaged parts are left alone.
     """
     parts = history_parts(experiment_path)
-    if not parts or parts == [Path(experiment_path) / HISTORY_DIR / COMPACTED_FILE]:
+    target = _store.location(experiment_path) / HISTORY_DIR / COMPACTED_FILE
+    if not parts or parts == [target]:
         return
     tables, pickled, readable = _read_parts(parts, exclude=set())
     try:
@@ -215,21 +216,22 @@ def compact_history(experiment_path: str | Path) -> None:
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         return  # parts whose column types conflict stay as they are; loading merges them
     metadata = {PICKLED_COLUMNS_KEY: "\n".join(sorted(pickled)).encode()} if pickled else None
-    target = Path(experiment_path) / HISTORY_DIR / COMPACTED_FILE
     temporary = target.with_name(f".{COMPACTED_FILE}.tmp")
     try:
         with _files.no_space_as_error(target, table.nbytes):
-            pq.write_table(table.replace_schema_metadata(metadata), temporary)
-            temporary.replace(target)
+            where, filesystem = _store.arrow_source(temporary)
+            pq.write_table(table.replace_schema_metadata(metadata), where, filesystem=filesystem)
+            _store.rename(temporary, target)
     except BaseException:
-        temporary.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            temporary.unlink(missing_ok=True)
         raise
     for part in readable:
         if part != target:
             part.unlink(missing_ok=True)
 
 
-def load_history(experiment_path: str | Path, *, exclude: Iterable[str] = ()) -> pd.DataFrame:
+def load_history(experiment_path: _store.AnyPath, *, exclude: Iterable[str] = ()) -> pd.DataFrame:
     """One row per reported result across all trials, sorted by trial id and iteration.
 
     ``exclude`` names columns not to load. A compacted history is read and converted
@@ -245,7 +247,7 @@ def load_history(experiment_path: str | Path, *, exclude: Iterable[str] = ()) ->
     return _add_missing_last_results(frame, experiment_path, exclude)
 
 
-def _load_stored_history(experiment_path: str | Path, exclude: set[str]) -> pd.DataFrame:
+def _load_stored_history(experiment_path: _store.AnyPath, exclude: set[str]) -> pd.DataFrame:
     parts = history_parts(experiment_path)
     if not parts:
         return _finish_in_pandas(_load_from_ray_result_files(experiment_path), exclude)
@@ -277,15 +279,18 @@ def _load_stored_history(experiment_path: str | Path, exclude: set[str]) -> pd.D
 
 
 def _read_parts(
-    parts: list[Path], exclude: set[str]
-) -> tuple[list[pa.Table], set[str], list[Path]]:
+    parts: list[_store.Location], exclude: set[str]
+) -> tuple[list[pa.Table], set[str], list[_store.Location]]:
     """The readable parts' tables, their pickled column names, and which parts they are (a
     damaged part is skipped with a warning)."""
     tables, pickled, readable = [], set(), []
     for part in parts:
+        where, filesystem = _store.arrow_source(part)
         try:
-            names = pq.read_schema(part).names
-            table = pq.read_table(part, columns=[n for n in names if n not in exclude])
+            names = pq.read_schema(where, filesystem=filesystem).names
+            table = pq.read_table(
+                where, columns=[n for n in names if n not in exclude], filesystem=filesystem
+            )
         except (OSError, pa.ArrowException) as err:
             warnings.warn(
                 f"History file {part} is unreadable ({type(err).__name__}: {str(err)[:120]}): "
@@ -319,7 +324,7 @@ def _merge(tables: list[pa.Table], deduplicate: bool) -> pa.Table:
     return pa.Table.from_arrays(columns, names=order)
 
 
-def _needs_deduplication(parts: list[Path]) -> bool:
+def _needs_deduplication(parts: list[_store.Location]) -> bool:
     """Only several fits (a restore) can report the same trial iteration twice."""
     writers = {part.name.split("-")[1] for part in parts if part.name != COMPACTED_FILE}
     has_compacted = any(part.name == COMPACTED_FILE for part in parts)
@@ -327,7 +332,7 @@ def _needs_deduplication(parts: list[Path]) -> bool:
 
 
 def _add_missing_last_results(
-    frame: pd.DataFrame, experiment_path: str | Path, exclude: set[str]
+    frame: pd.DataFrame, experiment_path: _store.AnyPath, exclude: set[str]
 ) -> pd.DataFrame:
     """Add each ended trial's stored last result where the history lacks it (damaged or
     deleted history files), with a warning."""
@@ -365,7 +370,7 @@ def _add_missing_last_results(
     return _finish_in_pandas(_concat([frame, pd.DataFrame(rows)]), exclude)
 
 
-def last_rows_from_history(experiment_path: str | Path) -> list[dict[str, Any]]:
+def last_rows_from_history(experiment_path: _store.AnyPath) -> list[dict[str, Any]]:
     """The newest history row of every trial in radas's history parts (to rebuild the
     per-trial table)."""
     if not history_parts(experiment_path):
@@ -396,10 +401,10 @@ def _keep_last_report(table: pa.Table) -> pa.Table:
     return table.take(pc.take(newest["__row_max"], keep)).drop_columns(["__row"])
 
 
-def write_ray_result_files(experiment_path: str | Path) -> int:
+def write_ray_result_files(experiment_path: _store.AnyPath) -> int:
     """Write Ray's per-trial ``result.json`` (JSON lines) from radas's history, for trials
     that have neither it nor ``progress.csv``; returns how many files were written."""
-    path = Path(experiment_path)
+    path = _store.location(experiment_path)
     missing = {
         trial.trial_id: path / trial.trial_dir_name
         for trial in _ray_state.load_trial_states(path)
@@ -429,10 +434,10 @@ def _is_missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
-def _load_from_ray_result_files(experiment_path: str | Path) -> pd.DataFrame:
+def _load_from_ray_result_files(experiment_path: _store.AnyPath) -> pd.DataFrame:
     rows = []
     for trial in _ray_state.load_trial_states(experiment_path):
-        trial_dir = Path(experiment_path) / trial.trial_dir_name
+        trial_dir = _store.location(experiment_path) / trial.trial_dir_name
         for result in _ray_state.read_trial_result_file(trial_dir):
             row = flatten(result)
             row["trial_id"] = trial.trial_id

@@ -12,6 +12,7 @@ from typing import Any
 
 from ray.tune import Callback
 
+from radas import _store
 from radas.console import print_info, print_warning
 
 
@@ -113,12 +114,24 @@ def _count(trials: list, *statuses: str) -> int:
 
 
 def _error_line(trial: Any) -> str:
+    """The error's last line, and where its traceback is stored (the trial's folder in the
+    results root, readable from the client; Tune's own copy is in the driver's temp dir)."""
     path = getattr(trial, "error_file", None)
     if not path:
         return "see the trial's error.txt"
+    stored = _stored_error_file(trial) or path
     try:
         with open(path) as stream:
             lines = [line.strip() for line in stream if line.strip()]
     except OSError:
-        return f"traceback in {path}"
-    return f"{lines[-1] if lines else 'error'} (traceback in {path})"
+        return f"traceback in {stored}"
+    return f"{lines[-1] if lines else 'error'} (traceback in {stored})"
+
+
+def _stored_error_file(trial: Any) -> str | None:
+    try:
+        storage = trial.storage
+        folder = _store.on_filesystem(storage.storage_filesystem, storage.trial_fs_path)
+    except AttributeError:
+        return None
+    return str(folder / "error.txt")

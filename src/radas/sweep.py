@@ -24,7 +24,7 @@ from typing import Any
 from ray import tune
 from ray.tune import Callback
 
-from radas import _files, _ray_patches, _ray_state
+from radas import _files, _ray_patches, _ray_state, _store
 from radas._experiment_info import EXPERIMENT_INFO_FILE, check_owner, describe_param_space
 from radas._locks import experiment_lock
 from radas._secrets import with_secrets
@@ -42,7 +42,7 @@ from radas.resources import (
 )
 
 TUNER_INIT_KEYS = ("tune_config", "run_config")
-RADAS_OWNED_RUN_CONFIG_FIELDS = ("name", "storage_path")
+RADAS_OWNED_RUN_CONFIG_FIELDS = ("name", "storage_path", "storage_filesystem")
 ARCHIVE_DIR = ".archive"
 MAX_LOST_TRIAL_ROUNDS = 3
 # Trials send their reports in batches of up to 1000, every 0.5 s (up to 2 s with many trials
@@ -137,7 +137,8 @@ def validate_tuner_init_kwargs(tuner_init_kwargs: object) -> dict[str, Any]:
             )
         from ray.train.constants import DEFAULT_STORAGE_PATH
 
-        defaults = {"name": None, "storage_path": DEFAULT_STORAGE_PATH}  # what RunConfig fills in
+        # what RunConfig fills in
+        defaults = {"name": None, "storage_path": DEFAULT_STORAGE_PATH, "storage_filesystem": None}
         for name in RADAS_OWNED_RUN_CONFIG_FIELDS:
             if getattr(run_config, name) != defaults[name]:
                 raise InvalidArgumentError(
@@ -202,7 +203,7 @@ def run_sweep(spec: SweepSpec) -> SweepOutcome:
 def _run_sweep_locked(spec: SweepSpec) -> SweepOutcome:
     _ray_patches.apply()
     started = time.monotonic()
-    path = Path(spec.experiment_path)
+    path = _store.location(spec.experiment_path)
     capacity = largest_node()
     check_fits(spec.cpu_per_trial, capacity, where=os.environ.get("RADAS_CLUSTER", "this machine"))
     archived_to = already_done = None
@@ -266,7 +267,7 @@ class TrialRecords(Callback):
 
     def _reset(self) -> None:
         self._records: dict[str, dict[str, Any]] | None = None
-        self._directory: str | None = None
+        self._directory: _store.Location | None = None
         self._ending: dict[str, tuple[Any, str]] = {}
         self._unwritten = False
         self._last_write = 0.0
@@ -282,7 +283,10 @@ class TrialRecords(Callback):
 
     def _record(self, trial: Any) -> dict[str, Any]:
         if self._records is None:
-            self._directory = trial.storage.experiment_fs_path
+            storage = trial.storage
+            self._directory = _store.on_filesystem(
+                storage.storage_filesystem, storage.experiment_fs_path
+            )
             self._records = _ray_state.read_trial_records(self._directory)
             format_ = {"version": _ray_state.RECORDS_FORMAT}
             self._records[_ray_state.RECORDS_FORMAT_KEY] = format_
@@ -429,8 +433,10 @@ def _restore(
     _ray_state.reconcile_with_records(spec.experiment_path)
     _rebuild_damaged_tuner_file(spec, capacity)
     # The trainable's resources apply to every trial that is still pending.
+    experiment_path, filesystem = _store.arrow_source(_store.location(spec.experiment_path))
     return tune.Tuner.restore(
-        spec.experiment_path,
+        experiment_path,
+        storage_filesystem=filesystem,
         trainable=_trainable_with_resources(spec, cpu_per_trial, capacity),
         param_space=share_grid_values(spec.param_space),
         resume_unfinished=True,
@@ -441,7 +447,7 @@ def _restore(
 def _rebuild_damaged_tuner_file(spec: SweepSpec, capacity: NodeCapacity) -> None:
     """Tune keeps the run's settings in ``tuner.pkl``; when it is missing or damaged, write
     it again from this call's arguments (trials and results are elsewhere)."""
-    tuner_file = Path(spec.experiment_path) / "tuner.pkl"
+    tuner_file = _store.location(spec.experiment_path) / "tuner.pkl"
     try:
         pickle.loads(tuner_file.read_bytes())
         return
@@ -503,7 +509,7 @@ def write_experiment_info(spec: SweepSpec) -> None:
     """Who ran the experiment, under which name, from which folder and with which param_space:
     read by trials (trackers, artifacts) through ``radas.trial.current_experiment()``, by tools
     that list experiments, and by the checks of ``radas._experiment_info``."""
-    path = Path(spec.experiment_path)
+    path = _store.location(spec.experiment_path)
     path.mkdir(parents=True, exist_ok=True)
     info = {
         "user_name": spec.user_name,
@@ -519,18 +525,23 @@ def write_experiment_info(spec: SweepSpec) -> None:
 
 
 def archive_previous_results(spec: SweepSpec) -> str | None:
-    """Move earlier results of the same name aside (never delete them); returns where to."""
-    path = Path(spec.experiment_path)
+    """Move earlier results of the same name aside (never delete them); returns where to.
+
+    In an object store, moving is copying everything, then deleting the original."""
+    path = _store.location(spec.experiment_path)
     if not path.exists():
         return None
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    target = Path(spec.storage_root) / ARCHIVE_DIR / spec.full_name / stamp
+    target = _store.location(spec.storage_root) / ARCHIVE_DIR / spec.full_name / stamp
     suffix = 1
     while target.exists():
         suffix += 1
         target = target.with_name(f"{stamp}-{suffix}")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.move(str(path), str(target))
+    if isinstance(path, _store.UriPath) and isinstance(target, _store.UriPath):
+        path.move_tree(target)
+    else:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(path), str(target))
     print_info(
         f"{spec.experiment_name}: earlier results moved to {target} "
         "(run_choice='run' starts fresh; use run_choice='restore' to continue instead)."
@@ -585,10 +596,12 @@ def _run_config(spec: SweepSpec, tune_config: tune.TuneConfig) -> tune.RunConfig
         history,
         TrialRecords(history),  # last: writes after the history, raises a full disk
     ]
+    storage_path, storage_filesystem = _store.arrow_source(_store.location(spec.storage_root))
     return dataclasses.replace(
         given,
         name=spec.full_name,
-        storage_path=spec.storage_root,
+        storage_path=storage_path,
+        storage_filesystem=storage_filesystem,
         callbacks=callbacks,
         verbose=0 if _user_verbosity(spec) is None else given.verbose,
     )

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from radas import _ray_state
-from radas.errors import ExperimentDamagedError, ExperimentNotFoundError
+from radas import _ray_state, _store
+from radas.errors import ExperimentDamagedError, ExperimentNotFoundError, InvalidArgumentError
 from radas.history import flatten, load_history, write_ray_result_files
 from radas.sweep import TrialRecords
 
@@ -39,14 +38,15 @@ BOOKKEEPING_COLUMNS = frozenset(
 
 
 class Tuner:
-    """Results of one stored experiment.
+    """Results of one stored experiment, on a local path or in an object store (read from
+    there directly: ``radas.Tuner("s3://lab/ray-results/alice/_home_alice_proj_lr_sweep")``).
 
     >>> path = "~/.radas/ray-results/alice/_home_alice_proj_lr_sweep"
     >>> radas.Tuner(path).get_brief_dataframe()[["config/lr", "loss"]]  # doctest: +SKIP
     """
 
     def __init__(self, experiment_path: str | os.PathLike[str]) -> None:
-        self.experiment_path = str(Path(experiment_path).expanduser())
+        self.experiment_path = str(_store.location(os.path.expanduser(experiment_path)))
         if not _ray_state.has_stored_experiment(self.experiment_path):
             raise ExperimentNotFoundError(
                 f"No stored experiment at {self.experiment_path}: run it first "
@@ -77,7 +77,10 @@ class Tuner:
                     "what they can from radas's own records and history."
                 )
             write_ray_result_files(self.experiment_path)
-            self._results = ResultGrid(ExperimentAnalysis(str(found[0])))
+            state_file, filesystem = _store.arrow_source(found[0])
+            self._results = ResultGrid(
+                ExperimentAnalysis(state_file, storage_filesystem=filesystem)
+            )
         return self._results
 
     def get_dataframe(self) -> pd.DataFrame:
@@ -106,6 +109,19 @@ class Tuner:
         if "training_iteration" not in frame.columns and not frame.empty:
             frame["training_iteration"] = pd.NA
         return _identity_first(frame)
+
+    def get_traceback(self, trial_id: str) -> str:
+        """The whole traceback a failed trial left ("" if it left none), read from where the
+        experiment is stored (also an object store, from any machine)."""
+        trials = _ray_state.load_trial_states(self.experiment_path)
+        for trial in trials:
+            if trial.trial_id == trial_id:
+                return _ray_state.error_text(self.experiment_path, trial)
+        known = ", ".join(trial.trial_id for trial in trials[:10])
+        raise InvalidArgumentError(
+            f"No trial {trial_id!r} in {self.experiment_path}; its trials are {known}"
+            f"{', ...' if len(trials) > 10 else ''} (the trial_id column of get_dataframe())."
+        )
 
     def get_brief_dataframe(self) -> pd.DataFrame:
         """``get_dataframe()`` without Ray's bookkeeping columns (timestamps, pid, host...)."""

@@ -17,6 +17,7 @@ import contextlib
 import hashlib
 import json
 import os
+import posixpath
 import re
 import sys
 import tempfile
@@ -26,11 +27,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from radas import _ray_state
+from radas import _ray_state, _store
 from radas._secrets import HAND_OVER_ENV, hand_over, secret_looking_files
 from radas.backends._job_client import HTTPStatusError, JobServer, _quiet_ray_sdk
 from radas.backends.base import RunTarget
-from radas.clusters.config import ClusterConfig
+from radas.clusters.config import ClusterConfig, config_path
 from radas.console import print_info, print_warning
 from radas.errors import (
     ClusterError,
@@ -116,7 +117,10 @@ class RayJobsBackend:
         return self._client
 
     def results_root(self, user_name: str) -> str:
-        return str(Path(self.cluster.results_root) / user_name)
+        root = self.cluster.results_root
+        if _store.is_uri(root):  # an object store: the client reads it from there
+            return posixpath.join(root.rstrip("/"), user_name)
+        return str(Path(root) / user_name)
 
     # --- listing and control -------------------------------------------------------------
 
@@ -217,6 +221,11 @@ class RayJobsBackend:
             memory_bytes=self.cluster.memory_per_node_gb * 2**30,
         )
         check_fits(spec.cpu_per_trial, declared, where=f"cluster:{self.cluster.name}")
+        _store.check_writable(
+            self.cluster.results_root,
+            what=f"Nothing was submitted to cluster:{self.cluster.name}; its results_root is "
+            f"set in {config_path()}.",
+        )
         earlier = self.experiment_jobs(spec.user_name, spec.full_name)
         running = [job for job in earlier if job.active]
         if running:
@@ -305,7 +314,7 @@ class RayJobsBackend:
         return self._outcome(job_id, spec)
 
     def _outcome(self, job_id: str, spec: SweepSpec) -> SweepOutcome:
-        stored = Path(spec.experiment_path) / OUTCOME_FILE
+        stored = _store.location(spec.experiment_path) / OUTCOME_FILE
         if stored.exists():
             record = json.loads(stored.read_text())
             if record.pop("job_id", None) == job_id:

@@ -6,10 +6,14 @@ The file is ``$RADAS_CONFIG``, else ``~/.config/radas/config.toml``::
     address = "http://10.0.0.5:8265"        # the Ray job server (dashboard) address
     description = "8x RTX 5090 in the lab"
     when_to_use = "GPU training; anything that needs CUDA"
-    results_root = "/mnt/shared/ray-results" # readable from this machine at the same path
-    data_root = "/mnt/shared/data"
-    cold_data_root = "/mnt/cold/data"
-    artifact_root = "s3://lab/radas"         # optional; default <data_root>/.radas-artifacts
+    results_root = "/mnt/shared/ray-results" # a path readable here and on every node, or
+                                             # an object store: "s3://lab/ray-results"
+    results_endpoint_url = "http://10.0.0.9:9000"  # optional; an S3-compatible server (MinIO)
+    data_root = "/mnt/shared/data"           # optional when results_root is a URI
+    cold_data_root = "/mnt/cold/data"        # (then get_data_dir is refused)
+    artifact_root = "s3://lab/radas"         # optional; default <results_root>/.radas-artifacts
+                                             # for a URI results_root, else
+                                             # <data_root>/.radas-artifacts
     artifact_endpoint_url = "http://10.0.0.9:9000"  # optional; an S3-compatible server (MinIO)
     cpus_per_node = 32
     gpus_per_node = 8
@@ -20,7 +24,8 @@ The file is ``$RADAS_CONFIG``, else ``~/.config/radas/config.toml``::
 The token is looked up in ``token_env``, then ``token_file``, then Ray's own places
 (``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH``, ``~/.ray/auth_token``).
 S3 credentials come from the standard AWS variables and files on each machine
-(``AWS_ACCESS_KEY_ID``, ``~/.aws/credentials``, ...), never from this file.
+(``AWS_ACCESS_KEY_ID``, ``~/.aws/credentials``, ...), never from this file. Without
+``results_endpoint_url`` an ``s3://`` results root goes to ``AWS_ENDPOINT_URL`` if set, else AWS.
 """
 
 from __future__ import annotations
@@ -47,6 +52,8 @@ from radas.errors import (
 SECRET_KEYS = ("token", "auth_token", "password", "ray_auth_token")
 CLUSTER_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 REQUIRED_KEYS = ("address", "results_root", "data_root", "cold_data_root")
+DATA_ROOT_KEYS = ("data_root", "cold_data_root")  # optional when results_root is a URI
+RESULTS_URI_SCHEMES = ("s3", "gs", "gcs")
 NUMBER_KEYS = ("cpus_per_node", "gpus_per_node", "memory_per_node_gb")
 _OPTIONAL_TEXT = ("description", "when_to_use")  # may be empty
 _warned_token_files: set[str] = set()
@@ -58,9 +65,9 @@ class ClusterConfig:
 
     name: str
     address: str
-    results_root: str
-    data_root: str
-    cold_data_root: str
+    results_root: str  # a shared path, or an object store URI (s3://bucket/prefix, gs://...)
+    data_root: str = ""  # "": none (allowed when results_root is a URI)
+    cold_data_root: str = ""
     description: str = ""
     when_to_use: str = ""
     cpus_per_node: float = 1
@@ -71,6 +78,7 @@ class ClusterConfig:
     managed_by_radas: bool = False
     artifact_root: str | None = None  # a path or URL; None: <data_root>/.radas-artifacts
     artifact_endpoint_url: str | None = None  # S3-compatible server, e.g. http://host:9000
+    results_endpoint_url: str | None = None  # the same, for an s3:// results_root
 
     @property
     def cpu_per_node(self) -> float:
@@ -127,19 +135,19 @@ class ClusterConfig:
     def job_env(self) -> dict[str, str]:
         """Environment variables a radas job carries to its driver and trials, so code running
         on the cluster finds the cluster's storage without the client's config file."""
-        from radas.storage.dirs import cluster_artifact_root
+        from radas.storage.dirs import cluster_artifact_endpoint_url, cluster_artifact_root
 
+        optional = {
+            "RADAS_DATA_ROOT": self.data_root,
+            "RADAS_COLD_DATA_ROOT": self.cold_data_root,
+            "RADAS_ARTIFACT_ENDPOINT_URL": cluster_artifact_endpoint_url(self),
+            "RADAS_RESULTS_ENDPOINT_URL": self.results_endpoint_url,
+        }
         return {
             "RADAS_CLUSTER": self.name,
             "RADAS_RESULTS_ROOT": self.results_root,
-            "RADAS_DATA_ROOT": self.data_root,
-            "RADAS_COLD_DATA_ROOT": self.cold_data_root,
             "RADAS_ARTIFACT_ROOT": cluster_artifact_root(self),
-            **(
-                {"RADAS_ARTIFACT_ENDPOINT_URL": self.artifact_endpoint_url}
-                if self.artifact_endpoint_url
-                else {}
-            ),
+            **{name: value for name, value in optional.items() if value},
         }
 
 
@@ -290,13 +298,19 @@ def _cluster_from_table(name: str, table: dict[str, Any]) -> ClusterConfig:
             f"{where} has unknown key(s) {unknown}; valid keys: {', '.join(sorted(valid))}."
         )
     values = {key: _plain(value) for key, value in table.items()}
-    missing = [key for key in REQUIRED_KEYS if key not in values]
+    results_uri = "://" in str(values.get("results_root", ""))
+    missing = [
+        key
+        for key in REQUIRED_KEYS
+        if key not in values and not (results_uri and key in DATA_ROOT_KEYS)
+    ]
     if missing:
         raise ClusterConfigError(f"{where} is missing {', '.join(missing)}.")
     for item in fields(ClusterConfig):
         if item.name in values:
             _check_value(where, item.name, values[item.name])
     values["address"] = _job_server_url(where, values["address"])
+    _check_results_store(where, values)
     if values.get("cpus_per_node", 1) <= 0:
         raise ClusterConfigError(f"{where}: cpus_per_node must be positive.")
     return ClusterConfig(name=name, **values)
@@ -319,6 +333,32 @@ def _check_value(where: str, key: str, value: Any) -> None:
         raise ClusterConfigError(
             f"{where}: {key} = {value!r} is not valid; it must be a non-empty string in "
             f'quotes, e.g. {key} = "{example}".'
+        )
+
+
+def _check_results_store(where: str, values: dict[str, Any]) -> None:
+    """A URI results_root names a store radas can use; results_endpoint_url only with s3://."""
+    root, endpoint = values["results_root"], values.get("results_endpoint_url")
+    scheme = urlsplit(root).scheme if "://" in root else ""
+    if scheme and (scheme not in RESULTS_URI_SCHEMES or not urlsplit(root).netloc):
+        raise ClusterConfigError(
+            f"{where}: results_root = {root!r} is not a results store radas can use: give a "
+            'path shared by this machine and every node (results_root = "/mnt/shared/ray-'
+            'results") or an object store URI with a bucket (results_root = "s3://bucket/'
+            'prefix", or gs://).'
+        )
+    if endpoint is None:
+        return
+    if scheme != "s3":
+        raise ClusterConfigError(
+            f"{where}: results_endpoint_url is for an S3-compatible server holding an s3:// "
+            f"results_root, but results_root is {root!r}. Remove results_endpoint_url, or "
+            'use results_root = "s3://bucket/prefix".'
+        )
+    if not re.match(r"https?://[^/]", endpoint):
+        raise ClusterConfigError(
+            f"{where}: results_endpoint_url = {endpoint!r} is not an http(s) URL; give the "
+            'S3-compatible server\'s address, e.g. results_endpoint_url = "http://10.0.0.9:9000".'
         )
 
 

@@ -5,9 +5,12 @@ Each user has ``<root>/<user_name>`` under every root. Which roots depend on ``r
 - ``"local"``: under ``$RADAS_HOME`` (default ``~/.radas``): ``ray-results/``, ``data/``,
   ``cold-data/`` and ``artifacts/``.
 - ``"cluster:<name>"``: that cluster's ``results_root``, ``data_root``, ``cold_data_root`` and
-  ``artifact_root`` (default ``<data_root>/.radas-artifacts``) from the radas config. Inside a
-  radas job on that cluster the same roots come from the job's environment (``RADAS_CLUSTER``,
+  ``artifact_root`` from the radas config (default ``<results_root>/.radas-artifacts`` when the
+  results are in an object store, else ``<data_root>/.radas-artifacts``). Inside a radas job on
+  that cluster the same roots come from the job's environment (``RADAS_CLUSTER``,
   ``RADAS_DATA_ROOT``, ...; see ``ClusterConfig.job_env``), so no config file is needed there.
+  A cluster whose results are in an object store may have no shared data path: its data dirs
+  are then refused, with the way to use cloud artifacts instead.
 - ``None`` (the default): where this code runs: inside a radas job on a cluster (its driver
   and trials), that cluster; anywhere else, local.
 
@@ -30,7 +33,7 @@ if TYPE_CHECKING:
     from radas.clusters.config import ClusterConfig
 
 ARTIFACTS_DIRNAME = ".radas-artifacts"
-_JOB_ROOT_VARS = ("RADAS_RESULTS_ROOT", "RADAS_DATA_ROOT", "RADAS_COLD_DATA_ROOT")
+_JOB_ROOT_VARS = ("RADAS_RESULTS_ROOT", "RADAS_ARTIFACT_ROOT")
 
 
 @dataclass(frozen=True)
@@ -51,15 +54,28 @@ def radas_home() -> Path:
 
 
 def cluster_artifact_root(cluster: ClusterConfig) -> str:
-    """Where ``cluster`` keeps cloud artifacts: ``artifact_root``, else inside its data root.
+    """Where ``cluster`` keeps cloud artifacts: ``artifact_root``, else next to its results
+    when they are in an object store, else inside its data root.
 
     >>> from radas.clusters.config import ClusterConfig
     >>> cluster_artifact_root(ClusterConfig("c", "http://h:8265", "/r", "/data", "/cold"))
     '/data/.radas-artifacts'
+    >>> cluster_artifact_root(ClusterConfig("c", "http://h:8265", "s3://lab/results"))
+    's3://lab/results/.radas-artifacts'
     """
     if cluster.artifact_root:
         return cluster.artifact_root
+    if "://" in cluster.results_root:
+        return posixpath.join(cluster.results_root.rstrip("/"), ARTIFACTS_DIRNAME)
     return posixpath.join(cluster.data_root.rstrip("/") or "/", ARTIFACTS_DIRNAME)
+
+
+def cluster_artifact_endpoint_url(cluster: ClusterConfig) -> str | None:
+    """The S3 endpoint of ``cluster``'s artifact store: ``artifact_endpoint_url``, else the
+    results' endpoint when the artifacts default to the results' store."""
+    if cluster.artifact_endpoint_url or cluster.artifact_root:
+        return cluster.artifact_endpoint_url
+    return cluster.results_endpoint_url
 
 
 def storage_roots(run_with: str | None = None) -> StorageRoots:
@@ -87,14 +103,12 @@ def storage_roots(run_with: str | None = None) -> StorageRoots:
     env = os.environ
     if env.get("RADAS_CLUSTER") == name and all(env.get(var) for var in _JOB_ROOT_VARS):
         # inside a radas job on this cluster: the job carries the roots
-        data_root = env["RADAS_DATA_ROOT"]
         return StorageRoots(
             where=str(target),
             results_root=env["RADAS_RESULTS_ROOT"],
-            data_root=data_root,
-            cold_data_root=env["RADAS_COLD_DATA_ROOT"],
-            artifact_root=env.get("RADAS_ARTIFACT_ROOT")
-            or posixpath.join(data_root.rstrip("/") or "/", ARTIFACTS_DIRNAME),
+            data_root=env.get("RADAS_DATA_ROOT", ""),
+            cold_data_root=env.get("RADAS_COLD_DATA_ROOT", ""),
+            artifact_root=env["RADAS_ARTIFACT_ROOT"],
             artifact_endpoint_url=env.get("RADAS_ARTIFACT_ENDPOINT_URL") or None,
         )
     from radas.clusters.config import get_cluster
@@ -106,7 +120,7 @@ def storage_roots(run_with: str | None = None) -> StorageRoots:
         data_root=cluster.data_root,
         cold_data_root=cluster.cold_data_root,
         artifact_root=cluster_artifact_root(cluster),
-        artifact_endpoint_url=cluster.artifact_endpoint_url,
+        artifact_endpoint_url=cluster_artifact_endpoint_url(cluster),
     )
 
 
@@ -119,6 +133,9 @@ def get_ray_results_dir(user_name: str, run_with: str | None = None) -> str:
     True
     """
     roots = storage_roots(run_with)
+    if "://" in roots.results_root:  # an object store: nothing to create
+        check_storage_user_name(user_name)
+        return posixpath.join(roots.results_root.rstrip("/"), user_name)
     return _user_dir(roots.results_root, user_name, roots, "results_root")
 
 
@@ -170,6 +187,16 @@ def check_storage_user_name(user_name: object) -> str:
 
 def _user_dir(root: str, user_name: str, roots: StorageRoots, key: str) -> str:
     check_storage_user_name(user_name)
+    if not root or "://" in root:
+        shown = f"is {root!r}" if root else "is not set"
+        raise StorageError(
+            f"{roots.where} has no shared data path: its {key} {shown}, and a data directory "
+            "must be a path mounted on this machine and on every node. Keep data that both "
+            "sides need as cloud artifacts instead (import radas.cloud_artifact as rda; "
+            f"rda.init(user_name={user_name!r}, run_with={roots.where!r}); "
+            "rda.save_cloud_artifact(...)), or set the cluster's "
+            f"{key} to a shared directory in {_config_path()}."
+        )
     path = Path(root).expanduser() / user_name
     try:
         path.mkdir(parents=True, exist_ok=True)

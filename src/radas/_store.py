@@ -1,0 +1,304 @@
+"""Experiment folders on a local path or in an object store, read and written one way.
+
+``location(path_or_uri)`` gives a ``pathlib.Path`` for a local path (so everything local works
+exactly as it always did) and a ``UriPath`` for a URI such as ``s3://bucket/prefix`` or
+``gs://bucket/prefix``: the few ``Path`` operations radas's readers and writers use
+(``/``, ``name``, ``exists``, ``read_text``, ``iterdir``, ``glob``, ``replace``, ...), done
+through a ``pyarrow.fs`` filesystem, the one Ray Tune writes through.
+
+S3 endpoints: a URI under a configured cluster's ``results_root`` uses its
+``results_endpoint_url`` (inside a radas job: ``$RADAS_RESULTS_ENDPOINT_URL``); otherwise
+pyarrow's own resolution applies (``AWS_ENDPOINT_URL``, else AWS). Credentials always come from
+the usual AWS variables and files of the machine, never from radas's config.
+
+>>> location("/tmp/results/alice")
+PosixPath('/tmp/results/alice')
+>>> str(location("s3://lab/results") / "alice")  # doctest: +SKIP
+'s3://lab/results/alice'
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import posixpath
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pyarrow.fs as pafs
+
+from radas.errors import StorageError
+
+# pyarrow's filesystems for these schemes; anything else with "://" is refused
+URI_SCHEMES = ("s3", "gs", "gcs")
+_CREDENTIAL_VARS = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_PROFILE",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_DEFAULT_REGION",
+    "AWS_REGION",
+)
+_filesystems: dict[tuple[Any, ...], pafs.FileSystem] = {}
+_configured: tuple[Any, dict[str, str]] | None = None  # (config file stamp, root -> endpoint)
+
+
+def is_uri(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` names an object store (``scheme://...``) rather than a local path."""
+    return "://" in str(path)
+
+
+def location(path: AnyPath) -> Location:
+    """``path`` as a ``Path`` (local) or a ``UriPath`` (a URI)."""
+    if isinstance(path, UriPath):
+        return path
+    if not is_uri(path):
+        return Path(path)
+    uri = str(path)
+    scheme = urlsplit(uri).scheme
+    if scheme not in URI_SCHEMES:
+        raise StorageError(
+            f"{uri}: radas stores results on a local or shared path, or in an object store "
+            f"URI with one of the schemes {', '.join(s + '://' for s in URI_SCHEMES)}; "
+            f"{scheme}:// is not one of them."
+        )
+    filesystem, fs_path = filesystem_and_path(uri)
+    return UriPath(filesystem, fs_path, scheme)
+
+
+def on_filesystem(filesystem: pafs.FileSystem, fs_path: str) -> Location:
+    """A location given as Ray Tune gives it: a pyarrow filesystem and a path on it."""
+    if isinstance(filesystem, pafs.LocalFileSystem):
+        return Path(fs_path)
+    scheme = {"gcs": "gs"}.get(filesystem.type_name, filesystem.type_name)
+    return UriPath(filesystem, fs_path, scheme)
+
+
+def filesystem_and_path(uri: str) -> tuple[pafs.FileSystem, str]:
+    """The pyarrow filesystem of ``uri`` (with its S3 endpoint) and the path on it."""
+    parts = urlsplit(uri)
+    endpoint = endpoint_for(uri) if parts.scheme == "s3" else None
+    key = (parts.scheme, endpoint, *(os.environ.get(name) for name in _CREDENTIAL_VARS))
+    fs_path = f"{parts.netloc}{parts.path}".rstrip("/")
+    if key not in _filesystems:
+        try:
+            if endpoint:
+                _filesystems[key] = pafs.S3FileSystem(endpoint_override=endpoint)
+            else:
+                _filesystems[key] = pafs.FileSystem.from_uri(uri)[0]
+        except (OSError, ValueError, ImportError) as err:
+            raise StorageError(
+                f"Cannot open the object store of {uri} ({err}). Check the URI; for S3 the "
+                "credentials come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or "
+                "~/.aws/credentials, and an S3-compatible server's address from the cluster's "
+                "results_endpoint_url (or AWS_ENDPOINT_URL)."
+            ) from err
+    return _filesystems[key], fs_path
+
+
+def endpoint_for(uri: str) -> str | None:
+    """The S3 endpoint configured for ``uri``: inside a radas job the job's, else that of the
+    configured cluster whose ``results_root`` holds it; None leaves it to pyarrow
+    (``AWS_ENDPOINT_URL``, else AWS)."""
+    job_root = os.environ.get("RADAS_RESULTS_ROOT")
+    if job_root and _within(uri, job_root):
+        return os.environ.get("RADAS_RESULTS_ENDPOINT_URL") or None
+    for root, endpoint in _configured_endpoints().items():
+        if _within(uri, root):
+            return endpoint
+    return None
+
+
+def _within(uri: str, root: str) -> bool:
+    root = root.rstrip("/")
+    return uri == root or uri.startswith(root + "/")
+
+
+def _configured_endpoints() -> dict[str, str]:
+    """results_root -> results_endpoint_url of every configured cluster that has one (read
+    again when the config file changes; a config that cannot be read gives none)."""
+    global _configured
+    from radas.clusters.config import config_path, load_clusters
+    from radas.errors import RadasError
+
+    path = config_path()
+    try:
+        stamp: Any = (str(path), path.stat().st_mtime_ns)
+    except OSError:
+        return {}
+    if _configured is None or _configured[0] != stamp:
+        try:
+            clusters = load_clusters()
+        except RadasError:
+            clusters = {}
+        endpoints = {
+            cluster.results_root: cluster.results_endpoint_url
+            for cluster in clusters.values()
+            if cluster.results_endpoint_url and is_uri(cluster.results_root)
+        }
+        _configured = (stamp, endpoints)
+    return _configured[1]
+
+
+class UriPath:
+    """A file or folder in an object store, with the ``pathlib.Path`` operations radas uses.
+
+    Object stores have no folders: a "folder" exists when something is stored under it,
+    ``mkdir`` does nothing, and ``replace`` is a copy and a delete (the target appears whole).
+    """
+
+    def __init__(self, filesystem: pafs.FileSystem, fs_path: str, scheme: str) -> None:
+        self.filesystem = filesystem
+        self.fs_path = fs_path.rstrip("/")
+        self.scheme = scheme
+
+    def __str__(self) -> str:
+        return f"{self.scheme}://{self.fs_path}"
+
+    def __repr__(self) -> str:
+        return f"UriPath({str(self)!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, UriPath) and str(other) == str(self)
+
+    def __hash__(self) -> int:
+        return hash(str(self))
+
+    def __truediv__(self, name: str | os.PathLike[str]) -> UriPath:
+        return self._at(posixpath.join(self.fs_path, str(name)))
+
+    def _at(self, fs_path: str) -> UriPath:
+        return UriPath(self.filesystem, fs_path, self.scheme)
+
+    @property
+    def name(self) -> str:
+        return posixpath.basename(self.fs_path)
+
+    @property
+    def parent(self) -> UriPath:
+        return self._at(posixpath.dirname(self.fs_path))
+
+    def with_name(self, name: str) -> UriPath:
+        return self.parent / name
+
+    def _type(self) -> pafs.FileType:
+        return self.filesystem.get_file_info(self.fs_path).type
+
+    def exists(self) -> bool:
+        return self._type() != pafs.FileType.NotFound
+
+    def is_dir(self) -> bool:
+        return self._type() == pafs.FileType.Directory
+
+    def is_file(self) -> bool:
+        return self._type() == pafs.FileType.File
+
+    def read_bytes(self) -> bytes:
+        with self.filesystem.open_input_stream(self.fs_path) as stream:
+            return stream.read()
+
+    def read_text(self, encoding: str = "utf-8", errors: str = "strict") -> str:
+        return self.read_bytes().decode(encoding, errors)
+
+    def write_bytes(self, data: bytes) -> int:
+        """One upload: readers see the object whole or not at all."""
+        with self.filesystem.open_output_stream(self.fs_path) as stream:
+            stream.write(data)
+        return len(data)
+
+    def write_text(self, data: str, encoding: str = "utf-8") -> int:
+        return self.write_bytes(data.encode(encoding))
+
+    def iterdir(self) -> Iterator[UriPath]:
+        selector = pafs.FileSelector(self.fs_path, allow_not_found=True)
+        for info in self.filesystem.get_file_info(selector):
+            yield self._at(info.path)
+
+    def glob(self, pattern: str) -> Iterator[UriPath]:
+        """Entries of this folder whose name matches ``pattern`` (one level, no ``**``)."""
+        return (path for path in self.iterdir() if fnmatch.fnmatchcase(path.name, pattern))
+
+    def mkdir(self, mode: int = 0o777, parents: bool = False, exist_ok: bool = False) -> None:
+        self.filesystem.create_dir(self.fs_path, recursive=True)
+
+    def unlink(self, missing_ok: bool = False) -> None:
+        try:
+            self.filesystem.delete_file(self.fs_path)
+        except FileNotFoundError:
+            if not missing_ok:
+                raise
+
+    def replace(self, target: UriPath) -> UriPath:
+        self.filesystem.move(self.fs_path, target.fs_path)
+        return target
+
+    def move_tree(self, target: UriPath) -> None:
+        """Copy everything under this folder to ``target``, then delete it here."""
+        pafs.copy_files(
+            self.fs_path,
+            target.fs_path,
+            source_filesystem=self.filesystem,
+            destination_filesystem=target.filesystem,
+        )
+        self.filesystem.delete_dir(self.fs_path)
+
+    def expanduser(self) -> UriPath:
+        return self
+
+
+Location = Path | UriPath
+AnyPath = str | os.PathLike[str] | UriPath  # what ``location`` takes
+
+
+def rename(source: Location, target: Location) -> None:
+    """Move ``source`` over ``target`` (both on the same store): atomic on a local disk; in
+    an object store the target appears whole (a copy, then the source is deleted)."""
+    if isinstance(source, UriPath) and isinstance(target, UriPath):
+        source.replace(target)
+        return
+    if isinstance(source, Path) and isinstance(target, Path):
+        source.replace(target)
+        return
+    raise StorageError(f"Cannot move {source} to {target}: they are on different stores.")
+
+
+def arrow_source(path: Location) -> tuple[str, pafs.FileSystem | None]:
+    """``(path, filesystem)`` for pyarrow readers and writers (``filesystem=None``: local)."""
+    if isinstance(path, UriPath):
+        return path.fs_path, path.filesystem
+    return str(path), None
+
+
+def check_writable(root: str, *, what: str) -> None:
+    """Fail fast, before anything is submitted, when the object store of ``root`` cannot be
+    used from here: the bucket is missing, the credentials are refused, the endpoint does not
+    answer. Writes and deletes one small probe object. Local paths are not checked here."""
+    if not is_uri(root):
+        return
+    store = location(root)
+    assert isinstance(store, UriPath)
+    bucket = store.fs_path.split("/", 1)[0]
+    endpoint = endpoint_for(root) if store.scheme == "s3" else None
+    where = endpoint or os.environ.get("AWS_ENDPOINT_URL") or f"the {store.scheme} default"
+    fix = (
+        f"Check that the bucket {bucket!r} exists, that {where} answers from this machine, "
+        "and that this machine has credentials for it (AWS_ACCESS_KEY_ID and "
+        "AWS_SECRET_ACCESS_KEY, or ~/.aws/credentials; for an S3-compatible server set the "
+        f"cluster's results_endpoint_url or AWS_ENDPOINT_URL). {what}"
+    )
+    try:
+        found = store.filesystem.get_file_info(bucket).type
+    except OSError as err:
+        raise StorageError(f"The results store {root} cannot be reached ({err}). {fix}") from err
+    if found == pafs.FileType.NotFound:
+        raise StorageError(f"The results store {root}: bucket {bucket!r} does not exist. {fix}")
+    probe = store / f".radas-probe-{os.getpid()}"
+    try:
+        probe.write_bytes(b"radas checks that results can be written here\n")
+        probe.unlink(missing_ok=True)
+    except OSError as err:
+        raise StorageError(f"The results store {root} refused a write ({err}). {fix}") from err
