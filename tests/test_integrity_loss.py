@@ -182,7 +182,12 @@ def truncate(file: Path) -> None:
 
 
 def newest_state(path: Path) -> Path:
-    return _ray_state.state_files(path)[-1]
+    """Tune's newest state file (not radas's copy of the last readable one)."""
+    return [f for f in _ray_state.state_files(path) if _ray_state.BACKUP_STAMP not in f.name][-1]
+
+
+def all_states(path: Path) -> list[Path]:
+    return _ray_state.state_files(path)  # Tune's and radas's copy
 
 
 def delete_history(path):
@@ -202,11 +207,19 @@ def delete_one_part(path):
 
 
 def delete_state(path):
-    newest_state(path).unlink()
+    for state in all_states(path):
+        state.unlink()
 
 
 def truncate_state(path):
+    """Tune's newest snapshot cut short (and its searcher state): radas's copy is used."""
     truncate(newest_state(path))
+    truncate(sorted(path.glob("basic-variant-state-2*.json"))[-1])
+
+
+def truncate_all_states(path):
+    for state in all_states(path):
+        truncate(state)
 
 
 def truncate_state_with_older_one(path):
@@ -232,7 +245,7 @@ def junk_files(path):
 
 
 def delete_state_and_records(path):
-    newest_state(path).unlink()
+    delete_state(path)
     (path / _ray_state.TRIAL_RECORDS_FILE).unlink()
 
 
@@ -242,7 +255,7 @@ def delete_error_file(path):
 
 
 def everything_but_history_deleted_or_truncated(path):
-    truncate(newest_state(path))
+    truncate_all_states(path)
     (path / _ray_state.TRIAL_RECORDS_FILE).unlink()
     shutil.rmtree(path / HISTORY_DIR)
 
@@ -255,7 +268,7 @@ SURVIVED = {
     "compacted history truncated": (truncate_compacted_history, "unreadable", LAST_ROWS_ONLY),
     "one history part truncated": (truncate_one_part, "unreadable", 11 - 3 + 1),
     "one history part deleted": (delete_one_part, "lacks the last result of 1 trial", 11 - 3 + 1),
-    "newest state deleted": (delete_state, "rebuilt from radas's trial records", 11),
+    "every state file deleted": (delete_state, "rebuilt from radas's trial records", 11),
     "newest state truncated": (truncate_state, "experiment_state-.*is damaged", 11),
     "newest state truncated, older kept": (truncate_state_with_older_one, "is damaged", 11),
     "tuner.pkl emptied": (empty_tuner_pickle, None, 11),
@@ -322,7 +335,7 @@ def radas_warnings():
 @pytest.mark.integrity("error")
 def test_nothing_readable_left_raises_damaged_naming_the_file(damaged_copy):
     everything_but_history_deleted_or_truncated(damaged_copy)
-    state = newest_state(damaged_copy)
+    state = newest_state(damaged_copy)  # the newest of the damaged files is named
     with (
         pytest.warns(RadasWarning, match="is damaged"),
         pytest.raises(ExperimentDamagedError, match=str(state)),
@@ -341,7 +354,7 @@ def test_result_grid_uses_the_older_state_when_the_newest_is_truncated(damaged_c
 
 @pytest.mark.integrity("error")
 def test_result_grid_without_readable_state_says_what_still_works(damaged_copy):
-    truncate_state(damaged_copy)
+    truncate_all_states(damaged_copy)
     with radas_warnings(), pytest.raises(ExperimentDamagedError, match="get_dataframe"):
         radas.Tuner(damaged_copy).get_results()
 
@@ -397,10 +410,20 @@ def test_restore_sets_a_truncated_newest_state_aside(pristine, project, capsys):
     assert sorted(results["df"]["status"]) == ["ERROR"] + ["TERMINATED"] * 3
 
 
+@pytest.mark.integrity("survive")
+def test_restore_after_tunes_snapshot_was_cut_short_uses_radas_copy(pristine, project, capsys):
+    with radas_warnings() as seen:
+        _path, results = restore_copy(pristine, project, truncate_state)
+    assert any("is damaged" in message for message in seen), seen
+    assert "3 of 4 trials were already done" in capsys.readouterr().out
+    assert sorted(results["df"]["status"]) == ["ERROR"] + ["TERMINATED"] * 3
+    assert len(results["tuner"].get_history_dataframe()) == 11
+
+
 @pytest.mark.integrity("error")
 def test_restore_without_any_readable_state_names_the_damage(pristine, project):
     with radas_warnings() as seen, pytest.raises(ExperimentDamagedError, match="run_choice='run'"):
-        restore_copy(pristine, project, truncate_state)
+        restore_copy(pristine, project, truncate_all_states)
     assert any("is damaged" in message for message in seen), seen
 
 

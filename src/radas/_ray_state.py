@@ -19,6 +19,7 @@ import json
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from radas import _files, _store
@@ -32,6 +33,11 @@ RECORDS_FORMAT_KEY = "_radas_records_format"
 RECORDS_FORMAT = 2
 HISTORY_DIR = "radas_history"  # written and read by radas.history
 DAMAGED_SUFFIX = ".damaged"
+# Tune copies each snapshot of its state into the results folder in place: a full disk or a
+# kill during the copy leaves it truncated. radas keeps a copy of the last readable snapshot
+# under this stamp, which sorts before Tune's timestamps (Tune restores from the newest name).
+BACKUP_STAMP = "0000-radas-last-readable"
+SEARCHER_STATE_PATTERN = "basic-variant-state-*.json"  # Tune's grid / random searcher
 
 
 @dataclass
@@ -294,6 +300,7 @@ def _rewrite_newest_state(
     for newer in state_files(experiment_path):
         if newer.name > state_file.name:  # damaged: set aside so that Tune reads the good one
             _store.rename(newer, newer.with_name(newer.name + DAMAGED_SUFFIX))
+    _set_aside_searcher_states(experiment_path, use_backup=BACKUP_STAMP in state_file.name)
     changed = 0
     for entry in data["trial_data"]:
         state, metadata = json.loads(entry[0]), json.loads(entry[1])
@@ -303,6 +310,74 @@ def _rewrite_newest_state(
     if changed:
         _files.write_atomic(state_file, json.dumps(data))
     return changed
+
+
+def _set_aside_searcher_states(experiment_path: _store.AnyPath, *, use_backup: bool) -> None:
+    """Tune restores its searcher from the newest searcher state: set aside damaged ones, and
+    all but radas's copy when the experiment state is radas's copy (they go together)."""
+    path = _store.location(experiment_path)
+    found: list[_store.Location] = list(path.glob(SEARCHER_STATE_PATTERN))
+    for searcher_state in sorted(found, key=str, reverse=True):
+        if BACKUP_STAMP in searcher_state.name:
+            return
+        if not use_backup:
+            if _is_readable_snapshot(searcher_state.read_bytes()):
+                return  # the newest is readable: Tune uses it
+            warn_damaged(f"Ray Tune's searcher state {searcher_state} is damaged; set aside.")
+        _store.rename(
+            searcher_state, searcher_state.with_name(searcher_state.name + DAMAGED_SUFFIX)
+        )
+
+
+def back_up_tune_state(experiment_path: _store.AnyPath, seen: Any = None) -> Any:
+    """Copy Tune's newest snapshot (experiment state and grid searcher state) when it changed
+    and is readable; returns what was seen, to pass back next time."""
+    path = _store.location(experiment_path)
+    newest = [f for f in state_files(path) if BACKUP_STAMP not in f.name]
+    if not newest:
+        return seen
+    state_file = newest[-1]
+    if isinstance(state_file, Path):
+        stat = state_file.stat()
+        current: Any = (state_file.name, stat.st_mtime_ns, stat.st_size)
+        if current == seen:
+            return seen
+    copies = [state_file]
+    searchers = sorted(
+        (f for f in path.glob(SEARCHER_STATE_PATTERN) if BACKUP_STAMP not in f.name), key=str
+    )
+    copies += searchers[-1:]
+    contents = []
+    for source in copies:
+        try:
+            data = source.read_bytes()
+        except OSError:
+            return seen
+        if not _is_readable_snapshot(data):
+            return seen  # being written, or damaged: keep the last copy
+        contents.append((source, data))
+    if not isinstance(state_file, Path):
+        current = (state_file.name, len(contents[0][1]), hash(contents[0][1]))
+        if current == seen:
+            return seen
+    for source, data in reversed(contents):  # the searcher state first
+        prefix = "experiment_state-" if source is state_file else "basic-variant-state-"
+        _files.write_atomic(source.with_name(f"{prefix}{BACKUP_STAMP}.json"), data)
+    return current
+
+
+def _is_readable_snapshot(data: bytes) -> bool:
+    """Tune's experiment state is JSON; its searcher state (also named .json) a pickle."""
+    try:
+        if data[:1] == b"{":
+            json.loads(data)
+        else:
+            from ray import cloudpickle
+
+            cloudpickle.loads(data)
+        return True
+    except Exception:  # truncated or garbage: unpickling fails in many ways
+        return False
 
 
 def requeue_trials(experiment_path: _store.AnyPath, trial_ids: set[str]) -> None:

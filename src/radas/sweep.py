@@ -269,6 +269,7 @@ class TrialRecords(Callback):
         self._records: dict[str, dict[str, Any]] | None = None
         self._directory: _store.Location | None = None
         self._ending: dict[str, tuple[Any, str]] = {}
+        self._tune_state_seen: Any = None
         self._unwritten = False
         self._last_write = 0.0
         self._storage_error: StorageFullError | None = None
@@ -338,6 +339,8 @@ class TrialRecords(Callback):
                 self.history.flush()
             if self._records is not None and self._directory is not None:
                 _ray_state.write_trial_records(self._directory, self._records)
+                seen = _ray_state.back_up_tune_state(self._directory, self._tune_state_seen)
+                self._tune_state_seen = seen
         except StorageFullError as err:
             self._storage_error = self._storage_error or err
             raise
