@@ -54,7 +54,7 @@ def stream(config):
 # --- measurements in the parent (both clusters up) -------------------------------------------
 
 
-def round_trip(run_with: str, name: str, runtime_env: dict[str, Any]) -> float:
+def round_trip(run_with: str, name: str) -> float:
     from ray import tune
 
     import radas
@@ -67,16 +67,13 @@ def round_trip(run_with: str, name: str, runtime_env: dict[str, Any]) -> float:
         param_space={"i": tune.grid_search([0, 1, 2])},
         run_with=run_with,
         run_choice="run",
-        runtime_env=runtime_env,
     )
     seconds = time.perf_counter() - started
     assert sorted(results["df"]["score"]) == [0, 2, 4], results["df"]
     return seconds
 
 
-def result_stream(
-    run_with: str, trials: int, reports: int, runtime_env: dict[str, Any]
-) -> dict[str, Any]:
+def result_stream(run_with: str, trials: int, reports: int) -> dict[str, Any]:
     from ray import tune
 
     import radas
@@ -89,7 +86,6 @@ def result_stream(
         param_space={"i": tune.grid_search(list(range(trials))), "reports": reports},
         run_with=run_with,
         run_choice="run",
-        runtime_env=runtime_env,
         tuner_to_df_fn=lambda tuner: tuner.get_history_dataframe(),
     )
     seconds = time.perf_counter() - started
@@ -172,36 +168,32 @@ def main() -> None:
     trials, reports = max(3, int(100 * args.scale)), 100
     history_trials = max(10, int(2_000 * args.scale))
     with host_bed() as bed:
-        os.environ.update(bed.aws_env)
-        os.environ["AWS_ENDPOINT_URL"] = bed.s3_endpoint_url
-        bed.write_cluster_config(
+        os.environ.update(bed.aws_env)  # the client's S3 credentials
+        bed.write_cluster_config(  # the config says where the S3 server is
             os.environ["RADAS_CONFIG"],
             "s3",
             results_root=f"s3://{bed.s3_bucket}/results",
+            results_endpoint_url=bed.s3_endpoint_url,
         )
-        # the hosts know the S3 credentials, not where the bed's server is; the same
-        # runtime_env for both ways
-        runtime_env = {"env_vars": {"AWS_ENDPOINT_URL": bed.s3_endpoint_url}}
         shared = start_local_cluster("shared", num_cpus=3)
         try:
             print(f"bed up in {bed.started_s:.1f} s; a local 3-CPU cluster beside it")
             ways = {"s3": "cluster:s3", "shared path": "cluster:shared"}
             times: dict[str, list[float]] = {way: [] for way in ways}
-            round_trip(ways["s3"], "warm-up", runtime_env)  # both clusters' first job
-            round_trip(ways["shared path"], "warm-up", runtime_env)
+            round_trip(ways["s3"], "warm-up")  # both clusters' first job
+            round_trip(ways["shared path"], "warm-up")
             for repeat in range(args.repeats):
                 for way, run_with in ways.items():
-                    times[way].append(round_trip(run_with, f"trip-{repeat}", runtime_env))
+                    times[way].append(round_trip(run_with, f"trip-{repeat}"))
             streams = {
-                way: result_stream(run_with, trials, reports, runtime_env)
-                for way, run_with in ways.items()
+                way: result_stream(run_with, trials, reports) for way, run_with in ways.items()
             }
         finally:
             shared.stop()
 
         local = home / "history"
         child("write_history", path=str(local), trials=history_trials, reports=100)
-        remote = upload(bed, local, f"history-{uuid.uuid4().hex[:6]}")
+        remote = upload(bed, local, f"results/{USER}/history-{uuid.uuid4().hex[:6]}")
         loads: dict[str, list[dict[str, Any]]] = {"s3": [], "local disk": []}
         for _ in range(args.repeats):
             loads["local disk"].append(child("load_history", path=str(local)))

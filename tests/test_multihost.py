@@ -58,13 +58,7 @@ class BedCluster:
         kwargs.setdefault("user_name", USER)
         kwargs.setdefault("run_with", RUN_WITH)
         kwargs.setdefault("run_choice", "run")
-        # the hosts know the S3 credentials, not where the bed's S3 server is
-        kwargs.setdefault("runtime_env", {"env_vars": {"AWS_ENDPOINT_URL": self.endpoint_url}})
         return radas.run_experiment_sync(**kwargs)
-
-    @property
-    def endpoint_url(self) -> str:
-        return self.bed.s3_endpoint_url
 
     def marks(self, kind: str) -> list[dict[str, Any]]:
         """The marks trials left (``kind``: start, epoch, done): their i, epoch and ip, read
@@ -88,10 +82,15 @@ def bed_cluster(
     bed = multi_host_bed
     for name, value in bed.aws_env.items():  # the client's own S3 credentials
         monkeypatch.setenv(name, value)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", bed.s3_endpoint_url)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)  # the config says where S3 is
     tag = uuid.uuid4().hex[:8]
     results_root = f"s3://{bed.s3_bucket}/results-{tag}"
-    bed.write_cluster_config(os.environ["RADAS_CONFIG"], CLUSTER, results_root=results_root)
+    bed.write_cluster_config(
+        os.environ["RADAS_CONFIG"],
+        CLUSTER,
+        results_root=results_root,
+        results_endpoint_url=bed.s3_endpoint_url,
+    )
     rda.init(user_name=USER, run_with=RUN_WITH)
     return BedCluster(bed, results_root, tag)
 
@@ -111,16 +110,23 @@ def mark(kind: str, config: dict[str, Any], epoch: int = -1) -> None:
 
 
 def shifted_sum(config: dict[str, Any]) -> dict[str, Any]:
-    """Reads the client's artifact, writes one back, and notes where it ran."""
+    """Reads the client's artifact, writes one back, and notes where it ran. The first trials
+    wait (up to a minute) until trials run on three hosts: 1 CPU each, so whenever three run
+    side by side they are on three hosts, however Ray placed them."""
     import ray
 
     rda.init(user_name=USER)
+    ip = ray.util.get_node_ip_address()
+    rda.save_cloud_artifact(f"hosts/{config['tag']}/{ip}.txt", ip)
+    deadline = time.monotonic() + 60
+    while len(rda.list_cloud_artifacts(f"hosts/{config['tag']}")) < 3:
+        if time.monotonic() > deadline:
+            break  # the test's assertion on the hosts tells
+        time.sleep(0.2)
     offset = rda.load_cloud_artifact(f"inputs/{config['tag']}.json")["offset"]
-    time.sleep(1.5)  # long enough for the three hosts to run trials side by side
     score = config["a"] + config["b"] + offset
     workdir = Path.cwd() / f"written-on-host-{config['a']}-{config['b']}"
     workdir.write_text("a file on the host's own disk")
-    ip = ray.util.get_node_ip_address()
     rda.save_cloud_artifact(
         f"outputs/{config['tag']}/{config['a']}-{config['b']}.json", {"score": score, "ip": ip}
     )

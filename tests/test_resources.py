@@ -31,6 +31,22 @@ def test_request_is_proportional_to_the_largest_node():
         resources.check_fits(32, gpu_node, where="cluster:gpu")
 
 
+def test_nodes_of_one_size_each_fit_a_trial_of_that_size():
+    """Ray measures each node's memory when it starts: three 1-CPU hosts of one kind report
+    different amounts (as on the multi-host bed); a 1-CPU trial must fit on each of them."""
+    nodes = [
+        {"CPU": 1.0, "memory": 23_059_197_696.0, "node:__internal_head__": 1.0},
+        {"CPU": 1.0, "memory": 22_759_042_816.0},
+        {"CPU": 1.0, "memory": 22_759_042_900.0},
+        {"CPU": 0.5, "memory": 1e9},
+    ]
+    request = resources.trial_resources(1, resources.largest_of(nodes))
+    assert request == {"cpu": 1, "memory": 22_759_042_816}
+    assert all(request["memory"] <= node["memory"] for node in nodes[:3])
+    gpu = resources.largest_of([{"CPU": 8, "GPU": 1, "memory": 9e9}, {"CPU": 8, "memory": 1e9}])
+    assert gpu == NodeCapacity(cpus=8, gpus=1, memory_bytes=9e9)  # only nodes of the same size
+
+
 def test_failures_are_classified_by_kind():
     from ray import exceptions
 

@@ -76,10 +76,25 @@ def largest_node() -> NodeCapacity:
     nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
     if not nodes:
         return NodeCapacity(cpus=float(os.cpu_count() or 1))
-    best = max(nodes, key=lambda r: (r.get("CPU", 0.0), r.get("GPU", 0.0)))
-    return NodeCapacity(
-        cpus=best.get("CPU", 0.0), gpus=best.get("GPU", 0.0), memory_bytes=best.get("memory", 0.0)
-    )
+    return largest_of(nodes)
+
+
+def largest_of(nodes: list[dict[str, float]]) -> NodeCapacity:
+    """The node with the most CPUs, then GPUs, among Ray's ``Resources`` of ``nodes``, with
+    the least memory among the nodes of that size: Ray measures a node's memory when the node
+    starts, so machines of one kind differ a little, and a trial asking for the most of them
+    would fit on one machine only.
+
+    >>> largest_of([{"CPU": 8, "memory": 30e9}, {"CPU": 8, "memory": 29e9}, {"CPU": 2}])
+    NodeCapacity(cpus=8, gpus=0.0, memory_bytes=29000000000.0)
+    """
+
+    def size(resources: dict[str, float]) -> tuple[float, float]:
+        return resources.get("CPU", 0.0), resources.get("GPU", 0.0)
+
+    cpus, gpus = max(map(size, nodes))
+    memory = min(r.get("memory", 0.0) for r in nodes if size(r) == (cpus, gpus))
+    return NodeCapacity(cpus=cpus, gpus=gpus, memory_bytes=memory)
 
 
 def check_fits(cpu_per_trial: float, capacity: NodeCapacity, where: str) -> None:
