@@ -65,7 +65,7 @@ class BedCluster:
         from the names (one listing of the bucket)."""
         found = []
         for path in rda.list_cloud_artifacts(f"marks/{self.tag}"):
-            name_kind, i, epoch, ip, _ = Path(path).stem.split("-")
+            name_kind, i, epoch, ip, _ = Path(path).stem.split("_")
             if name_kind == kind:
                 found.append({"i": int(i), "epoch": int(epoch), "ip": ip})
         return found
@@ -105,7 +105,7 @@ def mark(kind: str, config: dict[str, Any], epoch: int = -1) -> None:
 
     rda.init(user_name=USER)  # on the cluster: its artifact root, from the job's environment
     ip = ray.util.get_node_ip_address()
-    name = f"{kind}-{config['i']}-{epoch}-{ip}-{uuid.uuid4().hex}.txt"
+    name = f"{kind}_{config['i']}_{epoch}_{ip}_{uuid.uuid4().hex}.txt"
     rda.save_cloud_artifact(f"marks/{config['tag']}/{name}", name)
 
 
