@@ -35,9 +35,13 @@ class MotoS3:
 
 
 @contextlib.contextmanager
-def moto_s3_server(bucket: str = "radas-test", timeout_s: float = 60.0) -> Iterator[MotoS3]:
+def moto_s3_server(
+    bucket: str = "radas-test", timeout_s: float = 60.0, server_env: dict[str, str] | None = None
+) -> Iterator[MotoS3]:
     """Start ``python -m moto.server`` on a free port of 127.0.0.1, create ``bucket``, and set
-    the AWS variables in this process (restored afterwards)."""
+    the AWS variables in this process (restored afterwards). ``server_env``: moto's own
+    settings (``INITIAL_NO_AUTH_ACTION_COUNT="1"``: only the bucket's creation is accepted
+    without real credentials)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -45,6 +49,7 @@ def moto_s3_server(bucket: str = "radas-test", timeout_s: float = 60.0) -> Itera
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        env={**os.environ, **(server_env or {})},
     )
     saved = {name: os.environ.get(name) for name in AWS_ENV}
     os.environ.update(AWS_ENV)

@@ -293,7 +293,9 @@ def check_writable(root: str, *, what: str) -> None:
     try:
         found = store.filesystem.get_file_info(bucket).type
     except OSError as err:
-        raise StorageError(f"The results store {root} cannot be reached ({err}). {fix}") from err
+        raise StorageError(
+            f"The results store {root} did not answer a request from this machine ({err}). {fix}"
+        ) from err
     if found == pafs.FileType.NotFound:
         raise StorageError(f"The results store {root}: bucket {bucket!r} does not exist. {fix}")
     probe = store / f".radas-probe-{os.getpid()}"

@@ -43,6 +43,7 @@ from email.utils import formatdate, make_msgid
 from pathlib import Path
 from typing import Any
 
+from radas import _store
 from radas.console import print_info, print_warning
 from radas.errors import EmailConfigError, EmailError, InvalidArgumentError
 
@@ -724,10 +725,10 @@ def _guess_metric(raw_df: Any) -> tuple[str | None, str | None]:
 
 def _stored_metric_and_mode(experiment_path: str) -> tuple[str | None, str | None]:
     """The metric/mode of the TuneConfig Ray stored with the experiment (``tuner.pkl``)."""
-    path = Path(experiment_path) / "tuner.pkl"
-    if not path.is_file():
-        return None, None
     try:
+        path = _store.location(experiment_path) / "tuner.pkl"
+        if not path.is_file():
+            return None, None
         from ray import cloudpickle
 
         with contextlib.redirect_stderr(io.StringIO()):
