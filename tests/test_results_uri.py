@@ -530,7 +530,8 @@ def test_the_store_going_away_mid_run_is_reported_and_restore_continues(
         assert not thread.is_alive()
         error = box.get("error")
         assert isinstance(error, JobFailedError), box
-        assert "restore" in str(error)
+        assert f"The results store stopped answering while the experiment at {root}" in str(error)
+        assert "run_choice='restore' continues the experiment" in str(error)
         assert len(list(marks.iterdir())) < 6  # the run did not go on without its store
 
         link.restore()

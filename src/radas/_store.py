@@ -19,6 +19,7 @@ PosixPath('/tmp/results/alice')
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import os
 import posixpath
@@ -264,6 +265,24 @@ def rename(source: Location, target: Location) -> None:
         source.replace(target)
         return
     raise StorageError(f"Cannot move {source} to {target}: they are on different stores.")
+
+
+@contextlib.contextmanager
+def unreachable_as_error(path: Location) -> Iterator[None]:
+    """In an object store, an OSError raised inside (the store stopped answering, or refused
+    a request) becomes a StorageError that says what is kept and how to continue."""
+    try:
+        yield
+    except StorageError:
+        raise
+    except OSError as err:
+        if not isinstance(path, UriPath):
+            raise
+        raise StorageError(
+            f"The results store stopped answering while the experiment at {path} ran ({err}). "
+            "What was stored before is kept; once the store answers again, "
+            "run_choice='restore' continues the experiment."
+        ) from err
 
 
 def arrow_source(path: Location) -> tuple[str, pafs.FileSystem | None]:

@@ -270,8 +270,8 @@ def resolve_run_choice(
     """The run choice to use; asks on a terminal when ``run_choice`` is None."""
     if run_choice is not None:
         return run_choice
-    stored = _ray_state.has_stored_experiment(experiment_path)
-    trials = _ray_state.load_trial_states(experiment_path) if stored else []
+    found = _ray_state.has_stored_experiment(experiment_path)
+    trials = _ray_state.load_trial_states(experiment_path) if found else []
     if not trials and yes:
         return "run"
     if not sys.stdin.isatty():

@@ -227,6 +227,7 @@ def _run_sweep_locked(spec: SweepSpec) -> SweepOutcome:
     # Tune's own writes (its state, tuner.pkl) on a full disk raise a plain OSError.
     with (
         _tune_environment(quiet=_user_verbosity(spec) is None),
+        _store.unreachable_as_error(path),
         _files.no_space_as_error(path, None),
     ):
         tuner.fit()
