@@ -167,6 +167,8 @@ def load_trial_states(experiment_path: _store.AnyPath) -> list[TrialState]:
     snapshot had not caught up with. Without a readable state file the trials are rebuilt
     from radas's records (or, lacking those, from the history's last row per trial).
     """
+    if not has_stored_experiment(experiment_path):
+        return []  # nothing stored (a folder holding only radas's experiment info is no damage)
     records = read_trial_records(experiment_path)
     found = newest_state(experiment_path)
     if found is None:
