@@ -133,6 +133,19 @@ def test_local_paths_stay_paths_and_uris_read_and_write_through_the_store(
 
 
 @pytest.mark.integrity("error")
+def test_reading_from_a_store_that_does_not_answer_is_a_clear_error(monkeypatch, radas_home):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{_closed_port()}")
+    uri = "s3://radas-test/results/alice/_home_alice_exp"
+    with pytest.raises(StorageError, match="did not answer while radas read the experiment"):
+        radas.Tuner(uri)
+    # an object store cannot lock: the lock of a run is on the driver host's own disk
+    from radas._locks import lock_path
+
+    lock = lock_path("s3://radas-test/results/alice", "_home_alice_exp")
+    assert lock.is_relative_to(radas_home / "locks") and lock.name == "_home_alice_exp.lock"
+
+
+@pytest.mark.integrity("error")
 @pytest.mark.parametrize(
     ("table", "message"),
     [
@@ -530,7 +543,8 @@ def test_the_store_going_away_mid_run_is_reported_and_restore_continues(
         assert not thread.is_alive()
         error = box.get("error")
         assert isinstance(error, JobFailedError), box
-        assert f"The results store stopped answering while the experiment at {root}" in str(error)
+        assert f"The results store of {root}/{USER}/" in str(error)
+        assert "did not answer while the experiment ran" in str(error)
         assert "run_choice='restore' continues the experiment" in str(error)
         assert len(list(marks.iterdir())) < 6  # the run did not go on without its store
 

@@ -268,20 +268,25 @@ def rename(source: Location, target: Location) -> None:
 
 
 @contextlib.contextmanager
-def unreachable_as_error(path: Location) -> Iterator[None]:
+def unreachable_as_error(path: AnyPath, *, during: str, then: str) -> Iterator[None]:
     """In an object store, an OSError raised inside (the store stopped answering, or refused
-    a request) becomes a StorageError that says what is kept and how to continue."""
+    a request) becomes a StorageError that says what is kept and, in ``then``, how to go on.
+
+    >>> with unreachable_as_error("s3://lab/r/e", during="while reading", then="retry"):
+    ...     raise OSError("curlCode: 7, Could not connect to server")
+    Traceback (most recent call last):
+    radas.errors.StorageError: The results store of s3://lab/r/e did not answer while ...
+    """
     try:
         yield
     except StorageError:
         raise
     except OSError as err:
-        if not isinstance(path, UriPath):
+        if not is_uri(str(path)):
             raise
         raise StorageError(
-            f"The results store stopped answering while the experiment at {path} ran ({err}). "
-            "What was stored before is kept; once the store answers again, "
-            "run_choice='restore' continues the experiment."
+            f"The results store of {path} did not answer {during} ({err}). What was stored "
+            f"before is kept; once the store answers again, {then}."
         ) from err
 
 

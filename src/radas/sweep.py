@@ -227,7 +227,11 @@ def _run_sweep_locked(spec: SweepSpec) -> SweepOutcome:
     # Tune's own writes (its state, tuner.pkl) on a full disk raise a plain OSError.
     with (
         _tune_environment(quiet=_user_verbosity(spec) is None),
-        _store.unreachable_as_error(path),
+        _store.unreachable_as_error(
+            path,
+            during="while the experiment ran",
+            then="run_choice='restore' continues the experiment",
+        ),
         _files.no_space_as_error(path, None),
     ):
         tuner.fit()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Any
 
@@ -47,7 +48,9 @@ class Tuner:
 
     def __init__(self, experiment_path: str | os.PathLike[str]) -> None:
         self.experiment_path = str(_store.location(os.path.expanduser(experiment_path)))
-        if not _ray_state.has_stored_experiment(self.experiment_path):
+        with self._reading():
+            stored = _ray_state.has_stored_experiment(self.experiment_path)
+        if not stored:
             raise ExperimentNotFoundError(
                 f"No stored experiment at {self.experiment_path}: run it first "
                 "(run_choice='run'), or check user_name, experiment_name and the directory "
@@ -58,6 +61,14 @@ class Tuner:
     def __repr__(self) -> str:
         return f"radas.Tuner({self.experiment_path!r})"
 
+    def _reading(self) -> contextlib.AbstractContextManager[None]:
+        """An object store that stops answering is a StorageError saying so."""
+        return _store.unreachable_as_error(
+            self.experiment_path,
+            during="while radas read the experiment",
+            then="read it again (nothing needs to run again)",
+        )
+
     def get_results(self) -> Any:
         """Ray's own ``ResultGrid`` of the experiment (loaded once).
 
@@ -65,9 +76,11 @@ class Tuner:
         history; the first call writes each trial's ``result.json`` from it, so
         ``Result.metrics_dataframe`` and everything else in the ResultGrid work as usual.
         """
-        if self._results is None:
-            from ray.tune import ExperimentAnalysis, ResultGrid
+        if self._results is not None:
+            return self._results
+        from ray.tune import ExperimentAnalysis, ResultGrid
 
+        with self._reading():
             found = _ray_state.newest_state(self.experiment_path)  # damaged ones: warned
             if found is None:
                 raise ExperimentDamagedError(
@@ -90,21 +103,22 @@ class Tuner:
         (None for trials that did not error). ``cpu_per_trial`` (and ``gpu_per_trial`` on GPU
         clusters) are the resources each trial last ran with.
         """
-        rows = []
-        records = TrialRecords.read(self.experiment_path)
-        for trial in _ray_state.load_trial_states(self.experiment_path):
-            result = {k: v for k, v in trial.last_result.items() if k != "config"}
-            row = flatten(result)
-            row["trial_id"] = trial.trial_id
-            row.update(flatten(trial.config, prefix="config/"))
-            row["status"] = trial.status
-            row["error"] = _ray_state.error_summary(self.experiment_path, trial)
-            resources = records.get(trial.trial_id, {}).get("resources", {})
-            if resources:  # what the trial last ran with (retries may have given it more)
-                row["cpu_per_trial"] = resources.get("CPU")
-                if resources.get("GPU"):
-                    row["gpu_per_trial"] = resources["GPU"]
-            rows.append(row)
+        with self._reading():
+            rows = []
+            records = TrialRecords.read(self.experiment_path)
+            for trial in _ray_state.load_trial_states(self.experiment_path):
+                result = {k: v for k, v in trial.last_result.items() if k != "config"}
+                row = flatten(result)
+                row["trial_id"] = trial.trial_id
+                row.update(flatten(trial.config, prefix="config/"))
+                row["status"] = trial.status
+                row["error"] = _ray_state.error_summary(self.experiment_path, trial)
+                resources = records.get(trial.trial_id, {}).get("resources", {})
+                if resources:  # what the trial last ran with (retries may have given it more)
+                    row["cpu_per_trial"] = resources.get("CPU")
+                    if resources.get("GPU"):
+                        row["gpu_per_trial"] = resources["GPU"]
+                rows.append(row)
         frame = pd.DataFrame(rows)
         if "training_iteration" not in frame.columns and not frame.empty:
             frame["training_iteration"] = pd.NA
@@ -113,10 +127,11 @@ class Tuner:
     def get_traceback(self, trial_id: str) -> str:
         """The whole traceback a failed trial left ("" if it left none), read from where the
         experiment is stored (also an object store, from any machine)."""
-        trials = _ray_state.load_trial_states(self.experiment_path)
-        for trial in trials:
-            if trial.trial_id == trial_id:
-                return _ray_state.error_text(self.experiment_path, trial)
+        with self._reading():
+            trials = _ray_state.load_trial_states(self.experiment_path)
+            for trial in trials:
+                if trial.trial_id == trial_id:
+                    return _ray_state.error_text(self.experiment_path, trial)
         known = ", ".join(trial.trial_id for trial in trials[:10])
         raise InvalidArgumentError(
             f"No trial {trial_id!r} in {self.experiment_path}; its trials are {known}"
@@ -133,9 +148,10 @@ class Tuner:
         Columns: ``trial_id``, ``training_iteration``, the reported metrics and ``config/*``
         (plus Ray's bookkeeping columns with ``brief_columns=False``).
         """
-        return load_history(
-            self.experiment_path, exclude=BOOKKEEPING_COLUMNS if brief_columns else ()
-        )
+        with self._reading():
+            return load_history(
+                self.experiment_path, exclude=BOOKKEEPING_COLUMNS if brief_columns else ()
+            )
 
 
 def brief(frame: pd.DataFrame) -> pd.DataFrame:
