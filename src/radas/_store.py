@@ -272,10 +272,10 @@ def unreachable_as_error(path: AnyPath, *, during: str, then: str) -> Iterator[N
     """In an object store, an OSError raised inside (the store stopped answering, or refused
     a request) becomes a StorageError that says what is kept and, in ``then``, how to go on.
 
-    >>> with unreachable_as_error("s3://lab/r/e", during="while reading", then="retry"):
-    ...     raise OSError("curlCode: 7, Could not connect to server")
+    >>> with unreachable_as_error("s3://lab/r", during="while reading", then="retry"):
+    ...     raise OSError("curlCode: 7, Could not connect to server")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
-    radas.errors.StorageError: The results store of s3://lab/r/e did not answer while ...
+    radas.errors.StorageError: The results store of s3://lab/r did not answer while reading ...
     """
     try:
         yield
