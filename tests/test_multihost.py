@@ -21,7 +21,7 @@ import textwrap
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,8 @@ from ray import tune
 
 import radas
 import radas.cloud_artifact as rda
-from hostbed import HostBed, available
+from hostbed import Host, HostBed, available
+from radas.clusters.config import unregister_cluster
 
 pytest_plugins = ["conftest_hostbed"]
 pytestmark = [
@@ -78,7 +79,7 @@ class BedCluster:
 @pytest.fixture
 def bed_cluster(
     multi_host_bed: HostBed, project: Path, monkeypatch: pytest.MonkeyPatch
-) -> BedCluster:
+) -> Iterator[BedCluster]:
     bed = multi_host_bed
     for name, value in bed.aws_env.items():  # the client's own S3 credentials
         monkeypatch.setenv(name, value)
@@ -92,7 +93,8 @@ def bed_cluster(
         results_endpoint_url=bed.s3_endpoint_url,
     )
     rda.init(user_name=USER, run_with=RUN_WITH)
-    return BedCluster(bed, results_root, tag)
+    yield BedCluster(bed, results_root, tag)
+    unregister_cluster(CLUSTER)  # later tests of the session list only their own clusters
 
 
 # --- trainables (they run on the hosts) ----------------------------------------------------
@@ -352,7 +354,6 @@ def test_a_worker_cut_off_mid_experiment_loses_no_trial_and_counts_none_twice(
     bed_cluster: BedCluster,
 ):
     bed = bed_cluster.bed
-    victim = bed.workers[0]
     space = {"i": tune.grid_search(list(range(6))), "tag": bed_cluster.tag}
     thread, box = _in_thread(
         bed_cluster.run,
@@ -362,11 +363,15 @@ def test_a_worker_cut_off_mid_experiment_loses_no_trial_and_counts_none_twice(
         tuner_to_df_fn=lambda tuner: tuner.get_history_dataframe(),
     )
 
-    def running_on_the_victim() -> set[int]:
+    def running_on_a_worker() -> tuple[Host, set[int]] | None:
         done = {m["i"] for m in bed_cluster.marks("done")}
-        return {m["i"] for m in bed_cluster.marks("start") if m["ip"] == victim.ip} - done
+        for worker in bed.workers:
+            running = {m["i"] for m in bed_cluster.marks("start") if m["ip"] == worker.ip}
+            if running - done:
+                return worker, running - done
+        return None
 
-    cut_off = _wait_for(running_on_the_victim, f"a trial running on {victim.name}", box)
+    victim, cut_off = _wait_for(running_on_a_worker, "a trial running on a worker", box)
     bed.link_down(victim)
     thread.join(timeout=300)
     assert not thread.is_alive() and "error" not in box, box.get("error")
