@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from radas.clusters.config import ClusterConfig
 
 ARTIFACTS_DIRNAME = ".radas-artifacts"
-_JOB_ROOT_VARS = ("RADAS_RESULTS_ROOT", "RADAS_ARTIFACT_ROOT")
+_JOB_ROOT_VARS = ("RADAS_RESULTS_ROOT",)
 
 
 @dataclass(frozen=True)
@@ -63,11 +63,13 @@ def cluster_artifact_root(cluster: ClusterConfig) -> str:
     >>> cluster_artifact_root(ClusterConfig("c", "http://h:8265", "s3://lab/results"))
     's3://lab/results/.radas-artifacts'
     """
-    if cluster.artifact_root:
-        return cluster.artifact_root
-    if "://" in cluster.results_root:
-        return posixpath.join(cluster.results_root.rstrip("/"), ARTIFACTS_DIRNAME)
-    return posixpath.join(cluster.data_root.rstrip("/") or "/", ARTIFACTS_DIRNAME)
+    return cluster.artifact_root or _default_artifact_root(cluster.results_root, cluster.data_root)
+
+
+def _default_artifact_root(results_root: str, data_root: str) -> str:
+    if "://" in results_root:  # the results' object store
+        return posixpath.join(results_root.rstrip("/"), ARTIFACTS_DIRNAME)
+    return posixpath.join(data_root.rstrip("/") or "/", ARTIFACTS_DIRNAME)
 
 
 def cluster_artifact_endpoint_url(cluster: ClusterConfig) -> str | None:
@@ -103,12 +105,14 @@ def storage_roots(run_with: str | None = None) -> StorageRoots:
     env = os.environ
     if env.get("RADAS_CLUSTER") == name and all(env.get(var) for var in _JOB_ROOT_VARS):
         # inside a radas job on this cluster: the job carries the roots
+        results_root, data_root = env["RADAS_RESULTS_ROOT"], env.get("RADAS_DATA_ROOT", "")
         return StorageRoots(
             where=str(target),
-            results_root=env["RADAS_RESULTS_ROOT"],
-            data_root=env.get("RADAS_DATA_ROOT", ""),
+            results_root=results_root,
+            data_root=data_root,
             cold_data_root=env.get("RADAS_COLD_DATA_ROOT", ""),
-            artifact_root=env["RADAS_ARTIFACT_ROOT"],
+            artifact_root=env.get("RADAS_ARTIFACT_ROOT")
+            or _default_artifact_root(results_root, data_root),
             artifact_endpoint_url=env.get("RADAS_ARTIFACT_ENDPOINT_URL") or None,
         )
     from radas.clusters.config import get_cluster
