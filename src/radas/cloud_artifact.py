@@ -16,7 +16,8 @@ The extension chooses the format (``.pkl`` any object, ``.json``, ``.txt``, ``.n
 it; saves are atomic (a reader sees the old or the new version, never half of one).
 
 Where artifacts live: ``$RADAS_HOME/artifacts/<user>`` locally; on a cluster its
-``artifact_root`` (a shared path or an ``s3://`` URL; default ``<data_root>/.radas-artifacts``)
+``artifact_root`` (a shared path or an ``s3://`` URL; default ``<results_root>/.radas-artifacts``
+when the cluster's results are in an object store, else ``<data_root>/.radas-artifacts``)
 ``/<user>``.
 """
 
