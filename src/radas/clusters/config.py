@@ -76,7 +76,7 @@ class ClusterConfig:
     token_env: str | None = None
     token_file: str | None = None
     managed_by_radas: bool = False
-    artifact_root: str | None = None  # a path or URL; None: <data_root>/.radas-artifacts
+    artifact_root: str | None = None  # a path or URL; None: see cluster_artifact_root
     artifact_endpoint_url: str | None = None  # S3-compatible server, e.g. http://host:9000
     results_endpoint_url: str | None = None  # the same, for an s3:// results_root
 
