@@ -112,11 +112,11 @@ def test_s3_artifacts_between_client_and_trainables(s3_cluster, s3, project):
         user_name=USER,
         experiment_name="s3-storage",
         trainable=scales_an_input_from_s3,
-        param_space={"i": tune.grid_search([1, 2])},
+        # S3 credentials come from each machine's environment; here radas hands them to the
+        # trials (never through runtime_env, which Ray logs)
+        param_space={"i": tune.grid_search([1, 2]), "secrets": s3.env},
         run_with=s3_cluster,
         run_choice="run",
-        # S3 credentials come from each machine's environment; here the job carries them
-        runtime_env={"env_vars": s3.env},
     )
     assert sorted(results["df"]["scaled"]) == [10, 20]
 
