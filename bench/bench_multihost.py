@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -162,6 +163,13 @@ def main() -> None:
     work.mkdir()
     os.chdir(work)  # the experiments' working directory (hidden from the hosts)
 
+    try:
+        measure(args, home)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def measure(args: argparse.Namespace, home: Path) -> None:
     from hostbed import host_bed
     from radas.clusters import start_local_cluster
 
