@@ -311,12 +311,15 @@ def test_the_head_dying_under_a_follower_is_one_error_and_restore_continues(
     assert "run_choice='restore'" in message
     output = capfd.readouterr()
     assert "Task exception was never retrieved" not in output.err + output.out
-    kept = stored_finished()
+    seen_before_restart = stored_finished()
 
-    # it is back; the old job's driver (in a session of its own, it outlives the head) is
-    # stopped first, so it cannot write into the restored experiment
+    # it is back; the old job's driver (in a session of its own, it outlives the head and may
+    # still record an end until then) is stopped first, so it cannot write into the restored
+    # experiment: what is stored now is what restore must keep
     own_cluster["cluster"] = start_local_cluster(cluster.name, num_cpus=2)
     assert all(gone(driver) for driver in drivers)
+    kept = stored_finished()
+    assert set(seen_before_restart) <= set(kept)
     restored = run_on(
         cluster.name,
         experiment_name="dies",
