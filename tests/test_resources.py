@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
@@ -224,3 +225,55 @@ def test_verify_gpu_on_a_real_gpu(project):
     )
     assert results["df"]["status"].item() == "TERMINATED"
     assert results["df"]["gpu_per_trial"].item() > 0
+
+
+def needs_the_whole_node(config):
+    import ray
+
+    cpus = ray.get_runtime_context().get_assigned_resources()["CPU"]
+    if config["big"] and cpus < 2:
+        raise MemoryError("not enough memory with one CPU's share")
+    return {"cpus": cpus}
+
+
+def test_resources_held_between_fits_are_freed_so_a_whole_node_retry_runs(
+    project, monkeypatch, capsys
+):
+    """Ray 2.60 can leak a placement-group bundle (ray-project/ray#64693): one CPU stays
+    reserved for the rest of the session, and an out-of-memory retry asking for the whole
+    node waited forever. The leak cannot be caused on demand, so an actor nobody uses stands
+    in for it here: radas restarts its own in-process Ray before the fit, and the retry runs."""
+    import ray
+
+    from radas.backends import local
+
+    monkeypatch.setattr(local, "LEAK_SETTLE_S", 1.0)
+    local.ensure_local_ray({})
+    assert local._started_with is not None  # radas's own Ray (the only one radas restarts)
+
+    @ray.remote(num_cpus=1)
+    class Holder:
+        def ping(self) -> int:
+            return 1
+
+    holder = Holder.remote()
+    assert ray.get(holder.ping.remote()) == 1
+    assert local._held_resources().get("CPU") == 1
+
+    results = radas.run_experiment_sync(
+        user_name="alice",
+        experiment_name="held-cpu",
+        trainable=needs_the_whole_node,
+        param_space={"big": tune.grid_search([False, True])},
+        cpu_per_trial=1,
+        run_choice="run",
+    )
+    cpus = results["df"].set_index("config/big")["cpu_per_trial"].to_dict()
+    assert cpus == {False: 1, True: 2}
+    assert set(results["df"]["status"]) == {"TERMINATED"}
+    output = capsys.readouterr()
+    assert "restarting radas's in-process Ray" in output.out + output.err
+    deadline = time.monotonic() + 60  # Tune removes its placement groups asynchronously
+    while local._held_resources() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert local._held_resources() == {}

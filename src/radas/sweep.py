@@ -16,7 +16,7 @@ import shutil
 import sys
 import sysconfig
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -187,20 +187,22 @@ def _is_installed(module_file: str) -> bool:
     return any(resolved.startswith(str(Path(root).resolve())) for root in roots)
 
 
-def run_sweep(spec: SweepSpec) -> SweepOutcome:
+def run_sweep(spec: SweepSpec, *, before_fit: Callable[[], None] | None = None) -> SweepOutcome:
     """Run or resume the experiment; returns its outcome. Ray must be initialized.
 
     Holds the experiment's lock throughout (``radas._locks``): a second run or restore of it,
     from any process sharing the results root, gets ExperimentRunningError; a different
-    (folder, name) pair mapping onto its full name gets NameCollisionError.
+    (folder, name) pair mapping onto its full name gets NameCollisionError. ``before_fit``
+    (the backend's) runs before every Tune fit, the retries' included.
     """
     with experiment_lock(spec.storage_root, spec.full_name, spec.experiment_name):
         if spec.cwd:
             check_owner(spec.experiment_path, experiment_name=spec.experiment_name, cwd=spec.cwd)
-        return _run_sweep_locked(spec)
+        return _run_sweep_locked(spec, before_fit or (lambda: None))
 
 
-def _run_sweep_locked(spec: SweepSpec) -> SweepOutcome:
+def _run_sweep_locked(spec: SweepSpec, before_fit: Callable[[], None]) -> SweepOutcome:
+    before_fit()  # before the Tuner: it registers the trainable with the running Ray
     _ray_patches.apply()
     started = time.monotonic()
     path = _store.location(spec.experiment_path)
@@ -235,7 +237,7 @@ def _run_sweep_locked(spec: SweepSpec) -> SweepOutcome:
         _files.no_space_as_error(path, None),
     ):
         tuner.fit()
-        retries = _retry_failed_trials(spec, capacity)
+        retries = _retry_failed_trials(spec, capacity, before_fit)
     trials = _ray_state.load_trial_states(path)
     return SweepOutcome(
         experiment_path=str(path),
@@ -380,7 +382,9 @@ class _Retries:
     out_of_memory: set[str] = field(default_factory=set)
 
 
-def _retry_failed_trials(spec: SweepSpec, capacity: NodeCapacity) -> _Retries:
+def _retry_failed_trials(
+    spec: SweepSpec, capacity: NodeCapacity, before_fit: Callable[[], None]
+) -> _Retries:
     """Run failed trials again when the failure was not the trainable's own error.
 
     Trials that lost their node or worker run again as they were (up to
@@ -431,6 +435,7 @@ def _retry_failed_trials(spec: SweepSpec, capacity: NodeCapacity) -> _Retries:
             retries.cpu_per_trial = bigger
             retries.memory_retried |= memory
         _ray_state.requeue_trials(path, lost | memory)
+        before_fit()  # before the Tuner: it registers the trainable with the running Ray
         _restore(spec, retries.cpu_per_trial, capacity, resume_errored=False).fit()
 
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import time
 from typing import Any
 
 import ray
 import ray._private.ray_constants as ray_constants
 
 from radas.backends.base import RunTarget
+from radas.console import print_warning
 from radas.errors import NotSupportedError
 from radas.storage.dirs import get_ray_results_dir
 from radas.sweep import SweepOutcome, SweepSpec, run_sweep
@@ -19,6 +21,9 @@ WORKER_SETUP_HOOK = "radas._worker.setup"
 
 # The runtime_env radas started the in-process Ray with (None: radas did not start it).
 _started_with: dict[str, Any] | None = None
+# How long resources may stay held between two fits before radas calls them leaked.
+LEAK_SETTLE_S = 15.0
+_COUNTED_RESOURCES = ("CPU", "GPU", "memory")
 
 
 class LocalBackend:
@@ -31,7 +36,7 @@ class LocalBackend:
         ensure_local_ray(runtime_env)
         # Tune runs in this (normally the main) thread, so Ctrl-C reaches Tune's own handler:
         # it saves the experiment state and returns, and run_choice='restore' continues.
-        return run_sweep(spec)
+        return run_sweep(spec, before_fit=release_leaked_resources)
 
     async def attach(self, spec: SweepSpec, *, stop: bool) -> SweepOutcome:
         choice = "stop_attach" if stop else "attach"
@@ -64,3 +69,41 @@ def ensure_local_ray(runtime_env: dict[str, Any]) -> None:
         _node_ip_address="127.0.0.1",
     )
     _started_with = wanted
+
+
+def release_leaked_resources() -> None:
+    """Restart radas's own in-process Ray if, between two fits, it holds resources nothing uses.
+
+    Ray 2.60 can leak a placement-group bundle when a group is removed while its resources are
+    being prepared (ray-project/ray#64693, fix proposed in #66188); Tune does that often with
+    ``reuse_actors=True``. The leaked CPUs stay reserved for the rest of the Ray session, so a
+    later trial asking for the whole node (an out-of-memory retry) waited forever. Between
+    fits no trial of radas runs, so what stays reserved longer than ``LEAK_SETTLE_S`` (after
+    Tune's asynchronous clean-up) is leaked; a fresh Ray session (about 3 s) frees it, and the
+    experiment continues from its stored state. A Ray the user started is left alone.
+    """
+    if _started_with is None or not ray.is_initialized():
+        return
+    deadline = time.monotonic() + LEAK_SETTLE_S
+    while _held_resources():
+        if time.monotonic() > deadline:
+            held = ", ".join(f"{name} {amount:g}" for name, amount in _held_resources().items())
+            print_warning(
+                f"Ray holds resources no trial uses ({held}; a Ray placement-group leak, "
+                "ray-project/ray#64693): restarting radas's in-process Ray before the next fit"
+            )
+            runtime_env = {
+                k: v for k, v in _started_with.items() if k != "worker_process_setup_hook"
+            }
+            ray.shutdown()
+            ensure_local_ray(runtime_env)
+            return
+        time.sleep(0.2)
+
+
+def _held_resources() -> dict[str, float]:
+    total, available = ray.cluster_resources(), ray.available_resources()
+    held = {
+        name: total[name] - available.get(name, 0.0) for name in _COUNTED_RESOURCES if name in total
+    }
+    return {name: amount for name, amount in held.items() if amount > 1e-6 * max(1.0, total[name])}
