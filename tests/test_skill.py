@@ -25,7 +25,10 @@ def run_blocks(blocks: list[str], path: Path) -> None:
         exec(code, namespace)
 
 
-@pytest.mark.parametrize("name", ["SKILL.md", "REFERENCE.md"])
+@pytest.mark.parametrize(
+    "name",
+    [pytest.param("SKILL.md", marks=pytest.mark.slow), "REFERENCE.md"],  # SKILL: ~45 s
+)
 def test_skill_code_blocks_run(name, project):
     path = SKILL_DIR / name
     blocks = python_blocks(path)
