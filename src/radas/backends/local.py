@@ -85,16 +85,15 @@ def release_leaked_resources() -> None:
     if _started_with is None or not ray.is_initialized():
         return
     deadline = time.monotonic() + LEAK_SETTLE_S
-    while _held_resources():
+    while held := _held_resources():
         if time.monotonic() > deadline:
-            held = ", ".join(f"{name} {amount:g}" for name, amount in _held_resources().items())
+            amounts = ", ".join(f"{name} {amount:g}" for name, amount in held.items())
             print_warning(
-                f"Ray holds resources no trial uses ({held}; a Ray placement-group leak, "
+                f"Ray holds resources no trial uses ({amounts}; a Ray placement-group leak, "
                 "ray-project/ray#64693): restarting radas's in-process Ray before the next fit"
             )
-            runtime_env = {
-                k: v for k, v in _started_with.items() if k != "worker_process_setup_hook"
-            }
+            hook = "worker_process_setup_hook"
+            runtime_env = {k: v for k, v in _started_with.items() if k != hook}
             ray.shutdown()
             ensure_local_ray(runtime_env)
             return
