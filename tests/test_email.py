@@ -121,10 +121,10 @@ def test_summary_mail_for_a_finished_experiment(finished, smtp_server, capsys):
     [envelope] = smtp_server.envelopes
     assert envelope.rcpt_tos == ["alice@example.com"]
     [mail] = smtp_server.messages
-    assert mail["Subject"] == "[radas] mail-sweep finished: 2/2 trials done"
+    assert mail["Subject"] == "[radas] mail-sweep FINISHED (2/2 trials done)"
     assert mail["To"] == "alice@example.com"
     body = text_of(mail.get_body(("plain",)))
-    assert "radas experiment 'mail-sweep': finished" in body
+    assert "radas experiment 'mail-sweep': FINISHED\n" in body
     assert "Trials:       2 total, 2 finished, 0 errored" in body
     assert f"Results:      {finished['experiment_path']}" in body
     # the best result follows the experiment's tune_config (metric score, mode min)
@@ -140,14 +140,14 @@ def test_summary_mail_for_a_finished_experiment(finished, smtp_server, capsys):
     assert attachment.get_content_type() == "image/png"
     assert attachment.get_content() == fig_path.read_bytes()
     out = capsys.readouterr().out
-    assert "[radas] mail sent to alice@example.com: [radas] mail-sweep finished" in out
+    assert "[radas] mail sent to alice@example.com: [radas] mail-sweep FINISHED" in out
 
 
 @pytest.mark.slow
 def test_summary_without_outcome_or_saved_figure_counts_from_the_tuner(finished):
     results = {**finished, "outcome": None, "fig_path": None}
     summary = experiment_summary(experiment_name="mail-sweep", results=results, metric="score")
-    assert summary.status == "finished"
+    assert summary.status == "FINISHED"
     assert "Trials:       2 total, 2 finished, 0 errored" in summary.body
     assert summary.best["value"] == 4  # metric given without mode: "score" is maximised
     [(name, content, mime_type)] = summary.attachments  # the Figure rendered to PNG
@@ -172,7 +172,10 @@ def test_failure_mail_for_an_experiment_whose_trainable_raises(project, smtp_ser
     [mail] = smtp_server.messages
     assert mail["Subject"] == "[radas] mail-broken FAILED: AnalysisError"
     body = text_of(mail.get_body(("plain",)))
-    assert "radas experiment 'mail-broken': failed" in body
+    assert (
+        "radas experiment 'mail-broken': FAILED (AnalysisError), 0 of 2 trials finished, 2 errored"
+        in body
+    )
     assert f"Error:        AnalysisError: {error}" in body
     assert f"Results:      {error.results['experiment_path']}" in body
     assert "Trials:       2 total, 0 finished, 2 errored" in body
@@ -368,7 +371,7 @@ def test_a_summary_that_cannot_be_made_still_sends_a_short_mail(tmp_path):
         controller.stop()
     assert sent is True
     [mail] = inbox.messages
-    assert mail["Subject"] == "[radas] odd ended"
+    assert mail["Subject"] == "[radas] odd ENDED (trials unknown: the summary could not be made)"
     body = text_of(mail.get_body(("plain",)))
     assert "Results:      /results/odd" in body
     assert "The full summary could not be made: AttributeError" in body
@@ -399,7 +402,7 @@ def test_run_experiment_mails_when_it_ends_and_when_it_fails(project, smtp_serve
         email_notification_to_address="alice@example.com",
     )
     [mail] = smtp_server.messages
-    assert mail["Subject"] == "[radas] wired finished: 2/2 trials done"
+    assert mail["Subject"] == "[radas] wired FINISHED (2/2 trials done)"
     body = text_of(mail.get_body(("plain",)))
     assert "Trials:       2 total, 2 finished, 0 errored" in body
     assert f"Results:      {done['experiment_path']}" in body

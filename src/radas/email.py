@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from radas import _store
+from radas._status import TrialCounts, experiment_status
 from radas.console import print_info, print_warning
 from radas.errors import EmailConfigError, EmailError, InvalidArgumentError
 
@@ -501,21 +502,18 @@ def experiment_summary(
     raw_df = raw if hasattr(raw, "columns") else None
     counts = _status_counts(raw_df)
     total, finished, errored = _trial_numbers(outcome, counts)
-    if error is not None:
-        status = "failed"
-    elif outcome is not None and outcome.interrupted:
-        status = "interrupted"
-    elif errored:
-        status = f"finished with {errored} errored trial(s)"
-    elif total is None:
-        status = "ended"
-    else:
-        status = "finished"
-    done = f"{finished}/{total} trials done" if total is not None else ""
+    trials = TrialCounts(total, finished, errored) if total is not None else None
+    status = experiment_status(
+        "FAILED" if error is not None else "ENDED",
+        trials,
+        unknown="no trials could be read",
+        failure=type(error).__name__,
+    )
+    done = f" ({finished}/{total} trials done)" if total is not None else ""
     if error is not None:
         subject = f"[radas] {experiment_name} FAILED: {type(error).__name__}"
     else:
-        subject = f"[radas] {experiment_name} {status}" + (f": {done}" if done else "")
+        subject = f"[radas] {experiment_name} {status}{done}"
 
     lines = [f"radas experiment {experiment_name!r}: {status}", ""]
     if error is not None:
@@ -603,7 +601,12 @@ def _minimal_summary(
     error: BaseException | None,
     problem: BaseException,
 ) -> ExperimentSummary:
-    status = "failed" if error is not None else "ended"
+    status = experiment_status(
+        "FAILED" if error is not None else "ENDED",
+        None,
+        unknown="the summary could not be made",
+        failure=type(error).__name__,
+    )
     lines = [f"radas experiment {experiment_name!r}: {status}", ""]
     if error is not None:
         lines.append(f"Error:        {type(error).__name__}: {error}")
@@ -612,7 +615,7 @@ def _minimal_summary(
         lines.append(f"Results:      {stored}")
     lines.append(f"(The full summary could not be made: {type(problem).__name__}: {problem})")
     subject = f"[radas] {experiment_name} " + (
-        f"FAILED: {type(error).__name__}" if error is not None else "ended"
+        f"FAILED: {type(error).__name__}" if error is not None else status
     )
     return ExperimentSummary(subject=subject, body="\n".join(lines) + "\n", status=status)
 

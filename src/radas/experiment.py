@@ -340,9 +340,8 @@ def _warn_ignored_param_space(
 
 def _report_outcome(spec: SweepSpec, outcome: SweepOutcome) -> None:
     summary = (
-        f"{spec.experiment_name}: {outcome.finished_trials} of {outcome.total_trials} trials "
-        f"finished, {outcome.errored_trials} errored, in {outcome.seconds:.1f} s. "
-        f"Results: {outcome.experiment_path}"
+        f"{spec.experiment_name}: {outcome.status} ({outcome.total_trials} trials, "
+        f"{outcome.seconds:.1f} s). Results: {outcome.experiment_path}"
     )
     print_info(summary)
     if outcome.memory_retried and not outcome.out_of_memory:

@@ -28,6 +28,7 @@ from radas import _files, _ray_patches, _ray_state, _store
 from radas._experiment_info import EXPERIMENT_INFO_FILE, check_owner, describe_param_space
 from radas._locks import experiment_lock
 from radas._secrets import with_secrets
+from radas._status import TrialCounts, experiment_status
 from radas.console import print_info, print_warning
 from radas.errors import ExperimentNotFoundError, InvalidArgumentError, StorageFullError
 from radas.history import HistoryRecorder
@@ -98,6 +99,13 @@ class SweepOutcome:
     @property
     def interrupted(self) -> bool:
         return self.finished_trials + self.errored_trials < self.total_trials
+
+    @property
+    def status(self) -> str:
+        """In words, as radas shows it everywhere: ``FINISHED``, ``FINISHED, 3 of 3 trials
+        errored``, ``STOPPED, 4 of 10 trials finished`` (``radas._status``)."""
+        counts = TrialCounts(self.total_trials, self.finished_trials, self.errored_trials)
+        return experiment_status("ENDED", counts)
 
 
 def validate_tuner_init_kwargs(tuner_init_kwargs: object) -> dict[str, Any]:
