@@ -2,10 +2,12 @@
 
 The writer is a Tune callback on the driver: it buffers results and writes them as Parquet
 parts under ``<experiment>/radas_history/`` (atomically: a part is written under a temporary
-name and then renamed). The reader concatenates the parts; when a trial re-reported an
-iteration (it restarted after a restore), the newest row wins. A damaged part is skipped with
-a warning naming it; files that are not radas parts are ignored. A full disk raises
-``StorageFullError`` (see ``radas._files``).
+name and then renamed). The reader concatenates the parts in the order they were written and
+keeps each trial's iterations once (``latest_attempt_rows``): a trial that continues from a
+saved state (``radas.report(..., state=...)``) or starts again reports some iterations a
+second time, and the later attempt's rows replace the earlier attempt's from the iteration it
+restarted at. A damaged part is skipped with a warning naming it; files that are not radas
+parts are ignored. A full disk raises ``StorageFullError`` (see ``radas._files``).
 
 Experiments run by plain Ray Tune (no parts) are read from Ray's own per-trial
 ``result.json`` files instead, giving the same columns.
@@ -25,6 +27,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -197,14 +200,15 @@ def history_parts(experiment_path: _store.AnyPath) -> list[_store.Location]:
 
 
 def compact_history(experiment_path: _store.AnyPath) -> None:
-    """Merge the history parts into one file sorted by trial and iteration (the newest
-    report of an iteration kept), so that loading it needs no sorting: done once, when a
-    fit ends, by the process that ran it.
+    """Merge the history parts into one file sorted by trial and iteration (each iteration
+    once, see ``latest_attempt_rows``), so that loading it needs no sorting: done once, when
+    a fit ends, by the process that ran it.
 
     Safe against a crash at any instant: the compacted file is written under a temporary
     name and renamed, then the parts it holds are removed oldest first. A reader that finds
-    the compacted file next to some of its parts reads the same rows twice and keeps the
-    newest of each (trial, iteration), which is the same row. Damaged parts are left alone.
+    the compacted file next to some of its parts reads those parts' rows twice, and the parts'
+    copies (written later) replace the compacted ones: the same rows. Damaged parts are left
+    alone.
     """
     parts = history_parts(experiment_path)
     target = _store.location(experiment_path) / HISTORY_DIR / COMPACTED_FILE
@@ -212,7 +216,7 @@ def compact_history(experiment_path: _store.AnyPath) -> None:
         return
     tables, pickled, readable = _read_parts(parts, exclude=set())
     try:
-        table = _merge(tables, deduplicate=_needs_deduplication(readable))
+        table = _merge(tables)
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         return  # parts whose column types conflict stay as they are; loading merges them
     metadata = {PICKLED_COLUMNS_KEY: "\n".join(sorted(pickled)).encode()} if pickled else None
@@ -256,14 +260,14 @@ def _load_stored_history(experiment_path: _store.AnyPath, exclude: set[str]) -> 
     previous_pool = pa.default_memory_pool()
     pa.set_memory_pool(pa.system_memory_pool())
     try:
-        tables, pickled, readable = _read_parts(parts, exclude)
+        tables, pickled, readable = _read_listed_parts(experiment_path, parts, exclude)
         if not tables:
             return pd.DataFrame()
         if len(tables) == 1 and readable[0].name == COMPACTED_FILE:
             table = tables.pop()  # already merged and sorted
         else:
             try:
-                table = _merge(tables, deduplicate=_needs_deduplication(readable))
+                table = _merge(tables)
             except (pa.ArrowInvalid, pa.ArrowTypeError):
                 # a column that is numbers in one part and pickled objects in another
                 frame = _concat(table_to_frame(t) for t in tables)
@@ -278,8 +282,26 @@ def _load_stored_history(experiment_path: _store.AnyPath, exclude: set[str]) -> 
     return frame
 
 
+class _PartGone(Exception):
+    """A listed part was removed before it was read: a compaction merged it meanwhile."""
+
+
+def _read_listed_parts(
+    experiment_path: _store.AnyPath, parts: list[_store.Location], exclude: set[str]
+) -> tuple[list[pa.Table], set[str], list[_store.Location]]:
+    """``_read_parts`` of a listing taken while the experiment may run: when a compaction
+    removes parts between the listing and the read, list again (the compacted file, written
+    before any part is removed, holds their rows), so a reader never loses or mixes rows."""
+    for _ in range(3):
+        try:
+            return _read_parts(parts, exclude, gone_is_error=True)
+        except _PartGone:
+            parts = history_parts(experiment_path)
+    return _read_parts(parts, exclude)
+
+
 def _read_parts(
-    parts: list[_store.Location], exclude: set[str]
+    parts: list[_store.Location], exclude: set[str], *, gone_is_error: bool = False
 ) -> tuple[list[pa.Table], set[str], list[_store.Location]]:
     """The readable parts' tables, their pickled column names, and which parts they are (a
     damaged part is skipped with a warning)."""
@@ -292,6 +314,8 @@ def _read_parts(
                 where, columns=[n for n in names if n not in exclude], filesystem=filesystem
             )
         except (OSError, pa.ArrowException) as err:
+            if gone_is_error and not part.exists():
+                raise _PartGone(part) from err
             warnings.warn(
                 f"History file {part} is unreadable ({type(err).__name__}: {str(err)[:120]}): "
                 "the results it held are missing from the history (trials whose last result "
@@ -307,14 +331,20 @@ def _read_parts(
     return tables, pickled, readable
 
 
-def _merge(tables: list[pa.Table], deduplicate: bool) -> pa.Table:
-    """Concatenate, keep the newest report of each (trial, iteration), sort by them."""
+def _merge(tables: list[pa.Table]) -> pa.Table:
+    """Concatenate (in the order written), keep each trial's iterations once
+    (``latest_attempt_rows``), sort by trial and iteration."""
     table = pa.concat_tables(
         [t.replace_schema_metadata(None) for t in tables], promote_options="permissive"
     )
     tables.clear()
-    if deduplicate:
-        table = _keep_last_report(table)
+    trial_codes = pc.dictionary_encode(table.column("trial_id")).combine_chunks().indices
+    keep = latest_attempt_rows(
+        trial_codes.to_numpy(zero_copy_only=False),
+        table.column("training_iteration").to_numpy(),
+    )
+    if not keep.all():
+        table = table.filter(pa.array(keep))
     indices = pc.sort_indices(table, sort_keys=[(key, "ascending") for key in KEY_COLUMNS])
     order = [*KEY_COLUMNS, *(c for c in table.column_names if c not in KEY_COLUMNS)]
     columns = []
@@ -322,13 +352,6 @@ def _merge(tables: list[pa.Table], deduplicate: bool) -> pa.Table:
         columns.append(table.column(name).take(indices))
         table = table.drop_columns([name])
     return pa.Table.from_arrays(columns, names=order)
-
-
-def _needs_deduplication(parts: list[_store.Location]) -> bool:
-    """Only several fits (a restore) can report the same trial iteration twice."""
-    writers = {part.name.split("-")[1] for part in parts if part.name != COMPACTED_FILE}
-    has_compacted = any(part.name == COMPACTED_FILE for part in parts)
-    return len(writers) + has_compacted > 1
 
 
 def _add_missing_last_results(
@@ -389,28 +412,54 @@ def _finish_in_pandas(frame: pd.DataFrame, exclude: set[str]) -> pd.DataFrame:
     frame = frame.drop(columns=[c for c in exclude if c in frame.columns])
     if frame.empty:
         return frame
-    frame = frame.drop_duplicates(KEY_COLUMNS, keep="last")
+    frame = frame[latest_attempt_rows(frame["trial_id"], frame["training_iteration"])]
     frame = frame.sort_values(KEY_COLUMNS, kind="stable").reset_index(drop=True)
     return frame[[*KEY_COLUMNS, *(c for c in frame.columns if c not in KEY_COLUMNS)]]
 
 
-def _keep_last_report(table: pa.Table) -> pa.Table:
-    table = table.append_column("__row", pa.array(range(len(table)), type=pa.int64()))
-    newest = table.group_by(KEY_COLUMNS).aggregate([("__row", "max")])
-    keep = pc.sort_indices(newest["__row_max"])
-    return table.take(pc.take(newest["__row_max"], keep)).drop_columns(["__row"])
+def latest_attempt_rows(trial_ids: Any, iterations: Any) -> np.ndarray:
+    """Which rows (given in the order they were reported) to keep so that each trial has
+    each iteration once, from its latest attempt: a row is dropped when a later row of the
+    same trial has the same or a smaller ``training_iteration``.
+
+    A trial resumed from its saved state at iteration k after reporting up to m > k (the
+    reports after its last saved state, or a restore from an older state after a killed
+    driver), or started again from scratch, reports iterations k+1.. again: the earlier
+    attempt's rows from k+1 on are dropped, also those the later attempt did not reach
+    (a trial started again and stopped earlier has no rows past where it stopped). Rows
+    with no iteration are kept.
+
+    >>> latest_attempt_rows(["a"] * 6 + ["b"], [1, 2, 3, 4, 3, 4, 1]).tolist()
+    [True, True, False, False, True, True, True]
+    """
+    iteration = pd.to_numeric(pd.Series(np.asarray(iterations)), errors="coerce").to_numpy(float)
+    missing = np.isnan(iteration)
+    frame = pd.DataFrame(
+        {"trial": np.asarray(trial_ids), "iteration": np.where(missing, np.inf, iteration)}
+    ).iloc[::-1]
+    later_minimum = (
+        frame.groupby("trial", sort=False)["iteration"]
+        .cummin()
+        .groupby(frame["trial"], sort=False)
+        .shift(1)
+    )
+    superseded = (frame["iteration"] >= later_minimum).to_numpy()[::-1]
+    return ~superseded | missing
 
 
 def write_ray_result_files(experiment_path: _store.AnyPath) -> int:
     """Write Ray's per-trial ``result.json`` (JSON lines) from radas's history, for trials
-    that have neither it nor ``progress.csv``; returns how many files were written."""
+    without ``progress.csv`` whose ``result.json`` is missing or behind their last result
+    (written while they ran, or before a restore continued them); returns how many files
+    were written."""
     path = _store.location(experiment_path)
     missing = {
         trial.trial_id: path / trial.trial_dir_name
         for trial in _ray_state.load_trial_states(path)
         if trial.last_result
-        and not (path / trial.trial_dir_name / "result.json").exists()
         and not (path / trial.trial_dir_name / "progress.csv").exists()
+        and _last_iteration(path / trial.trial_dir_name / "result.json")
+        != trial.last_result.get("training_iteration")
     }
     if not missing or not history_parts(path):
         return 0
@@ -428,6 +477,15 @@ def write_ray_result_files(experiment_path: _store.AnyPath) -> int:
         _files.write_atomic(trial_dir / "result.json", "\n".join(lines) + "\n")
         written += 1
     return written
+
+
+def _last_iteration(result_file: _store.Location) -> Any:
+    """The ``training_iteration`` of a ``result.json``'s last line (None: no file, or none)."""
+    try:
+        lines = result_file.read_text(errors="replace").splitlines()
+        return json.loads(lines[-1]).get("training_iteration") if lines else None
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def _is_missing(value: Any) -> bool:

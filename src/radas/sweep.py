@@ -46,6 +46,11 @@ TUNER_INIT_KEYS = ("tune_config", "run_config")
 RADAS_OWNED_RUN_CONFIG_FIELDS = ("name", "storage_path", "storage_filesystem")
 ARCHIVE_DIR = ".archive"
 MAX_LOST_TRIAL_ROUNDS = 3
+# Checkpoints (states saved with radas.report(..., state=...)) kept per trial, unless the
+# run_config has a checkpoint_config of its own: the latest one to continue from, and the one
+# before it, which Tune's last snapshot may still name after a killed driver (Tune snapshots
+# its state at least every num_to_keep checkpoints of a trial, so the one it names exists).
+STATES_KEPT = 2
 # Trials send their reports in batches of up to 1000, every 0.5 s (up to 2 s with many trials
 # running: Tune stretches the time with the number of running trials); see _ray_patches.
 RESULT_BUFFERING = {
@@ -625,6 +630,11 @@ def _run_config(spec: SweepSpec, tune_config: tune.TuneConfig) -> tune.RunConfig
         storage_filesystem=storage_filesystem,
         callbacks=callbacks,
         verbose=0 if _user_verbosity(spec) is None else given.verbose,
+        checkpoint_config=(
+            tune.CheckpointConfig(num_to_keep=STATES_KEPT)
+            if given.checkpoint_config == tune.CheckpointConfig()
+            else given.checkpoint_config
+        ),
     )
 
 

@@ -1,22 +1,114 @@
-"""Helpers a trainable calls while it runs as a Ray Tune trial."""
+"""Helpers a trainable calls while it runs as a Ray Tune trial.
+
+A trial keeps its state with ``report(metrics, state=obj)`` and gets it back with
+``load_state()``, so that a trial stopped part-way (``stop_attach`` then ``restore``, a lost
+node, a killed driver, an out-of-memory retry) continues from its last saved state instead of
+starting again. The state travels as a Ray Tune checkpoint (one pickle file in it), so it is
+stored wherever Tune stores the experiment (local path, shared path, object store); radas keeps
+the latest two of each trial unless the run_config sets its own ``checkpoint_config``
+(``radas.sweep.STATES_KEPT``).
+"""
 
 from __future__ import annotations
 
+import os
+import tempfile
+import warnings
 from typing import Any
 
+from radas.errors import InvalidArgumentError
 
-def report(metrics: dict[str, Any], *, checkpoint: Any = None) -> None:
-    """Report one result (a dict of metrics) from inside a trainable.
+STATE_FILE = "radas_state.pkl"
+_NO_STATE = object()
+
+
+def report(metrics: dict[str, Any], *, checkpoint: Any = None, state: Any = _NO_STATE) -> None:
+    """Report one result (a dict of metrics) from inside a trainable, optionally with the
+    trial's state to continue from.
 
     Same as ``ray.tune.report``; every call is one row of ``get_history_dataframe()``.
+    ``state`` is any picklable object (for torch, the ``state_dict()`` of the model and the
+    optimizer, not the objects); ``load_state()`` returns the latest one when the trial runs
+    again. Outside a trial (the trainable called directly) the state is only checked.
 
     >>> def trainable(config):  # doctest: +SKIP
-    ...     for epoch in range(10):
-    ...         radas.report({"loss": 1 / (epoch + 1)})
+    ...     state = radas.load_state() or {"epoch": 0, "model": Net().state_dict()}
+    ...     model = Net()
+    ...     model.load_state_dict(state["model"])
+    ...     for epoch in range(state["epoch"] + 1, 41):
+    ...         loss = train_one_epoch(model)
+    ...         radas.report({"loss": loss}, state={"epoch": epoch, "model": model.state_dict()})
     """
     from ray import tune
 
-    tune.report(metrics, checkpoint=checkpoint)
+    if state is _NO_STATE:
+        tune.report(metrics, checkpoint=checkpoint)
+        return
+    if checkpoint is not None:
+        raise InvalidArgumentError(
+            "radas.report() takes checkpoint= or state=, not both: put what the checkpoint "
+            "holds into the state, or use ray.tune.get_checkpoint() for your own checkpoints."
+        )
+    pickled = _pickle_state(state)
+    with tempfile.TemporaryDirectory(prefix="radas-state-") as directory:
+        with open(os.path.join(directory, STATE_FILE), "wb") as stream:
+            stream.write(pickled)
+        # Tune copies the folder to the trial's storage before report() returns.
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
+
+
+def _pickle_state(state: Any) -> bytes:
+    from ray import cloudpickle  # also objects of classes defined in the trainable's script
+
+    try:
+        return cloudpickle.dumps(state)
+    except Exception as err:  # pickling fails with TypeError, PicklingError, AttributeError...
+        trial = _trial_name() or "(outside a trial)"
+        raise InvalidArgumentError(
+            f"radas.report(state=...) in trial {trial}: the state cannot be pickled "
+            f"({type(err).__name__}: {err}). Pass plain data: numbers, lists, dicts, numpy "
+            "arrays, and for torch the model's and optimizer's state_dict(), not open files, "
+            "locks, threads or connections."
+        ) from err
+
+
+def load_state() -> Any:
+    """The state this trial last saved with ``report(..., state=...)``, or None when it has
+    saved none (its first run) or when called outside a trial.
+
+    >>> state = radas.load_state() or {"epoch": 0}  # doctest: +SKIP
+    """
+    from ray import cloudpickle, tune
+
+    if _trial_name() is None:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        return None
+    with checkpoint.as_directory() as directory:
+        state_file = os.path.join(directory, STATE_FILE)
+        if not os.path.exists(state_file):
+            raise InvalidArgumentError(
+                f"Trial {_trial_name()} continues from a checkpoint it reported with "
+                "radas.report(checkpoint=...), which holds no radas state: read it with "
+                "ray.tune.get_checkpoint(), or report state=... instead of checkpoint=...."
+            )
+        with open(state_file, "rb") as stream:
+            return cloudpickle.load(stream)
+
+
+def _trial_name() -> str | None:
+    """This trial's name, or None outside a trial."""
+    from ray import tune
+
+    with warnings.catch_warnings():  # Ray warns when asked outside a trial
+        warnings.simplefilter("ignore")
+        try:
+            return tune.get_context().get_trial_name()
+        except Exception:  # no Tune session at all
+            return None
 
 
 def current_experiment() -> dict[str, Any] | None:
@@ -26,7 +118,6 @@ def current_experiment() -> dict[str, Any] | None:
     ``started``, ``cluster`` (None for local runs), plus ``trial_id`` and ``trial_name``.
     """
     import json
-    import warnings
     from pathlib import Path
 
     from ray import tune
