@@ -43,7 +43,7 @@ from radas.errors import (
 from radas.experiment import run_experiment, run_experiment_sync
 from radas.resources import verify_gpu
 from radas.storage.dirs import get_cold_data_dir, get_data_dir, get_ray_results_dir
-from radas.trial import report
+from radas.trial import load_state, report
 from radas.tuner import Tuner
 from radas.utils import (
     config_seed,
@@ -102,6 +102,7 @@ __all__ = [
     "get_current_user_name",
     "get_data_dir",
     "get_ray_results_dir",
+    "load_state",
     "print_error",
     "print_info",
     "print_warning",
