@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import secrets
 import signal
 import socket
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     from radas.backends._job_client import JobServer
 
 STARTUP_TIMEOUT_S = 120.0
+_ANSI_CODE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 JOB_STOP_WAIT_S = 60.0  # cluster down --force: how long jobs may take to save their state
 
 
@@ -72,6 +74,7 @@ class LocalCluster:
 
     def add_worker_node(self, num_cpus: float = 1, num_gpus: float = 0) -> NodeProcess:
         """Start one more node (``ray start --address``) and wait until the cluster sees it."""
+        num_cpus, num_gpus = _whole("worker_cpus", num_cpus), _whole("num_gpus", num_gpus)
         index = len(self.workers) + 1
         log = self.state_dir / f"worker-{index}.log"
         command = [
@@ -101,13 +104,16 @@ class LocalCluster:
     def stop(self) -> None:
         """Stop every node, then every job driver they leave behind (Ray starts each driver
         in a session of its own, which outlives the node for a moment or for good)."""
+        self._end_processes()
+        print_info(f"local cluster {self.name!r} stopped (its results are kept)")
+
+    def _end_processes(self) -> None:
         jobs = self.job_process_groups()
         for node in [*self.workers, self.head]:
             _stop_group(node.pid)
         for group in [*jobs, *self.job_process_groups()]:
             _stop_group(group, timeout_s=2.0, check=False)
         (self.state_dir / "state.json").unlink(missing_ok=True)
-        print_info(f"local cluster {self.name!r} stopped (its results are kept)")
 
     def job_process_groups(self) -> list[int]:
         """Process groups of the jobs running on this cluster's nodes (drivers and their
@@ -168,9 +174,14 @@ def start_local_cluster(
             f"A local cluster named {name!r} is already running at {running.address}. Use it, "
             f"or stop it first: `radas cluster down {name}`."
         )
-    if worker_nodes < 0 or (num_cpus is not None and num_cpus <= 0):
-        raise InvalidArgumentError("num_cpus must be positive and worker_nodes >= 0.")
-    num_cpus = num_cpus or os.cpu_count() or 1
+    if worker_nodes < 0 or (num_cpus is not None and num_cpus <= 0) or worker_cpus <= 0:
+        raise InvalidArgumentError(
+            "num_cpus and worker_cpus must be positive and worker_nodes >= 0 "
+            f"(got num_cpus={num_cpus}, worker_cpus={worker_cpus}, worker_nodes={worker_nodes})."
+        )
+    num_cpus = _whole("num_cpus", num_cpus or os.cpu_count() or 1)
+    num_gpus = _whole("num_gpus", num_gpus)
+    worker_cpus = _whole("worker_cpus", worker_cpus)
     state_dir = cluster_dir(name)
     state_dir.mkdir(parents=True, exist_ok=True)
     token_file = state_dir / "auth_token"
@@ -212,8 +223,11 @@ def start_local_cluster(
         _wait_for_nodes(cluster, expected=1, process=head)
         for _ in range(worker_nodes):
             cluster.add_worker_node(num_cpus=worker_cpus)
+    except ClusterError as err:
+        cluster._end_processes()  # nothing ran on it: no word about results
+        raise ClusterError(f"Local cluster {name!r} did not start: {err}") from err
     except BaseException:
-        cluster.stop()
+        cluster._end_processes()
         raise
     memory = memory_gb or round(psutil.virtual_memory().total / 2**30, 1)
     register_cluster(
@@ -238,6 +252,17 @@ def start_local_cluster(
         f"use run_with='cluster:{name}'"
     )
     return cluster
+
+
+def _whole(name: str, count: float) -> int:
+    """A node's CPU or GPU count as `ray start` takes it: a whole number (2.0 -> 2)."""
+    if count < 0 or count != int(count):
+        raise InvalidArgumentError(
+            f"{name}={count:g}: a node of a local cluster has a whole number of CPUs and GPUs "
+            f"(`ray start` takes no fractions); use e.g. {name}={max(1, round(count))}. "
+            "Trials can still ask for fractions of them (cpu_per_trial=0.5)."
+        )
+    return int(count)
 
 
 def find_local_cluster(name: str) -> LocalCluster | None:
@@ -476,5 +501,6 @@ def _wait_for_nodes(cluster: LocalCluster, expected: int, process: NodeProcess) 
 
 def _check_alive(node: NodeProcess) -> None:
     if not _is_ray_start(node.pid):
-        tail = Path(node.log).read_text()[-2000:] if Path(node.log).exists() else ""
+        tail = Path(node.log).read_text(errors="replace")[-2000:] if Path(node.log).exists() else ""
+        tail = _ANSI_CODE.sub("", tail)  # Ray colours its log even into a file
         raise ClusterError(f"`ray start` exited; the end of {node.log}:\n{tail}")
