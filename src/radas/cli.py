@@ -61,10 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
     actions = cluster.add_subparsers(title="actions")
     up = actions.add_parser("up", help="start a local cluster and register it under NAME")
     up.add_argument("name")
-    up.add_argument("--num-cpus", type=float, default=None, help="CPUs of the head node")
-    up.add_argument("--num-gpus", type=float, default=0)
+    # counts parse as numbers ("2" or "2.0"); start_local_cluster refuses fractions clearly
+    up.add_argument(
+        "--num-cpus", type=float, default=None, help="CPUs of the head node (default: all)"
+    )
+    up.add_argument("--num-gpus", type=float, default=0, help="GPUs of the head node")
     up.add_argument("--workers", type=int, default=0, help="extra worker nodes")
-    up.add_argument("--worker-cpus", type=float, default=1)
+    up.add_argument("--worker-cpus", type=float, default=1, help="CPUs of each worker node")
     up.set_defaults(handler=_cluster_up)
     down = actions.add_parser("down", help="stop the local cluster NAME (results are kept)")
     down.add_argument("name")
@@ -182,7 +185,8 @@ def _analyze(args: argparse.Namespace) -> None:
     )
     df = results["df"]
     print(df.head(20).to_string())
-    print(f"({len(df)} rows; stored at {results['experiment_path']})")
+    partial = "partial: the experiment is still running; " if results["partial"] else ""
+    print(f"({len(df)} rows; {partial}stored at {results['experiment_path']})")
     if csv:
         df.to_csv(csv, index=False)
         print(f"DataFrame written to {csv}")
