@@ -3,6 +3,7 @@
 Start with ``radas.run_experiment`` (async) or ``radas.run_experiment_sync`` (scripts).
 """
 
+from radas._listing import list_experiments
 from radas.client import get_client
 from radas.console import print_error, print_info, print_warning
 from radas.errors import (
@@ -102,6 +103,7 @@ __all__ = [
     "get_current_user_name",
     "get_data_dir",
     "get_ray_results_dir",
+    "list_experiments",
     "load_state",
     "print_error",
     "print_info",

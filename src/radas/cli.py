@@ -3,7 +3,7 @@
     radas clusters                               which clusters are online, what is free
     radas cluster up NAME [--num-cpus N] [--workers K]
     radas cluster down NAME [--force]           refused while jobs run, unless --force
-    radas ls --cluster NAME [--user U]           this user's experiment jobs
+    radas ls [--cluster NAME] [--user U] [--json]  your stored experiments (or a cluster's jobs)
     radas stop JOB_ID --cluster NAME [--user U]
     radas logs JOB_ID --cluster NAME [--user U] [--follow]
     radas analyze EXPERIMENT --plot lineplot --x A --y B [--hue C] [-o fig.png]
@@ -14,6 +14,7 @@ A radas error prints its message and exits with status 1.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Sequence
@@ -78,16 +79,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     down.set_defaults(handler=_cluster_down)
 
-    def job_command(name: str, help_text: str, handler, job_id: bool = True):
+    ls = commands.add_parser(
+        "ls", help="list your stored experiments on this machine (or your jobs on a cluster)"
+    )
+    ls.add_argument("--cluster", help="list your jobs on this cluster from the config instead")
+    ls.add_argument("--user", default=get_current_user_name(), help="default: you")
+    ls.add_argument("--json", action="store_true", help="one JSON object, for scripts")
+    ls.set_defaults(handler=_ls)
+
+    def job_command(name: str, help_text: str, handler):
         sub = commands.add_parser(name, help=help_text)
-        if job_id:
-            sub.add_argument("job_id")
+        sub.add_argument("job_id")
         sub.add_argument("--cluster", required=True, help="cluster name from the config")
         sub.add_argument("--user", default=get_current_user_name())
         sub.set_defaults(handler=handler)
         return sub
 
-    job_command("ls", "list your experiment jobs on a cluster", _ls, job_id=False)
     job_command("stop", "stop one of your jobs gracefully (restore continues it)", _stop)
     logs = job_command("logs", "print (or --follow) a job's output", _logs)
     logs.add_argument("--follow", action="store_true", help="stream until the job ends")
@@ -143,7 +150,46 @@ def _client(args: argparse.Namespace):
 
 
 def _ls(args: argparse.Namespace) -> None:
-    _client(args).display_experiments()
+    from radas._listing import as_records, list_experiments, local_results_dir
+
+    run_with = f"cluster:{args.cluster}" if args.cluster else "local"
+    if args.json:
+        frame = list_experiments(user_name=args.user, run_with=run_with)
+        listing = {"user_name": args.user, "run_with": run_with, "experiments": as_records(frame)}
+        print(json.dumps(listing, indent=2))
+    elif args.cluster:
+        _client(args).display_experiments()
+    else:
+        frame = list_experiments(user_name=args.user, run_with=run_with)
+        where = local_results_dir(args.user)
+        print(f"Experiments of {args.user!r} stored on this machine ({where}): {len(frame)}")
+        if len(frame):
+            print(_experiments_table(frame))
+        for row in frame[frame["problem"] != ""].itertuples():
+            print(f"problem of {row.path}: {row.problem}")
+
+
+def _experiments_table(frame) -> str:
+    """The local listing as aligned text columns, the path last."""
+    import pandas as pd
+
+    rows = [("experiment", "folder", "status", "fin/err/total", "last update")]
+    paths = ["path"]
+    for row in frame.itertuples():
+        numbers = (row.finished, row.errored, row.total)
+        counts = "/".join("-" if pd.isna(value) else str(value) for value in numbers)
+        updated = (
+            row.last_update.strftime("%Y-%m-%d %H:%M:%S") if pd.notna(row.last_update) else "-"
+        )
+        folder = "-" if pd.isna(row.cwd) else row.cwd
+        rows.append((row.experiment, folder, row.status, counts, updated))
+        paths.append(row.path)
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(f"{value:<{width}}" for value, width in zip(row, widths, strict=True))
+        + f"  {path}"
+        for row, path in zip(rows, paths, strict=True)
+    )
 
 
 def _stop(args: argparse.Namespace) -> None:

@@ -9,6 +9,8 @@ import time
 import pandas as pd
 
 from radas._args import checked_keywords
+from radas._listing import job_trial_counts
+from radas._status import TrialCounts, experiment_status
 from radas.backends import get_backend
 from radas.backends.ray_jobs import ExperimentJob, RayJobsBackend
 from radas.console import print_info
@@ -56,7 +58,14 @@ class ExperimentsClient:
         return self.backend.list_jobs(self.user_name)
 
     def list_experiments(self) -> pd.DataFrame:
-        """One row per job: job_id, experiment, status, start/end time, run_choice, full_name."""
+        """One row per job: job_id, experiment, status, start/end time, run_choice, full_name,
+        cwd, message, job_status, and the trials finished / errored / total.
+
+        ``status`` is the experiment's (``FINISHED, 3 of 3 trials errored``), from its trials
+        stored under the cluster's results root; ``job_status`` is the Ray job's own
+        (``SUCCEEDED``). When this machine cannot read the trials, the status says so and the
+        counts are missing.
+        """
         columns = [
             "job_id",
             "experiment",
@@ -67,22 +76,43 @@ class ExperimentsClient:
             "full_name",
             "cwd",
             "message",
+            "job_status",
+            "finished",
+            "errored",
+            "total",
         ]
-        rows = [
-            [
-                job.job_id,
-                job.experiment_name,
-                job.status,
-                job.start_time,
-                job.end_time,
-                job.run_choice,
-                job.full_name,
-                job.cwd,
-                job.message,
-            ]
-            for job in self.jobs()
-        ]
-        return pd.DataFrame(rows, columns=columns)
+        rows = []
+        for job, status, counts in self._with_statuses(self.jobs()):
+            numbers = [counts.finished, counts.errored, counts.total] if counts else [None] * 3
+            rows.append(
+                [
+                    job.job_id,
+                    job.experiment_name,
+                    status,
+                    job.start_time,
+                    job.end_time,
+                    job.run_choice,
+                    job.full_name,
+                    job.cwd,
+                    job.message,
+                    job.status,
+                    *numbers,
+                ]
+            )
+        return pd.DataFrame(rows, columns=columns).astype(
+            {name: "Int64" for name in ("finished", "errored", "total")}
+        )
+
+    def _with_statuses(
+        self, jobs: list[ExperimentJob]
+    ) -> list[tuple[ExperimentJob, str, TrialCounts | None]]:
+        """Each job with its experiment's status (``radas._status``) and trial counts."""
+        counts = job_trial_counts(self.backend, self.user_name, jobs)
+        listed = []
+        for job in jobs:
+            trials, unknown = counts[job.job_id]
+            listed.append((job, experiment_status(job.status, trials, unknown=unknown), trials))
+        return listed
 
     def display_experiments(self) -> None:
         """Print this user's experiments with their status and the code to stop running ones."""
@@ -93,12 +123,12 @@ class ExperimentsClient:
         title = f"Experiments of {self.user_name!r} on {self.run_with}: {len(jobs)} job(s)"
         if not jobs:
             return title
-        header = f"{'job id':<48} {'experiment':<20} {'status':<10} {'started':<19}  ended"
+        header = f"{'job id':<48} {'experiment':<20} {'started':<19}  {'ended':<19}  status"
         lines = [title, header]
-        for job in jobs:
+        for job, status, _ in self._with_statuses(jobs):
             lines.append(
-                f"{job.job_id:<48} {job.experiment_name[:20]:<20} {job.status:<10} "
-                f"{_time(job.start_time):<19}  {_time(job.end_time)}"
+                f"{job.job_id:<48} {job.experiment_name[:20]:<20} "
+                f"{_time(job.start_time):<19}  {_time(job.end_time):<19}  {status}"
             )
             if job.active:
                 lines.append(f"    stop it: {self!r}.stop_job_by_id({job.job_id!r})")

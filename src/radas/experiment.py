@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from radas import _ray_state, _store, analysis, email
+from radas import _listing, _ray_state, _store, analysis, email
 from radas._args import checked_keywords, one_of
 from radas._experiment_info import (
     check_owner,
@@ -175,6 +175,13 @@ async def _run_and_analyze(
     # another (folder, name) mapping onto this full name: refused before anything runs or is
     # read (checked again where the sweep runs, under the experiment's lock)
     check_owner(experiment_path, experiment_name=experiment_name, cwd=cwd)
+
+    def stored_elsewhere() -> str:
+        """Where else this name is stored, for a not-found error (looked up only then)."""
+        return _listing.where_else(
+            experiment_name, user_name=user_name, run_with=str(backend.target), cwd=cwd
+        )
+
     outcome = None
     if "run" in dos:
         one_of("run_choice", run_choice, (*RUN_CHOICES, None))
@@ -206,7 +213,7 @@ async def _run_and_analyze(
             raise ExperimentNotFoundError(
                 f"Nothing to restore for experiment {experiment_name!r}: no stored state at "
                 f"{experiment_path}. Start it with run_choice='run' (the full name includes the "
-                "working directory you run from)."
+                f"working directory you run from).{stored_elsewhere()}"
             )
         if choice == "restore":
             _warn_ignored_param_space(experiment_path, experiment_name, param_space)
@@ -225,7 +232,7 @@ async def _run_and_analyze(
         if outcome.interrupted and backend.target.kind == "local":
             raise KeyboardInterrupt(f"{experiment_name} was interrupted; see the message above")
         run_choice = choice
-    tuner = _load_tuner(experiment_path, experiment_name, dos)
+    tuner = _load_tuner(experiment_path, experiment_name, dos, stored_elsewhere)
     results: dict[str, Any] = {
         "df": None,
         "fig": None,
@@ -363,7 +370,12 @@ def _report_outcome(spec: SweepSpec, outcome: SweepOutcome) -> None:
         )
 
 
-def _load_tuner(experiment_path: _store.Location, experiment_name: str, dos: list[str]) -> Tuner:
+def _load_tuner(
+    experiment_path: _store.Location,
+    experiment_name: str,
+    dos: list[str],
+    stored_elsewhere: Callable[[], str],
+) -> Tuner:
     if not _ray_state.has_stored_experiment(experiment_path):
         hint = (
             "Run it first with dos=['run', 'analyze'] and run_choice='run'"
@@ -373,6 +385,7 @@ def _load_tuner(experiment_path: _store.Location, experiment_name: str, dos: lis
         raise ExperimentNotFoundError(
             f"No stored results for experiment {experiment_name!r} at {experiment_path}. "
             f"{hint}; note the full name includes the working directory you run from."
+            f"{stored_elsewhere()}"
         )
     return Tuner(str(experiment_path))
 
