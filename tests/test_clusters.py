@@ -163,7 +163,11 @@ def test_stop_attach_then_restore_completes_without_rerunning(cluster, project):
 
     client = radas.get_client(user_name="alice", run_with=RUN_WITH)
     jobs = client.list_experiments()
-    assert jobs.loc[jobs["experiment"] == "long", "status"].tolist()[-1] == "STOPPED"
+    last = jobs[jobs["experiment"] == "long"].iloc[-1]
+    assert (last["job_status"], last["status"]) == (
+        "STOPPED",
+        f"STOPPED, {len(finished)} of 8 trials finished",
+    )
 
     restored = run(
         experiment_name="long",
@@ -262,7 +266,8 @@ def test_client_lists_and_stops_only_its_users_jobs(cluster, project, capsys):
     assert bob.stop_job_by_id(job.job_id) == "STOPPED"
     thread.join(timeout=120)
     listing = bob.list_experiments()
-    assert listing.loc[listing["job_id"] == job.job_id, "status"].item() == "STOPPED"
+    [stopped] = listing[listing["job_id"] == job.job_id].to_dict(orient="records")
+    assert stopped["job_status"] == "STOPPED" and stopped["status"].startswith("STOPPED")
     assert "bobs: running on the cluster" in bob.get_job_logs(job.job_id)
 
 

@@ -296,7 +296,7 @@ def test_stop_attach_from_a_second_process_then_restore_continues_checkpoints_on
     assert not thread.is_alive() and "error" not in box, box.get("error")
     assert box["results"]["outcome"].interrupted
     jobs = radas.get_client(user_name=USER, run_with=RUN_WITH).list_experiments()
-    assert jobs.loc[jobs["experiment"] == "long", "status"].tolist()[-1] == "STOPPED"
+    assert jobs.loc[jobs["experiment"] == "long", "status"].tolist()[-1].startswith("STOPPED")
     finished_before = sorted({m["i"] for m in bed_cluster.marks("done")})
     assert seen["terminated"] == finished_before == [0, 1, 2]  # the long ones held
     assert seen["total"] == 6

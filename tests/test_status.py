@@ -150,7 +150,6 @@ def test_not_found_says_which_folder_has_the_experiment(errored, project):
     assert "stored elsewhere" not in str(nowhere.value)
 
 
-@pytest.mark.slow
 @pytest.mark.cluster
 def test_cluster_jobs_show_their_trials_or_say_they_cannot(cluster, project):
     from radas.clusters.config import get_cluster, register_cluster, unregister_cluster
