@@ -32,7 +32,7 @@ from radas import _locks, _ray_state, _store
 from radas._args import checked_keywords
 from radas._experiment_info import read_experiment_info
 from radas._status import TrialCounts, experiment_status
-from radas.errors import ExperimentDamagedError, RadasError, RadasWarning
+from radas.errors import ExperimentDamagedError, RadasError, RadasWarning, StorageError
 from radas.naming import validate_user_name
 from radas.storage.dirs import check_storage_user_name, storage_roots
 from radas.utils import get_current_user_name
@@ -108,6 +108,11 @@ def local_experiments(user_name: str) -> list[StoredExperiment]:
         folders = [entry for entry in root.iterdir() if entry.is_dir()]
     except FileNotFoundError:
         return []
+    except OSError as err:
+        raise StorageError(
+            f"Cannot list the experiments in {root} ({err.strerror or err}): make it readable "
+            "for this user, or set RADAS_HOME to where your experiments are."
+        ) from err
     listed = [
         _local_experiment(folder)
         for folder in folders
@@ -118,10 +123,10 @@ def local_experiments(user_name: str) -> list[StoredExperiment]:
 
 def _local_experiment(folder: Path) -> StoredExperiment:
     info = read_experiment_info(folder) or {}
-    name = info.get("experiment_name")
+    name, cwd = info.get("experiment_name"), info.get("cwd")
     row = StoredExperiment(
         experiment=str(name) if name else folder.name,
-        cwd=info.get("cwd"),
+        cwd=str(cwd) if cwd else None,
         status="",
         finished=None,
         errored=None,
