@@ -11,6 +11,7 @@ the latest two of each trial unless the run_config sets its own ``checkpoint_con
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 import warnings
@@ -19,6 +20,8 @@ from typing import Any
 from radas.errors import InvalidArgumentError
 
 STATE_FILE = "radas_state.pkl"
+# Ray logs a line for every checkpoint it stores: one per epoch of every trial saving its state.
+_CHECKPOINT_LOGGER = "ray.train._internal.storage"
 _NO_STATE = object()
 
 
@@ -50,6 +53,7 @@ def report(metrics: dict[str, Any], *, checkpoint: Any = None, state: Any = _NO_
             "holds into the state, or use ray.tune.get_checkpoint() for your own checkpoints."
         )
     pickled = _pickle_state(state)
+    logging.getLogger(_CHECKPOINT_LOGGER).setLevel(logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="radas-state-") as directory:
         with open(os.path.join(directory, STATE_FILE), "wb") as stream:
             stream.write(pickled)
@@ -66,9 +70,9 @@ def _pickle_state(state: Any) -> bytes:
         trial = _trial_name() or "(outside a trial)"
         raise InvalidArgumentError(
             f"radas.report(state=...) in trial {trial}: the state cannot be pickled "
-            f"({type(err).__name__}: {err}). Pass plain data: numbers, lists, dicts, numpy "
-            "arrays, and for torch the model's and optimizer's state_dict(), not open files, "
-            "locks, threads or connections."
+            f"({type(err).__name__}: {str(err)[:200]}). Pass plain data: numbers, lists, "
+            "dicts, numpy arrays, and for torch the model's and optimizer's state_dict(), not "
+            "open files, locks, threads or connections."
         ) from err
 
 
