@@ -51,6 +51,7 @@ MAX_LOST_TRIAL_ROUNDS = 3
 # before it, which Tune's last snapshot may still name after a killed driver (Tune snapshots
 # its state at least every num_to_keep checkpoints of a trial, so the one it names exists).
 STATES_KEPT = 2
+SNAPSHOT_WARNING = "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S"
 # Trials send their reports in batches of up to 1000, every 0.5 s (up to 2 s with many trials
 # running: Tune stretches the time with the number of running trials); see _ray_patches.
 RESULT_BUFFERING = {
@@ -512,6 +513,10 @@ def _tune_environment(quiet: bool) -> Iterator[None]:
     }
     if os.environ.get("RADAS_RAY_LOGGERS") != "1":
         settings["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
+    # Tune snapshots its state every STATES_KEPT states a trial saves (so that the state its
+    # snapshot names is never deleted) and warns when that is often: the cost radas chose.
+    if SNAPSHOT_WARNING not in os.environ:
+        settings[SNAPSHOT_WARNING] = "0"
     if quiet:
         settings["RAY_AIR_NEW_OUTPUT"] = "0"
     previous = {name: os.environ.get(name) for name in settings}
