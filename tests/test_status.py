@@ -188,3 +188,12 @@ def test_cluster_jobs_show_their_trials_or_say_they_cannot(cluster, project):
     [row] = seen[seen["experiment"] == "cluster-errored"].to_dict(orient="records")
     assert row["status"].startswith("SUCCEEDED (trials unknown: results root not readable here")
     assert pd.isna(row["total"]) and row["job_status"] == "SUCCEEDED"
+
+
+def test_the_status_module_examples_hold():
+    import doctest
+
+    from radas import _status
+
+    failures, tried = doctest.testmod(_status)
+    assert (failures, tried > 0) == (0, True)
