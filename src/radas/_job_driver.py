@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from radas import _files, _store
-from radas.console import print_error, print_info
+from radas.console import print_error, print_info, ray_output_wanted
 from radas.errors import ClusterError
 
 
@@ -44,7 +44,8 @@ def main(argv: list[str]) -> int:
             "runtime_env={'py_modules': [...]} or install it with runtime_env={'pip': [...]}."
         )
         return 1
-    ray.init(logging_level=logging.WARNING)
+    # Ray's connection records only when asked for (RADAS_VERBOSE, passed on by the client)
+    ray.init(logging_level=logging.INFO if ray_output_wanted() else logging.ERROR)
     try:  # read from the cluster's memory and deleted there: this driver alone holds them
         spec.secrets = take_over(os.environ.get(HAND_OVER_ENV))
     except ClusterError as err:

@@ -23,16 +23,34 @@
    grid). radas's version looks only at the live trials (those not terminated) and picks
    the same trial: the first pending one in the order the trials were added, else the first
    paused one.
+4. A trial's ``error.txt`` holds ``str(RayTaskError)``, which Ray colours with raw ANSI codes
+   whatever it is written to: radas rewrites the file without them as soon as Tune wrote it.
+5. Ray's driver prints its workers' output (``print_worker_logs``) with ANSI colour codes
+   even into pipes and files (a job's log): radas's version strips them unless the stream is
+   a terminal, ends radas's live progress line first, and drops the raylet's and the
+   autoscaler's lines while radas keeps Ray quiet (``quiet_ray_logs``).
+
+``quiet_ray_logs`` also keeps Tune's messages that contradict radas off the console, always:
+its "Stop signal received ... Press CTRL+C" and "Resume experiment with: Tuner.restore(...)"
+(radas stops and restores experiments itself: ``run_choice='stop_attach'`` / ``'restore'``),
+and restore's "Failed to fetch metrics ... result.json and progress.csv were not found" (radas
+keeps every result in its own history and writes those files from it when they are asked for).
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import logging
 import time
 import weakref
+from collections.abc import Iterator
 from typing import Any
 
 from ray.exceptions import OutOfMemoryError, RayActorError, RayTaskError
 from ray.tune.result import DONE, RESULT_DUPLICATE, SHOULD_CHECKPOINT
+
+from radas.console import end_live_line, is_terminal, strip_ansi
 
 
 class ActorOutOfMemoryError(RayActorError, OutOfMemoryError):
@@ -69,6 +87,8 @@ def apply() -> None:
     manager._radas_patched = True  # type: ignore[attr-defined]
     _fix_buffered_training()
     _fix_fifo_choice()
+    _plain_error_files()
+    _plain_worker_logs()
 
 
 def _fix_buffered_training() -> None:
@@ -151,3 +171,106 @@ def _fix_fifo_choice() -> None:
 
     choose_trial_to_run.ray_version = original  # type: ignore[attr-defined]  # for the tests
     FIFOScheduler.choose_trial_to_run = choose_trial_to_run  # type: ignore[method-assign]
+
+
+def _plain_error_files() -> None:
+    from ray.tune.experiment import Trial
+
+    original = Trial.handle_error
+
+    def handle_error(self, exc=None):
+        original(self, exc)
+        path = self.error_file
+        if path:
+            with contextlib.suppress(OSError):
+                with open(path, encoding="utf-8", errors="replace") as stream:
+                    text = stream.read()
+                if strip_ansi(text) != text:
+                    with open(path, "w", encoding="utf-8") as stream:
+                        stream.write(strip_ansi(text))
+
+    Trial.handle_error = handle_error  # type: ignore[method-assign]
+
+
+class _PlainText:
+    """A stream that writes what it is given without ANSI escape sequences."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        return self.stream.write(strip_ansi(text))
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+# Whether the raylet's and the autoscaler's lines are shown (not while quiet_ray_logs is on).
+_system_lines_shown = True
+
+
+def _plain_worker_logs() -> None:
+    from ray._private import worker
+
+    original = worker.print_worker_logs
+
+    def print_worker_logs(data: dict, print_file: Any, ignore_prefix: bool = False) -> None:
+        if not _system_lines_shown and data.get("pid") in ("raylet", "autoscaler"):
+            return
+        end_live_line()
+        if not is_terminal(print_file):
+            print_file = _PlainText(print_file)
+        original(data, print_file, ignore_prefix)
+
+    worker.print_worker_logs = print_worker_logs
+
+
+# Tune's log records that contradict radas (see the module docstring): (logger's module, text)
+CONTRADICTING = (
+    ("ray.tune.tune", "Stop signal received"),
+    ("ray.tune.tune", "Resume experiment with"),
+    ("ray.tune.analysis.experiment_analysis", "Failed to fetch metrics"),
+)
+# Dropped while Ray is quiet: radas's summary says which trials errored or did not finish.
+QUIET_ONLY = (("ray.tune.tune", "Trials did not complete"),)
+
+
+class _DropMessages(logging.Filter):
+    def __init__(self, texts: list[str]) -> None:
+        super().__init__()
+        self.texts = texts
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(text in message for text in self.texts)
+
+
+@contextlib.contextmanager
+def quiet_ray_logs(show_ray_logs: bool) -> Iterator[None]:
+    """For a radas sweep (then restored): Tune's contradicting messages dropped; Ray's INFO
+    and WARNING records shown if ``show_ray_logs``, else dropped (the ``ray`` logger at ERROR)
+    with the raylet's and autoscaler's lines."""
+    global _system_lines_shown
+    dropped = CONTRADICTING if show_ray_logs else CONTRADICTING + QUIET_ONLY
+    filters: dict[logging.Logger, list[str]] = {}
+    for module_name, text in dropped:
+        # the logger of the module that logs the text: verified, as Ray may move it
+        logger = importlib.import_module(module_name).logger
+        filters.setdefault(logger, []).append(text)
+    installed = [(logger, _DropMessages(texts)) for logger, texts in filters.items()]
+    ray_logger = logging.getLogger("ray")
+    level, shown = ray_logger.level, _system_lines_shown
+    for logger, drop in installed:
+        logger.addFilter(drop)
+    if show_ray_logs:  # Ray's own default level, whatever ray.init was given
+        ray_logger.setLevel(min(level or logging.INFO, logging.INFO))
+    else:
+        ray_logger.setLevel(logging.ERROR)
+        _system_lines_shown = False
+    try:
+        yield
+    finally:
+        for logger, drop in installed:
+            logger.removeFilter(drop)
+        ray_logger.setLevel(level)
+        _system_lines_shown = shown

@@ -1,6 +1,7 @@
 """A compact progress line instead of Ray Tune's tables.
 
-``[radas] lr-sweep: 12/30 trials done (2 running, 1 errored), best loss=0.0312 [0:00:14]``
+``[radas] lr-sweep: 12 of 30 trials finished, 2 running, 15 pending, 1 errored; best
+loss=0.0312; 0:03:14 elapsed, about 0:05:10 left``
 """
 
 from __future__ import annotations
@@ -13,15 +14,25 @@ from typing import Any
 from ray.tune import Callback
 
 from radas import _store
-from radas.console import print_info, print_warning
+from radas.console import LiveLine, print_warning, strip_ansi
+
+HEARTBEAT_S = 30.0
+MIN_INTERVAL_S = 5.0
+_CONFIG_CHARS = 200
 
 
 class ProgressLine(Callback):
-    """Prints at most one progress line every ``interval_s`` seconds, when something changed.
+    """The experiment's progress, as one line: at least every ``heartbeat_s`` seconds while
+    trials run (a long trial that reports nothing does not look hung), and when the counts
+    changed, at most every ``min_interval_s`` seconds.
 
-    A trial that errors is reported at once with the last line of its traceback. The final
-    summary comes from radas after the fit, from the stored state (after an interruption,
-    Tune's in-memory statuses no longer say which trials really finished).
+    The first line comes after ``min_interval_s`` (a sweep that ends sooner prints only
+    radas's summary). The ETA appears once a trial of this fit has ended: the trials left
+    (running and pending) at the rate trials ended in this fit so far (ended trials per second
+    since the first one started, start-up and scheduling included). A trial that errors is
+    reported at once, in one line (see ``error_line``). The final summary comes from radas
+    after the fit, from the stored state (after an interruption, Tune's in-memory statuses no
+    longer say which trials really finished).
     """
 
     def __init__(
@@ -29,26 +40,33 @@ class ProgressLine(Callback):
         label: str,
         metric: str | None = None,
         mode: str | None = None,
-        interval_s: float = 5.0,
+        heartbeat_s: float = HEARTBEAT_S,
+        min_interval_s: float = MIN_INTERVAL_S,
     ) -> None:
         self.label = label
         self.metric = metric
         self.mode = mode
-        self.interval_s = interval_s
+        self.heartbeat_s = heartbeat_s
+        self.min_interval_s = min_interval_s
         self._reset()
 
     def _reset(self) -> None:
-        self._start = time.monotonic()
-        self._last_line = -math.inf
+        self._start = self._last_line = time.monotonic()
         self._total: int | None = None
         self._best: float | None = None
-        self._last_state: tuple[int, int] = (0, 0)
+        self._last_counts: tuple[int, ...] | None = None
+        self._first_trial_start: float | None = None
+        self._ended_trials = 0
+        self._line = LiveLine()
 
     def __getstate__(self) -> dict[str, Any]:
-        return {k: self.__dict__[k] for k in ("label", "metric", "mode", "interval_s")}
+        keep = ("label", "metric", "mode", "heartbeat_s", "min_interval_s")
+        return {k: self.__dict__[k] for k in keep}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
+        # tuner.pkl files of older radas have interval_s instead of the two intervals
+        self.__dict__.update(heartbeat_s=HEARTBEAT_S, min_interval_s=MIN_INTERVAL_S)
+        self.__dict__.update({k: v for k, v in state.items() if k != "interval_s"})
         self._reset()
 
     def setup(
@@ -62,6 +80,10 @@ class ProgressLine(Callback):
         if total_num_samples and total_num_samples > 0:
             self._total = total_num_samples
 
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        if self._first_trial_start is None:
+            self._first_trial_start = time.monotonic()
+
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info):
         if self.metric is None or self.metric not in result:
             return
@@ -72,66 +94,89 @@ class ProgressLine(Callback):
             self._best = float(value)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._maybe_print(trials)
+        self._ended_trials += 1
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        print_warning(f"{self.label}: trial {trial.trial_id} errored: {_error_line(trial)}")
-        self._maybe_print(trials)
+        self._ended_trials += 1
+        print_warning(f"{self.label}: {error_line(trial)}")
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
-        self._maybe_print(trials, only_if_due=True)
+        now = time.monotonic()
+        counts = self._counts(trials)
+        since = now - self._last_line
+        if since >= self.heartbeat_s or (
+            counts != self._last_counts and since >= self.min_interval_s
+        ):
+            self._last_line, self._last_counts = now, counts
+            self._line.show(self.describe(trials, now))
 
-    def _maybe_print(self, trials: list, only_if_due: bool = False) -> None:
-        due = time.monotonic() - self._last_line >= self.interval_s
-        if due and not (only_if_due and _state(trials) == self._last_state):
-            self._print(trials)
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        self._line.close()
 
-    def _print(self, trials: list) -> None:
-        self._last_line = time.monotonic()
-        self._last_state = _state(trials)
-        done = self._last_state[0]
-        total = max(self._total or 0, len(trials))
-        parts = [f"{self.label}: {done}/{total or '?'} trials done"]
-        details = [f"{_count(trials, 'RUNNING')} running"]
+    def _counts(self, trials: list) -> tuple[int, int, int, int]:
+        """(finished, running, pending, errored); trials Tune has not created yet are pending."""
+        finished = _count(trials, "TERMINATED")
+        running = _count(trials, "RUNNING")
         errored = _count(trials, "ERROR")
-        if errored:
-            details.append(f"{errored} errored")
-        parts.append(f" ({', '.join(details)})")
+        pending = _count(trials, "PENDING", "PAUSED")
+        if self._total is not None:
+            pending = max(self._total - finished - running - errored, pending)
+        return finished, running, pending, errored
+
+    def describe(self, trials: list, now: float) -> str:
+        """The progress line's text (without the ``[radas]`` prefix)."""
+        finished, running, pending, errored = self._counts(trials)
+        total = finished + running + pending + errored
+        text = (
+            f"{self.label}: {finished} of {total} trials finished, {running} running, "
+            f"{pending} pending, {errored} errored"
+        )
         if self._best is not None:
-            parts.append(f", best {self.metric}={self._best:.6g}")
-        elapsed = timedelta(seconds=round(time.monotonic() - self._start))
-        parts.append(f" [{elapsed}]")
-        print_info("".join(parts))
-
-
-def _state(trials: list) -> tuple[int, int]:
-    """(done, running): a line is only worth printing when this changed."""
-    return _count(trials, "TERMINATED", "ERROR"), _count(trials, "RUNNING")
+            text += f"; best {self.metric}={self._best:.6g}"
+        text += f"; {_duration(now - self._start)} elapsed"
+        if self._ended_trials and self._first_trial_start is not None and running + pending:
+            seconds_per_trial = (now - self._first_trial_start) / self._ended_trials
+            text += f", about {_duration((running + pending) * seconds_per_trial)} left"
+        return text
 
 
 def _count(trials: list, *statuses: str) -> int:
     return sum(1 for trial in trials if trial.status in statuses)
 
 
-def _error_line(trial: Any) -> str:
-    """The error's last line, and where its traceback is stored (the trial's folder in the
-    results root, readable from the client; Tune's own copy is in the driver's temp dir)."""
+def _duration(seconds: float) -> str:
+    return str(timedelta(seconds=round(seconds)))
+
+
+def error_line(trial: Any) -> str:
+    """One line for an errored trial: its id, the values it was given, the last line of its
+    error and where the whole traceback is stored: the trial's folder in the results root,
+    readable from the client. Tune writes it in the driver's temp dir and copies it there
+    only at its next sync (minutes later in a long run), so radas stores it at once."""
+    params = getattr(trial, "evaluated_params", None) or getattr(trial, "config", None) or {}
+    config = ", ".join(f"{key}={value!r}" for key, value in params.items())
+    if len(config) > _CONFIG_CHARS:
+        config = config[: _CONFIG_CHARS - 3] + "..."
+    head = f"trial {trial.trial_id} ({config}) errored"
     path = getattr(trial, "error_file", None)
     if not path:
-        return "see the trial's error.txt"
-    stored = _stored_error_file(trial) or path
+        return f"{head} (see the trial's error.txt)"
     try:
-        with open(path) as stream:
-            lines = [line.strip() for line in stream if line.strip()]
+        with open(path, encoding="utf-8", errors="replace") as stream:
+            text = strip_ansi(stream.read())
     except OSError:
-        return f"traceback in {stored}"
-    return f"{lines[-1] if lines else 'error'} (traceback in {stored})"
+        return f"{head} (traceback in {path})"
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return f"{head}: {lines[-1] if lines else 'error'} (traceback in {_store_error(trial, text)})"
 
 
-def _stored_error_file(trial: Any) -> str | None:
+def _store_error(trial: Any, text: str) -> str:
+    """Where the trial's traceback ``text`` is stored now (Tune's own copy if storing fails)."""
     try:
         storage = trial.storage
         folder = _store.on_filesystem(storage.storage_filesystem, storage.trial_fs_path)
-    except AttributeError:
-        return None
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "error.txt").write_text(text)
+    except (AttributeError, OSError):
+        return str(trial.error_file)
     return str(folder / "error.txt")

@@ -12,7 +12,7 @@ import ray
 import ray._private.ray_constants as ray_constants
 
 from radas.backends.base import RunTarget
-from radas.console import print_warning
+from radas.console import print_warning, ray_output_wanted
 from radas.errors import NotSupportedError
 from radas.storage.dirs import get_ray_results_dir
 from radas.sweep import SweepOutcome, SweepSpec, run_sweep
@@ -65,7 +65,8 @@ def ensure_local_ray(runtime_env: dict[str, Any]) -> None:
         address="local",
         include_dashboard=False,
         runtime_env=copy.deepcopy(wanted),  # ray.init adds keys to the dict it is given
-        logging_level=logging.WARNING,
+        # Ray's start-up records (its banner, token-auth notice) only when asked for
+        logging_level=logging.INFO if ray_output_wanted() else logging.ERROR,
         _node_ip_address="127.0.0.1",
     )
     _started_with = wanted

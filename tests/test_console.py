@@ -1,0 +1,235 @@
+"""Issue 13 §3-4: a quiet console that radas owns, and a progress line that keeps coming.
+
+A sweep prints radas's lines and the trainable's own prints; Ray's log records only when asked
+for (``RADAS_VERBOSE=1``); an errored trial is one line (trial, config, last error line, where
+the traceback is stored); no ANSI codes into pipes or files; none of Tune's messages that
+contradict radas; a progress line at least every heartbeat while a trial runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from ray import tune
+
+import radas
+from radas.console import RelayedOutput
+from radas.progress import ProgressLine
+
+# A record in Ray's logging format, wherever it comes from (driver, job supervisor, worker)
+RAY_RECORD = re.compile(r"\b(DEBUG|INFO|WARNING)\b \S+\.py:\d+ -- ")
+RAY_NOISE = ("(raylet)", "Started a local Ray instance", "Running entrypoint for job")
+CONTRADICTING = ("Tuner.restore", "Stop signal received", "Press CTRL+C", "Failed to fetch")
+
+SCRIPT = textwrap.dedent(
+    """
+    import sys
+    from ray import tune
+    import radas
+
+    def fine(config):
+        print("TRAINABLE SAYS", config["i"], flush=True)
+        return {"score": config["i"]}
+
+    def broken(config):
+        if config["i"] == 1:
+            raise ValueError(f"i={config['i']} is broken")
+        return {"score": config["i"]}
+
+    for name, trainable in [("fine", fine), ("broken", broken)][: int(sys.argv[1])]:
+        print("=== EXPERIMENT", name, flush=True)
+        radas.run_experiment_sync(
+            user_name="tester", experiment_name=name, trainable=trainable,
+            param_space={"i": tune.grid_search([0, 1])}, run_choice="run",
+        )
+    print("=== END", flush=True)
+    """
+)
+
+
+def run_script(project: Path, experiments: int, **env: str) -> str:
+    """stdout and stderr of a fresh process (Ray started there, output through a pipe)."""
+    (project / "sweeps.py").write_text(SCRIPT)
+    environment = {**os.environ, "PYTHONUNBUFFERED": "1", **env}
+    environment.pop("NO_COLOR", None)
+    if "RADAS_VERBOSE" not in env:
+        environment.pop("RADAS_VERBOSE", None)
+    completed = subprocess.run(
+        [sys.executable, "sweeps.py", str(experiments)],
+        cwd=project,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=300,
+        env=environment,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stdout
+    return completed.stdout
+
+
+def ray_lines(output: str) -> list[str]:
+    return [
+        line
+        for line in output.splitlines()
+        if RAY_RECORD.search(line) or any(noise in line for noise in RAY_NOISE)
+    ]
+
+
+def assert_one_error_line(output: str, message: str) -> str:
+    """The one line of the errored trial (i=1): its id, config, error and an existing
+    traceback file without ANSI codes; returns the trial id."""
+    found = re.findall(
+        rf"^\[radas\] warning: \w+: trial (\w+) \(i=1\) errored: {message} "
+        r"\(traceback in (\S+/error\.txt)\)$",
+        output,
+        flags=re.MULTILINE,
+    )
+    assert len(found) == 1, output
+    trial_id, path = found[0]
+    assert sum(trial_id in line for line in output.splitlines()) == 1, output
+    traceback = Path(path).read_text()
+    assert traceback.rstrip().endswith(message) and "\x1b" not in traceback, traceback
+    assert "Traceback (most recent call last)" not in output, output
+    return trial_id
+
+
+@pytest.mark.slow  # ~25 s: a fresh process starts Ray
+def test_a_sweep_prints_radas_lines_the_trainables_prints_and_one_line_per_error(project):
+    output = run_script(project, experiments=2)
+    assert "\x1b" not in output, output
+    assert ray_lines(output) == [], output
+    fine, broken = output.split("=== EXPERIMENT broken")
+    assert re.search(r"\[radas\] fine: FINISHED", fine), output
+    for i in (0, 1):  # Ray's prefix names the worker the line came from
+        assert re.search(rf"^\(fine pid=\d+\) TRAINABLE SAYS {i}$", output, re.MULTILINE), output
+    assert_one_error_line(broken, "ValueError: i=1 is broken")
+    unexpected = [
+        line
+        for line in output.splitlines()
+        if not line.startswith(("[radas] ", "=== ", "(fine pid="))
+    ]
+    assert unexpected == [], output
+
+
+@pytest.mark.slow  # ~15 s: a fresh process starts Ray
+def test_radas_verbose_shows_rays_own_lines(project):
+    output = run_script(project, experiments=1, RADAS_VERBOSE="1")
+    assert ray_lines(output), output
+    assert "[radas] fine: FINISHED" in output
+
+
+def test_relayed_output_passes_whole_plain_lines_without_rays_records(monkeypatch):
+    monkeypatch.delenv("RADAS_VERBOSE", raising=False)
+    sink = io.StringIO()  # not a terminal
+    relay = RelayedOutput(sink)
+    for chunk in (
+        "2026-11-29 12:08:13,565\tINFO job_manager.py:581 -- Runtime env is setting up.\nRun",
+        "ning entrypoint for job radas-x-r1: python -u -m radas._job_driver spec\n[radas] a",
+        ": 1 of 2\n\x1b[36m(f pid=7)\x1b[0m hello\x1b[32m [repeated 2x]\x1b[0m\nlast",
+    ):
+        relay.write(chunk)
+    assert sink.getvalue() == "[radas] a: 1 of 2\n(f pid=7) hello [repeated 2x]\n"
+    relay.close()
+    assert sink.getvalue().endswith("[repeated 2x]\nlast")
+
+
+def test_the_progress_line_comes_every_heartbeat_while_a_trial_runs(tmp_path, capfd):
+    from radas.backends.local import ensure_local_ray
+
+    ensure_local_ray({})
+
+    def quiet_trial(config):
+        time.sleep(3.5)
+        return {"loss": 1.0}
+
+    tune.Tuner(
+        quiet_trial,
+        run_config=tune.RunConfig(
+            storage_path=str(tmp_path),
+            name="beat",
+            verbose=0,
+            callbacks=[ProgressLine("beat", heartbeat_s=1.0, min_interval_s=1.0)],
+        ),
+    ).fit()
+    lines = re.findall(
+        r"^\[radas\] beat: 0 of 1 trials finished, 1 running, 0 pending, 0 errored; "
+        r"\d:\d\d:\d\d elapsed$",
+        capfd.readouterr().out,
+        flags=re.MULTILINE,
+    )
+    assert len(lines) >= 2, lines
+
+
+def stepping(config):
+    (Path(config["marks"]) / f"step-{config['i']}").touch()
+    for step in range(15):
+        radas.report({"step": step})
+        time.sleep(0.2)
+
+
+@pytest.mark.slow  # ~20 s: Tune stops the running trials, then the restore runs them
+def test_interrupt_and_restore_show_none_of_tunes_contradicting_messages(project, capfd):
+    marks = project / "marks"
+    marks.mkdir()
+    kwargs = dict(
+        user_name="tester",
+        experiment_name="stop-restore",
+        trainable=stepping,
+        param_space={"i": tune.grid_search([0, 1, 2]), "marks": str(marks)},
+    )
+
+    def interrupt_when_running():  # Ctrl-C, as a user would: Tune's handler in the main thread
+        deadline = time.monotonic() + 120
+        while not list(marks.glob("step-*")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    interrupter = threading.Thread(target=interrupt_when_running, daemon=True)
+    interrupter.start()
+    with contextlib.suppress(KeyboardInterrupt):  # how an interrupted local run ends
+        radas.run_experiment_sync(run_choice="run", **kwargs)
+    interrupter.join(timeout=10)
+    restored = radas.run_experiment_sync(run_choice="restore", **kwargs)
+    assert set(restored["df"]["status"]) == {"TERMINATED"}
+    captured = capfd.readouterr()
+    output = captured.out + captured.err
+    assert "resuming from" in output, output
+    for text in CONTRADICTING:
+        assert text not in output, output
+    assert ray_lines(output) == [], output
+
+
+@pytest.mark.cluster
+@pytest.mark.slow  # ~15 s once the session's cluster is up
+def test_a_cluster_runs_streamed_output_is_plain_with_one_line_per_error(cluster, project, capfd):
+    def broken(config):
+        if config["i"] == 1:
+            raise ValueError(f"i={config['i']} is broken")
+        return {"score": config["i"]}
+
+    results = radas.run_experiment_sync(
+        user_name="tester",
+        experiment_name="plain",
+        trainable=broken,
+        param_space={"i": tune.grid_search([0, 1])},
+        run_with="cluster:testcluster",
+        run_choice="run",
+    )
+    assert results["outcome"].errored_trials == 1
+    captured = capfd.readouterr()
+    output = captured.out + captured.err
+    assert "\x1b" not in output, output
+    assert ray_lines(output) == [], output
+    assert_one_error_line(output, "ValueError: i=1 is broken")
