@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import logging
 import os
 import pickle
 import shutil
@@ -29,7 +28,7 @@ from radas._experiment_info import EXPERIMENT_INFO_FILE, check_owner, describe_p
 from radas._locks import experiment_lock
 from radas._secrets import with_secrets
 from radas._status import TrialCounts, experiment_status
-from radas.console import print_info, print_warning
+from radas.console import print_info, print_warning, ray_output_wanted
 from radas.errors import ExperimentNotFoundError, InvalidArgumentError, StorageFullError
 from radas.history import HistoryRecorder
 from radas.progress import ProgressLine
@@ -209,7 +208,10 @@ def run_sweep(spec: SweepSpec, *, before_fit: Callable[[], None] | None = None) 
     (folder, name) pair mapping onto its full name gets NameCollisionError. ``before_fit``
     (the backend's) runs before every Tune fit, the retries' included.
     """
-    with experiment_lock(spec.storage_root, spec.full_name, spec.experiment_name):
+    with (
+        experiment_lock(spec.storage_root, spec.full_name, spec.experiment_name),
+        _tune_environment(quiet=not ray_output_wanted(_user_verbosity(spec))),
+    ):
         if spec.cwd:
             check_owner(spec.experiment_path, experiment_name=spec.experiment_name, cwd=spec.cwd)
         return _run_sweep_locked(spec, before_fit or (lambda: None))
@@ -242,7 +244,6 @@ def _run_sweep_locked(spec: SweepSpec, before_fit: Callable[[], None]) -> SweepO
         tuner = _restore(spec, spec.cpu_per_trial, capacity, resume_errored=True)
     # Tune's own writes (its state, tuner.pkl) on a full disk raise a plain OSError.
     with (
-        _tune_environment(quiet=_user_verbosity(spec) is None),
         _store.unreachable_as_error(
             path,
             during="while the experiment ran",
@@ -500,9 +501,14 @@ def _tune_environment(quiet: bool) -> Iterator[None]:
       keeps Ray's defaults.
     - Results are buffered in the trial's worker (``RESULT_BUFFERING``), unless the user set
       Tune's variables themselves.
-    - ``quiet``: the banner Ray's new output engine prints even with verbose=0 is silenced
-      (the legacy engine, ``RAY_AIR_NEW_OUTPUT=0``, honours verbose=0 fully), and so are
-      Tune's warnings about trials without metrics files.
+    - Tune's messages that contradict radas (its restore advice, "Press CTRL+C", "Failed to
+      fetch metrics") are dropped (``_ray_patches.quiet_ray_logs``), for the whole sweep:
+      Tune's restore logs too.
+    - ``quiet`` (unless ``console.ray_output_wanted``): Ray's INFO and WARNING records, the
+      raylet's lines and each errored trial's traceback (``TUNE_PRINT_ALL_TRIAL_ERRORS=0``:
+      radas prints one line per errored trial instead) stay off the console, and so does the
+      banner Ray's new output engine prints even with verbose=0 (the legacy engine,
+      ``RAY_AIR_NEW_OUTPUT=0``, honours verbose=0 fully).
     """
     settings = {
         # One actor call per batch of reports instead of one per report. Schedulers and
@@ -519,16 +525,13 @@ def _tune_environment(quiet: bool) -> Iterator[None]:
         settings[SNAPSHOT_WARNING] = "0"
     if quiet:
         settings["RAY_AIR_NEW_OUTPUT"] = "0"
+        settings["TUNE_PRINT_ALL_TRIAL_ERRORS"] = "0"
     previous = {name: os.environ.get(name) for name in settings}
     os.environ.update(settings)
-    analysis_logger = logging.getLogger("ray.tune.analysis.experiment_analysis")
-    previous_level = analysis_logger.level
-    if quiet:
-        analysis_logger.setLevel(logging.ERROR)
     try:
-        yield
+        with _ray_patches.quiet_ray_logs(show_ray_logs=not quiet):
+            yield
     finally:
-        analysis_logger.setLevel(previous_level)
         for name, value in previous.items():
             if value is None:
                 os.environ.pop(name, None)

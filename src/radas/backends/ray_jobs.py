@@ -32,7 +32,7 @@ from radas._secrets import HAND_OVER_ENV, hand_over, secret_looking_files
 from radas.backends._job_client import HTTPStatusError, JobServer, _quiet_ray_sdk
 from radas.backends.base import RunTarget
 from radas.clusters.config import ClusterConfig, config_path
-from radas.console import print_info, print_warning
+from radas.console import RelayedOutput, print_info, print_warning, ray_output_wanted
 from radas.errors import (
     ClusterError,
     ClusterOfflineError,
@@ -157,15 +157,17 @@ class RayJobsBackend:
         The output streams as Ray delivers it (in bursts); the end is noticed by polling the
         status (off the event loop), then the rest of the output is printed. Ctrl-C detaches
         (the job keeps running) and says how to attach again. The cluster going away raises
-        ClusterOfflineError once, and the output stream is closed with it.
+        ClusterOfflineError once, and the output stream is closed with it. The output passes
+        through ``console.RelayedOutput`` (no ANSI codes into a pipe, no job-supervisor
+        records unless asked for).
         """
         printed = 0
+        output = RelayedOutput(sys.stdout)
 
         async def stream() -> None:
             nonlocal printed
             async for chunk in self.client.tail_job_logs(job_id):
-                sys.stdout.write(chunk)
-                sys.stdout.flush()
+                output.write(chunk)
                 printed += len(chunk)
 
         try:
@@ -177,9 +179,8 @@ class RayJobsBackend:
                 # its error, if any, is the status poll's too: retrieved here, reported once
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await streaming
-            rest = (await asyncio.to_thread(self.logs, job_id))[printed:]
-            sys.stdout.write(rest)
-            sys.stdout.flush()
+            output.write((await asyncio.to_thread(self.logs, job_id))[printed:])
+            output.close()
         except (asyncio.CancelledError, KeyboardInterrupt):
             print_warning(
                 f"detached from job {job_id}; it keeps running on cluster:{self.cluster.name}. "
@@ -370,6 +371,8 @@ class RayJobsBackend:
                     "RAY_JOB_STOP_SIGNAL": "SIGINT",
                     "RAY_JOB_STOP_WAIT_TIME_S": str(STOP_WAIT_S),
                     "RADAS_JOB_ID": job_id,
+                    # the driver keeps Ray quiet unless this client asked for its output
+                    **({"RADAS_VERBOSE": "1"} if ray_output_wanted() else {}),
                 },
             }
             if spec.secrets:  # never in the runtime_env (Ray logs it): only their key is
