@@ -80,6 +80,9 @@ def test_interrupted_experiment_resumes_without_rerunning_finished_trials(projec
     before = {t.config["i"]: t.status for t in _ray_state.load_trial_states(experiment)}
     finished_before = sorted(i for i, status in before.items() if status == "TERMINATED")
     assert 3 <= len(finished_before) < 8, before
+    # nothing runs now: started trials that did not end are STOPPED, never RUNNING
+    assert set(before.values()) <= {"TERMINATED", "STOPPED", "PENDING"}, before
+    assert "STOPPED" in radas.Tuner(experiment).get_dataframe()["status"].tolist(), before
 
     second = start(project, runs, "restore")
     output, _ = second.communicate(timeout=300)

@@ -112,3 +112,23 @@ def test_rows_to_table_round_trip():
     assert frame["b"].tolist() == [None, "x"] or pd.isna(frame["b"][0])
     assert frame["obj"].tolist() == [{1, 2}, None]
     assert np.isclose(frame["a"].sum(), 3.5)
+
+
+def test_results_keep_the_experiments_metric_and_mode_as_rays_restored_tuner(project):
+    results = radas.run_experiment_sync(
+        user_name="tester",
+        experiment_name="best",
+        trainable=best_of,
+        param_space={"x": tune.grid_search([1, 3, 2])},
+        tuner_init_kwargs={"tune_config": tune.TuneConfig(metric="value", mode="max")},
+        run_choice="run",
+        dos=["run"],
+    )
+    ours = radas.Tuner(results["experiment_path"]).get_results().get_best_result()
+    rays = tune.Tuner.restore(results["experiment_path"], trainable=best_of)
+    assert ours.config == rays.get_results().get_best_result().config == {"x": 3}
+    assert ours.metrics["value"] == 30
+
+
+def best_of(config):
+    return {"value": config["x"] * 10}

@@ -68,6 +68,31 @@ def experiment_lock(
         os.close(descriptor)  # releases the lock
 
 
+def is_held(experiment_path: _store.AnyPath) -> bool:
+    """Whether a run or restore of the experiment at ``experiment_path`` holds its lock now
+    (on this host, or on any host sharing a results root that can lock).
+
+    A probe: a shared lock taken and dropped at once. A run starting in that instant gets
+    ExperimentRunningError (it is told to retry), never two runs at once. The lock file is
+    opened read-only and never created, so readers leave nothing behind.
+    """
+    location = _store.location(experiment_path)
+    path = lock_path(str(location.parent), location.name)
+    try:
+        descriptor = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False  # never locked here
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False  # a file system that cannot lock: the runs themselves run unlocked
+    finally:
+        os.close(descriptor)  # releases the probe's lock
+    return False
+
+
 def _record_holder(descriptor: int, experiment_name: str) -> None:
     holder = {
         "pid": os.getpid(),

@@ -11,10 +11,17 @@ the moment Tune reports it, after the trial's history is on disk, and readers pr
 record. A damaged file (truncated, emptied, garbage) is reported with a ``RadasWarning``
 naming it and what is lost, and every intact part is used; when nothing usable remains,
 ``ExperimentDamagedError`` names the file.
+
+Whether the experiment runs now is its lock (``radas._locks``): while it is held, a trial that
+started and did not end is RUNNING and Tune's newest snapshot may be half copied (read the one
+before, silently); once it is free, nothing runs, and such a trial is STOPPED (interrupted,
+stopped, or its driver died; ``restore`` continues it). Trials that never started stay PENDING.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import warnings
 from collections.abc import Callable
@@ -22,10 +29,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from radas import _files, _store
+from radas import _files, _locks, _store
 from radas.errors import ExperimentDamagedError, RadasWarning
 
 TERMINAL_STATUSES = ("TERMINATED", "ERROR")
+STARTED_STATUSES = ("RUNNING", "PAUSED")  # started, not ended (Tune's names)
+STOPPED = "STOPPED"  # radas's name for a started trial that did not end, once nothing runs
 TRIAL_RECORDS_FILE = "radas_trials.json"
 # In the records of radas versions that record each trial's end as it happens: there, a trial
 # Tune's state calls TERMINATED without a recorded end did not get its results stored.
@@ -78,14 +87,16 @@ def has_stored_experiment(experiment_path: _store.AnyPath) -> bool:
     )
 
 
-def _read_state_file(state_file: _store.Location) -> dict[str, Any] | None:
-    """The parsed state file, or None (with a warning) when it is damaged."""
+def _read_state_file(state_file: _store.Location, *, warn: bool = True) -> dict[str, Any] | None:
+    """The parsed state file, or None (with a warning, if ``warn``) when it is damaged."""
     try:
         data = json.loads(state_file.read_text())
         for json_state, json_metadata in data["trial_data"]:
             json.loads(json_state), json.loads(json_metadata)
         return data
     except (OSError, ValueError, TypeError, KeyError) as err:
+        if not warn:
+            return None
         warn_damaged(
             f"Ray Tune's experiment state {state_file} is damaged ({type(err).__name__}: "
             f"{str(err)[:120]}); it is not used. Trial statuses come from an older state file "
@@ -95,11 +106,15 @@ def _read_state_file(state_file: _store.Location) -> dict[str, Any] | None:
 
 
 def newest_state(
-    experiment_path: _store.AnyPath,
+    experiment_path: _store.AnyPath, *, running: bool = False
 ) -> tuple[_store.Location, dict[str, Any]] | None:
-    """The newest readable state file and its content (damaged newer ones are warned about)."""
-    for state_file in reversed(state_files(experiment_path)):
-        data = _read_state_file(state_file)
+    """The newest readable state file and its content (damaged newer ones are warned about).
+
+    With ``running`` (the experiment's lock is held) the newest file may be a snapshot Tune is
+    copying in right now: unreadable, it is passed over without a warning.
+    """
+    for index, state_file in enumerate(reversed(state_files(experiment_path))):
+        data = _read_state_file(state_file, warn=not (running and index == 0))
         if data is not None:
             return state_file, data
     return None
@@ -160,17 +175,24 @@ def unstored_ends(trials: list[TrialState], records: dict[str, dict[str, Any]]) 
     ]
 
 
-def load_trial_states(experiment_path: _store.AnyPath) -> list[TrialState]:
+def load_trial_states(
+    experiment_path: _store.AnyPath, *, running: bool | None = None
+) -> list[TrialState]:
     """Every trial of the experiment, in trial-id order.
 
     From the newest readable state file, with the end radas recorded for trials Tune's
     snapshot had not caught up with. Without a readable state file the trials are rebuilt
     from radas's records (or, lacking those, from the history's last row per trial).
+
+    A trial that started and did not end is RUNNING while the experiment runs (``running``;
+    None: its lock says) and STOPPED once nothing runs: this is the one place that decides.
     """
     if not has_stored_experiment(experiment_path):
         return []  # nothing stored (a folder holding only radas's experiment info is no damage)
+    if running is None:
+        running = _locks.is_held(experiment_path)
     records = read_trial_records(experiment_path)
-    found = newest_state(experiment_path)
+    found = newest_state(experiment_path, running=running)
     if found is None:
         trials = _rebuild_trial_states(experiment_path, records)
     else:
@@ -194,6 +216,10 @@ def load_trial_states(experiment_path: _store.AnyPath) -> list[TrialState]:
         if trial.status not in TERMINAL_STATUSES and ended_in_records(record):
             trial.status = record["status"]
             trial.last_result = record["last_result"]
+        elif trial.status in STARTED_STATUSES or (
+            trial.status == "PENDING" and record.get("status") == "RUNNING"  # a newer start
+        ):
+            trial.status = "RUNNING" if running else STOPPED
     unstored = unstored_ends(trials, records)
     if unstored:
         warn_damaged(
@@ -259,6 +285,24 @@ def _rebuild_trial_states(
         "(status UNKNOWN: how each trial ended is lost)."
     )
     return rebuilt
+
+
+def stored_metric_and_mode(experiment_path: _store.AnyPath) -> tuple[str | None, str | None]:
+    """The metric and mode of the TuneConfig Tune stored with the experiment (``tuner.pkl``);
+    (None, None) when it has none or cannot be read here (a searcher whose package is
+    missing on this machine, a damaged file)."""
+    try:
+        path = _store.location(experiment_path) / "tuner.pkl"
+        if not path.is_file():
+            return None, None
+        from ray import cloudpickle
+
+        with contextlib.redirect_stderr(io.StringIO()):
+            state = cloudpickle.loads(path.read_bytes())
+        tune_config = state.get("_tune_config")
+        return getattr(tune_config, "metric", None), getattr(tune_config, "mode", None)
+    except Exception:  # unpickling fails in many ways
+        return None, None
 
 
 def trial_error(experiment_path: _store.AnyPath, trial: TrialState) -> BaseException | None:

@@ -99,7 +99,10 @@ async def run_experiment(
     Returns a dict with ``df`` (processed DataFrame, None without "analyze" in ``dos``),
     ``fig`` (matplotlib Figure, None without ``plot_fn``), ``tuner`` (radas.Tuner),
     ``experiment_path``, ``fig_path`` (when ``plot_format`` is set), ``full_name``,
-    ``run_with``, ``run_choice`` and ``outcome`` (trial counts of this run, or None).
+    ``run_with``, ``run_choice``, ``outcome`` (trial counts of this run, or None) and
+    ``partial`` (True when the experiment was still running as it was read, e.g. with
+    ``dos=["analyze"]``: the df holds what was reported so far, and radas says
+    "<name> is still running: partial results, N of M trials finished").
     """
     user_name = validate_user_name(user_name)
     cwd = os.getcwd()
@@ -243,6 +246,9 @@ async def _run_and_analyze(
         "run_with": str(backend.target),
         "run_choice": run_choice,
         "outcome": outcome,
+        # before anything is read: a run ending meanwhile leaves results called partial,
+        # never partial ones called complete
+        "partial": tuner.is_running,
     }
     if "analyze" in dos:
         _analyze(results, options, default_figure_path=figures_dir(user_name) / full_name)

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from typing import Any
 
 import pandas as pd
 
-from radas import _ray_state, _store
+from radas import _locks, _ray_state, _store
+from radas._experiment_info import read_experiment_info
+from radas._ray_patches import quiet_ray_logs
+from radas.console import print_info
 from radas.errors import ExperimentDamagedError, ExperimentNotFoundError, InvalidArgumentError
 from radas.history import flatten, load_history, write_ray_result_files
 from radas.sweep import TrialRecords
@@ -37,10 +41,16 @@ BOOKKEEPING_COLUMNS = frozenset(
     }
 )
 
+# While an experiment runs, Tune rewrites its state file in place every few seconds.
+STATE_READ_ATTEMPTS = 5
+
 
 class Tuner:
     """Results of one stored experiment, on a local path or in an object store (read from
     there directly: ``radas.Tuner("s3://lab/ray-results/alice/_home_alice_proj_lr_sweep")``).
+
+    An experiment that is still running (``is_running``) can be read too: each read returns
+    what was reported so far and prints that it is partial ("N of M trials finished").
 
     >>> path = "~/.radas/ray-results/alice/_home_alice_proj_lr_sweep"
     >>> radas.Tuner(path).get_brief_dataframe()[["config/lr", "loss"]]  # doctest: +SKIP
@@ -57,6 +67,29 @@ class Tuner:
                 "you run from (the full name includes the working directory)."
             )
         self._results: Any = None
+        self._said_partial = ""
+
+    @property
+    def is_running(self) -> bool:
+        """Whether a run or restore of the experiment holds its lock now: what is read from
+        it then is partial (locally, or on a cluster whose results root this machine
+        shares; results in an object store are written under a lock on the cluster)."""
+        return _locks.is_held(self.experiment_path)
+
+    def _say_if_partial(self, running: bool, trials: list[_ray_state.TrialState]) -> None:
+        """One line per distinct progress, so a notebook re-reading every minute says how
+        far it is without repeating itself."""
+        if not running:
+            return
+        finished = sum(trial.status in _ray_state.TERMINAL_STATUSES for trial in trials)
+        info = read_experiment_info(self.experiment_path) or {}
+        name = info.get("experiment_name") or _store.location(self.experiment_path).name
+        line = (
+            f"{name} is still running: partial results, {finished} of {len(trials)} trials finished"
+        )
+        if line != self._said_partial:
+            print_info(line)
+            self._said_partial = line
 
     def __repr__(self) -> str:
         return f"radas.Tuner({self.experiment_path!r})"
@@ -70,19 +103,22 @@ class Tuner:
         )
 
     def get_results(self) -> Any:
-        """Ray's own ``ResultGrid`` of the experiment (loaded once).
+        """Ray's own ``ResultGrid`` of the experiment (loaded once it has ended; read again
+        on each call while it runs), with the experiment's ``metric`` and ``mode`` as Ray's
+        restored Tuner has them: ``get_results().get_best_result()`` needs no arguments.
 
         radas runs Tune without its per-trial loggers and keeps every result in its own
-        history; the first call writes each trial's ``result.json`` from it, so
-        ``Result.metrics_dataframe`` and everything else in the ResultGrid work as usual.
+        history; each trial's ``result.json`` is written from it where missing or behind,
+        so ``Result.metrics_dataframe`` and everything else in the ResultGrid work as usual.
         """
         if self._results is not None:
             return self._results
         from ray.tune import ExperimentAnalysis, ResultGrid
 
         with self._reading():
-            found = _ray_state.newest_state(self.experiment_path)  # damaged ones: warned
-            if found is None:
+            running = self.is_running
+            found = _ray_state.newest_state(self.experiment_path, running=running)
+            if found is None:  # damaged ones: warned
                 raise ExperimentDamagedError(
                     f"Ray's ResultGrid needs Tune's experiment state, and {self.experiment_path} "
                     "has no readable experiment_state-*.json (see the warning above). "
@@ -91,10 +127,30 @@ class Tuner:
                 )
             write_ray_result_files(self.experiment_path)
             state_file, filesystem = _store.arrow_source(found[0])
-            self._results = ResultGrid(
-                ExperimentAnalysis(state_file, storage_filesystem=filesystem)
+            metric, mode = _ray_state.stored_metric_and_mode(self.experiment_path)
+            for attempt in range(STATE_READ_ATTEMPTS):
+                try:
+                    # Ray's "Failed to fetch metrics" for trials that reported nothing yet
+                    # looks like lost data: dropped (radas's history holds every result)
+                    with quiet_ray_logs(show_ray_logs=False):
+                        analysis = ExperimentAnalysis(
+                            state_file,
+                            storage_filesystem=filesystem,
+                            default_metric=metric,
+                            default_mode=mode,
+                        )
+                    break
+                except ValueError:  # JSON cut short: Tune is copying a new snapshot in
+                    if not running or attempt == STATE_READ_ATTEMPTS - 1:
+                        raise
+                    time.sleep(0.2)
+            results = ResultGrid(analysis)
+            self._say_if_partial(
+                running, _ray_state.load_trial_states(self.experiment_path, running=running)
             )
-        return self._results
+        if not running:
+            self._results = results
+        return results
 
     def get_dataframe(self) -> pd.DataFrame:
         """One row per trial: its last reported result, ``config/*``, ``status`` and ``error``.
@@ -105,8 +161,10 @@ class Tuner:
         """
         with self._reading():
             rows = []
+            running = self.is_running  # first: a run that ends meanwhile reads as partial
             records = TrialRecords.read(self.experiment_path)
-            for trial in _ray_state.load_trial_states(self.experiment_path):
+            trials = _ray_state.load_trial_states(self.experiment_path, running=running)
+            for trial in trials:
                 result = {k: v for k, v in trial.last_result.items() if k != "config"}
                 row = flatten(result)
                 row["trial_id"] = trial.trial_id
@@ -119,6 +177,7 @@ class Tuner:
                     if resources.get("GPU"):
                         row["gpu_per_trial"] = resources["GPU"]
                 rows.append(row)
+        self._say_if_partial(running, trials)
         frame = pd.DataFrame(rows)
         if "training_iteration" not in frame.columns and not frame.empty:
             frame["training_iteration"] = pd.NA
@@ -149,9 +208,14 @@ class Tuner:
         (plus Ray's bookkeeping columns with ``brief_columns=False``).
         """
         with self._reading():
-            return load_history(
+            running = self.is_running
+            history = load_history(
                 self.experiment_path, exclude=BOOKKEEPING_COLUMNS if brief_columns else ()
             )
+            if running:
+                trials = _ray_state.load_trial_states(self.experiment_path, running=True)
+                self._say_if_partial(running, trials)
+        return history
 
 
 def brief(frame: pd.DataFrame) -> pd.DataFrame:
