@@ -41,7 +41,7 @@ def stateful(config):
             failed_once = marks / f"failed-{i}"
             if config.get("fail") and not failed_once.exists():
                 failed_once.touch()
-                raise config["fail"]("out of memory" if config["fail"] is MemoryError else "boom")
+                raise config["fail"]("failed once")  # no memory words: radas reads tracebacks
             deadline = time.monotonic() + 300
             while not (marks / "go").exists() and time.monotonic() < deadline:
                 time.sleep(0.05)
@@ -293,3 +293,121 @@ def test_trial_on_a_killed_node_continues_from_its_state(two_nodes, project):
     assert sorted(runs.values()) == [[1], [1, HOLD_AT + 1]], runs  # the lost one continued
     for i in (0, 1):
         assert_each_epoch_once(results["df"], i)
+
+
+@pytest.mark.slow
+@pytest.mark.cluster
+def test_states_in_an_object_store_carry_an_errored_trial_on_after_restore(cluster, project):
+    """Results (and so states) in S3 (moto on 127.0.0.1): the cluster's nodes share no path."""
+    import dataclasses
+
+    import boto3
+
+    from moto_s3 import moto_s3_server
+    from radas.clusters import register_cluster
+    from radas.clusters.config import get_cluster, unregister_cluster
+    from radas.errors import RadasWarning
+
+    marks = project / "marks"
+    marks.mkdir()
+    (marks / "go").touch()
+    with moto_s3_server() as s3:
+        root = s3.url("state-results")
+        register_cluster(
+            dataclasses.replace(
+                get_cluster("testcluster"),
+                name="testcluster-s3state",
+                managed_by_radas=False,
+                results_root=root,
+                results_endpoint_url=s3.endpoint_url,
+                data_root="",
+                cold_data_root="",
+            )
+        )
+        try:
+            runs = []
+            for choice in ("run", "restore"):
+                with pytest.warns(RadasWarning, match="secret-looking AWS_SECRET_ACCESS_KEY"):
+                    runs.append(
+                        run_local(
+                            project,
+                            experiment_name="stateful-s3",
+                            run_with="cluster:testcluster-s3state",
+                            run_choice=choice,
+                            runtime_env={"env_vars": s3.env},  # moto's test keys
+                            param_space={"marks": marks, "fail": ValueError},
+                            tuner_to_df_fn=history_df,
+                        )
+                    )
+            keys = boto3.client("s3", endpoint_url=s3.endpoint_url).list_objects_v2(
+                Bucket=s3.bucket, Prefix="state-results/"
+            )["Contents"]
+        finally:
+            unregister_cluster("testcluster-s3state")
+    assert runs[0]["outcome"].errored_trials == 1
+    assert starts(marks) == [1, HOLD_AT + 1]
+    assert_each_epoch_once(runs[1]["df"])
+    states = {k["Key"].rsplit("/", 2)[1] for k in keys if k["Key"].endswith("/radas_state.pkl")}
+    assert states == {"checkpoint_000038", "checkpoint_000039"}  # the latest 2 are kept
+
+
+KILLED_DRIVER_SCRIPT = """
+import sys
+sys.path.insert(0, sys.argv[2])  # the tests' folder: the trainable is this module's
+import radas
+from test_trial_state import stateful
+
+radas.run_experiment_sync(
+    user_name="tester", experiment_name="stateful-kill", trainable=stateful,
+    param_space={"marks": sys.argv[1]}, run_choice="run",
+)
+"""
+
+
+@pytest.mark.slow
+def test_killed_driver_then_restore_continues_from_the_state(project):
+    """A SIGKILLed local driver: Tune's last snapshot may name a state a little older than the
+    last one saved, so the restored trial reports some epochs again; the history has each once.
+    """
+    import subprocess
+    import sys
+
+    marks = project / "marks"
+    marks.mkdir()
+    (project / "killed.py").write_text(KILLED_DRIVER_SCRIPT)
+    driver = subprocess.Popen(
+        [sys.executable, "killed.py", str(marks), str(Path(__file__).parent)],
+        cwd=project,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its Ray is killed with it (one process group)
+    )
+    path = Path(radas.get_ray_results_dir("tester")) / radas.naming.full_experiment_name(
+        "stateful-kill", cwd=str(project)
+    )
+
+    def history_has_the_held_epoch():  # rows reach the history every 2 s: lost with a kill
+        parts = list((path / HISTORY_DIR).glob("*.parquet"))
+        return parts and HOLD_AT in load_history(path)["training_iteration"].tolist()
+
+    try:
+        wait_for(lambda: (marks / "held-0").exists(), what="the trial to hold")
+        wait_for(history_has_the_held_epoch, what="the history to be written")
+    finally:
+        driver.kill()
+        driver.wait(timeout=60)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(driver.pid, signal.SIGKILL)
+
+    (marks / "go").touch()
+    restored = run_local(
+        project,
+        experiment_name="stateful-kill",
+        param_space={"marks": str(marks)},
+        run_choice="restore",
+        tuner_to_df_fn=history_df,
+    )
+    resumed_at = starts(marks)[-1]
+    assert 1 < resumed_at <= HOLD_AT + 1, starts(marks)
+    assert len(epochs_run(marks)) - HOLD_AT < 32
+    assert_each_epoch_once(restored["df"])
