@@ -428,7 +428,9 @@ def _is_readable_snapshot(data: bytes) -> bool:
 
 def requeue_trials(experiment_path: _store.AnyPath, trial_ids: set[str]) -> None:
     """Mark failed trials PENDING in the newest state and in radas's records, so a restore
-    runs them again.
+    runs them again, each from its latest saved state (``radas.report(..., state=...)``):
+    Tune resumes a PENDING trial from the latest checkpoint its metadata names, which this
+    leaves as it is.
 
     (Tune's own ``resume_errored`` restarts every errored trial; radas chooses which.)
     """
