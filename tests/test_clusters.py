@@ -159,6 +159,8 @@ def test_stop_attach_then_restore_completes_without_rerunning(cluster, project):
     df = stopped["df"]
     finished = sorted(df.loc[df["status"] == "TERMINATED", "config/i"])
     assert 2 <= len(finished) < 8
+    # the job has ended: trials it stopped are STOPPED (never RUNNING), unstarted PENDING
+    assert set(df["status"]) <= {"TERMINATED", "STOPPED", "PENDING"}, df["status"]
     assert stopped["outcome"].interrupted
 
     client = radas.get_client(user_name="alice", run_with=RUN_WITH)

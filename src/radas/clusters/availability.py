@@ -1,4 +1,12 @@
-"""Which named clusters are online, and what they have free right now."""
+"""Which named clusters are online, and what they have free right now.
+
+Memory is two numbers, because Ray has two: ``memory`` is Ray's logical resource, which radas
+reserves for each trial in proportion to its CPUs (``radas.resources``), so while trials run
+it is mostly reserved; what is *unreserved* is what new trials can still ask for. The node's
+*physically free* RAM (what its operating system can still give, as each node's dashboard
+agent measures it) is what the running trials leave unused. "0.0/15.6 GiB" while trials run
+meant the first, read as if it were the second.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +30,8 @@ class ClusterStatus:
     total: dict[str, float] = field(default_factory=dict)
     free: dict[str, float] = field(default_factory=dict)
     problem: str | None = None
+    # RAM of the machines the nodes run on, in bytes: {"total": ..., "available": ...}
+    physical_memory: dict[str, float] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -46,15 +56,22 @@ class ClusterStatus:
         return "\n".join(lines)
 
     def _free_text(self) -> str:
-        parts = []
-        if not self.free:
-            return f"not reported yet ({self.total.get('CPU', 0):g} CPUs in total)"
-        for key, label in (("CPU", "CPUs"), ("GPU", "GPUs")):
-            parts.append(f"{self.free.get(key, 0):g}/{self.total.get(key, 0):g} {label}")
-        if "memory" in self.total:
+        if self.free:
+            parts = [
+                f"{self.free.get(key, 0):g}/{self.total.get(key, 0):g} {label}"
+                for key, label in (("CPU", "CPUs"), ("GPU", "GPUs"))
+            ]
+            if "memory" in self.total:
+                parts.append(
+                    f"memory {_gib(self.free.get('memory', 0))} of "
+                    f"{_gib(self.total['memory'])} GiB unreserved for trials"
+                )
+        else:  # Ray's monitor reports usage every few seconds
+            parts = [f"not reported yet ({self.total.get('CPU', 0):g} CPUs in total)"]
+        if self.physical_memory:
             parts.append(
-                f"{self.free.get('memory', 0) / 2**30:.1f}/{self.total['memory'] / 2**30:.1f} "
-                "GiB memory"
+                f"{_gib(self.physical_memory['available'])} of "
+                f"{_gib(self.physical_memory['total'])} GiB RAM physically free"
             )
         return ", ".join(parts)
 
@@ -92,6 +109,10 @@ class AvailabilityReport:
                     "total_cpus": s.total.get("CPU"),
                     "free_gpus": s.free.get("GPU"),
                     "total_gpus": s.total.get("GPU"),
+                    "unreserved_memory_gb": _gb(s.free.get("memory")),
+                    "total_memory_gb": _gb(s.total.get("memory")),
+                    "free_ram_gb": _gb(s.physical_memory.get("available")),
+                    "total_ram_gb": _gb(s.physical_memory.get("total")),
                     "description": s.config.description,
                     "when_to_use": s.config.when_to_use,
                 }
@@ -123,7 +144,37 @@ def probe(cluster: ClusterConfig, timeout_s: float = 3.0) -> ClusterStatus:
     usage = (status.get("clusterStatus") or {}).get("loadMetricsReport", {}).get("usage", {})
     # Ray's monitor reports usage every few seconds; until its first report, free is unknown.
     free = {key: total[key] - usage[key][0] for key in total if key in usage}
-    return ClusterStatus(cluster, online=True, nodes=len(alive), total=total, free=free)
+    return ClusterStatus(
+        cluster,
+        online=True,
+        nodes=len(alive),
+        total=total,
+        free=free,
+        physical_memory=_physical_memory(alive),
+    )
+
+
+def _physical_memory(nodes: list[dict[str, Any]]) -> dict[str, float]:
+    """RAM total and available over the machines the nodes run on (a machine holding
+    several nodes counted once); empty until every node's agent has reported it."""
+    machines: dict[str, list[Any]] = {}
+    for node in nodes:
+        mem = node.get("mem") or []
+        if len(mem) < 2:
+            return {}
+        machines[str(node.get("hostname") or node.get("ip") or len(machines))] = mem
+    return {
+        "total": float(sum(mem[0] for mem in machines.values())),
+        "available": float(sum(mem[1] for mem in machines.values())),
+    }
+
+
+def _gib(value: float) -> str:
+    return f"{value / 2**30:.1f}"
+
+
+def _gb(value: float | None) -> float | None:
+    return None if value is None else round(value / 2**30, 2)
 
 
 def alive_nodes(address: str, token: str | None, timeout_s: float = 3.0) -> int:
