@@ -149,15 +149,16 @@ def _duration(seconds: float) -> str:
 
 
 def error_line(trial: Any) -> str:
-    """One line for an errored trial: its id, the values it was given, the last line of its
-    error and where the whole traceback is stored: the trial's folder in the results root,
-    readable from the client. Tune writes it in the driver's temp dir and copies it there
-    only at its next sync (minutes later in a long run), so radas stores it at once."""
-    params = getattr(trial, "evaluated_params", None) or getattr(trial, "config", None) or {}
+    """One line for an errored trial: its id, the values the search gave it (not its whole
+    config, which may hold keys and passwords), the last line of its error and where the
+    whole traceback is stored: the trial's folder in the results root, readable from the
+    client. Tune writes it in the driver's temp dir and copies it there only at its next sync
+    (minutes later in a long run), so radas stores it at once."""
+    params = getattr(trial, "evaluated_params", None) or {}
     config = ", ".join(f"{key}={value!r}" for key, value in params.items())
     if len(config) > _CONFIG_CHARS:
         config = config[: _CONFIG_CHARS - 3] + "..."
-    head = f"trial {trial.trial_id} ({config}) errored"
+    head = f"trial {trial.trial_id}{f' ({config})' if config else ''} errored"
     path = getattr(trial, "error_file", None)
     if not path:
         return f"{head} (see the trial's error.txt)"
