@@ -411,3 +411,15 @@ def test_killed_driver_then_restore_continues_from_the_state(project):
     assert 1 < resumed_at <= HOLD_AT + 1, starts(marks)
     assert len(epochs_run(marks)) - HOLD_AT < 32
     assert_each_epoch_once(restored["df"])
+
+
+def test_two_states_are_kept_per_trial_unless_the_run_config_says_otherwise(tmp_path):
+    from radas.sweep import SweepSpec, _run_config
+
+    def checkpoint_config(**tuner_init_kwargs):
+        spec = SweepSpec("u", "e", "e", str(tmp_path), stateful, {}, "run", 1, tuner_init_kwargs)
+        return _run_config(spec, tune.TuneConfig()).checkpoint_config
+
+    assert checkpoint_config() == tune.CheckpointConfig(num_to_keep=2)
+    own = tune.CheckpointConfig(num_to_keep=5, checkpoint_score_attribute="total")
+    assert checkpoint_config(run_config=tune.RunConfig(checkpoint_config=own)) == own
