@@ -21,6 +21,7 @@ from ray import tune
 import radas
 from radas import cli
 from radas.clusters import get_cluster_availability
+from radas.errors import ExperimentNotFoundError, RadasWarning
 from radas.naming import full_experiment_name
 
 TRAINABLE = textwrap.dedent(
@@ -110,7 +111,7 @@ def test_a_local_experiment_running_in_another_process_reads_as_partial(project,
         assert history.groupby("config/i")["loss"].apply(list).to_dict() == {0: [1.0, 0.5, 0.25]}
         grid = results["tuner"].get_results()  # read while it runs: not kept for later
         assert len(grid) == 3 and grid.num_errors == 0
-        reported = [result.metrics_dataframe for result in grid]
+        reported = [r.metrics_dataframe for r in sorted(grid, key=lambda r: r.path)]  # by trial
         assert [0 if frame is None else len(frame) for frame in reported] == [3, 0, 0]
         assert reported[0]["loss"].tolist() == [1.0, 0.5, 0.25]
 
@@ -192,3 +193,79 @@ def test_a_running_cluster_job_reads_as_partial_and_its_memory_is_reported_truly
     assert "results" in box, box
     done = analyze(experiment_name="partial-job", run_with="cluster:testcluster")
     assert done["partial"] is False and set(done["df"]["status"]) == {"TERMINATED"}
+
+
+@pytest.mark.cluster
+@pytest.mark.slow
+def test_a_cluster_job_with_results_in_an_object_store_reads_as_partial(
+    cluster, project, tmp_path, monkeypatch
+):
+    """The job holds the experiment's lock on the cluster's disk; a client on another machine
+    (here: another RADAS_HOME, where this host's locks of object-store roots live) cannot see
+    it, so run_experiment asks the cluster whether the job runs."""
+    import dataclasses
+
+    from moto_s3 import moto_s3_server
+    from radas.clusters import register_cluster
+    from radas.clusters.config import get_cluster, unregister_cluster
+
+    release = project / "release"
+    with moto_s3_server() as s3:
+        root = s3.url("partial-results")
+        register_cluster(
+            dataclasses.replace(
+                get_cluster("testcluster"),
+                name="testcluster-s3partial",
+                managed_by_radas=False,
+                results_root=root,
+                results_endpoint_url=s3.endpoint_url,
+                data_root="",
+                cold_data_root="",
+            )
+        )
+        run_with = "cluster:testcluster-s3partial"
+        box: dict = {}
+
+        def run_job():
+            try:
+                with pytest.warns(RadasWarning, match="secret-looking"):  # the test's S3 keys
+                    box["results"] = radas.run_experiment_sync(
+                        user_name="alice",
+                        experiment_name="partial-s3",
+                        trainable=waits_for_release,  # noqa: F821 (defined by exec above)
+                        param_space={"i": tune.grid_search([0, 1, 2]), "release": str(release)},
+                        run_with=run_with,
+                        run_choice="run",
+                        dos=["run"],
+                        runtime_env={"env_vars": s3.env},
+                    )
+            except BaseException as err:  # handed to the test
+                box["error"] = err
+
+        job = threading.Thread(target=run_job, daemon=True)
+        job.start()
+        try:
+            path = f"{root}/alice/{full_experiment_name('partial-s3', cwd=str(project))}"
+
+            def one_finished_two_running() -> bool:
+                try:
+                    return statuses(radas.Tuner(path)) == ["RUNNING", "RUNNING", "TERMINATED"]
+                except ExperimentNotFoundError:  # not stored yet
+                    return False
+
+            wait_for(one_finished_two_running, what="trial 0 to finish, the others to run")
+            monkeypatch.setenv("RADAS_HOME", str(tmp_path / "another-client"))
+            assert not radas.Tuner(path).is_running  # the lock is out of sight here
+            results = analyze(experiment_name="partial-s3", run_with=run_with)
+            assert results["partial"] is True and results["tuner"].is_running
+            assert sorted(results["df"]["status"]) == ["RUNNING", "RUNNING", "TERMINATED"]
+
+            release.touch()
+            job.join(timeout=180)
+            assert "results" in box, box
+            done = analyze(experiment_name="partial-s3", run_with=run_with)
+            assert done["partial"] is False and set(done["df"]["status"]) == {"TERMINATED"}
+        finally:
+            release.touch()
+            job.join(timeout=180)
+            unregister_cluster("testcluster-s3partial")

@@ -29,6 +29,7 @@ from radas.backends import Backend, get_backend
 from radas.console import print_info, print_warning
 from radas.errors import (
     AnalysisError,
+    ClusterError,
     ExperimentNotFoundError,
     InvalidArgumentError,
     NotSupportedError,
@@ -235,7 +236,13 @@ async def _run_and_analyze(
         if outcome.interrupted and backend.target.kind == "local":
             raise KeyboardInterrupt(f"{experiment_name} was interrupted; see the message above")
         run_choice = choice
-    tuner = _load_tuner(experiment_path, experiment_name, dos, stored_elsewhere)
+    tuner = _load_tuner(
+        experiment_path,
+        experiment_name,
+        dos,
+        stored_elsewhere,
+        job_running=_job_running(backend, user_name, full_name),
+    )
     results: dict[str, Any] = {
         "df": None,
         "fig": None,
@@ -381,6 +388,7 @@ def _load_tuner(
     experiment_name: str,
     dos: list[str],
     stored_elsewhere: Callable[[], str],
+    job_running: Callable[[], bool] | None = None,
 ) -> Tuner:
     if not _ray_state.has_stored_experiment(experiment_path):
         hint = (
@@ -393,7 +401,30 @@ def _load_tuner(
             f"{hint}; note the full name includes the working directory you run from."
             f"{stored_elsewhere()}"
         )
-    return Tuner(str(experiment_path))
+    return Tuner(str(experiment_path), job_running=job_running)
+
+
+def _job_running(backend: Backend, user_name: str, full_name: str) -> Callable[[], bool] | None:
+    """On a cluster: whether the experiment's job runs, for the Tuner to ask at each read (a
+    run holds the experiment's lock on the cluster, out of this machine's sight when the
+    results are in an object store). A cluster that does not answer is not asked again: the
+    lock alone tells then."""
+    from radas.backends.ray_jobs import RayJobsBackend
+
+    if not isinstance(backend, RayJobsBackend):
+        return None
+    answers = True
+
+    def job_running() -> bool:
+        nonlocal answers
+        if answers:
+            try:
+                return any(job.active for job in backend.experiment_jobs(user_name, full_name))
+            except ClusterError:
+                answers = False
+        return False
+
+    return job_running
 
 
 def _analyze(results: dict[str, Any], options: analysis.AnalysisOptions, **kwargs: Any) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
@@ -56,8 +57,18 @@ class Tuner:
     >>> radas.Tuner(path).get_brief_dataframe()[["config/lr", "loss"]]  # doctest: +SKIP
     """
 
-    def __init__(self, experiment_path: str | os.PathLike[str]) -> None:
+    def __init__(
+        self,
+        experiment_path: str | os.PathLike[str],
+        *,
+        job_running: Callable[[], bool] | None = None,
+    ) -> None:
+        """``job_running`` tells whether the experiment's cluster job runs now (asked at each
+        read, besides the experiment's lock): ``run_experiment`` passes it for clusters, where
+        a run whose results are in an object store holds its lock out of this machine's
+        sight."""
         self.experiment_path = str(_store.location(os.path.expanduser(experiment_path)))
+        self._job_running = job_running
         with self._reading():
             stored = _ray_state.has_stored_experiment(self.experiment_path)
         if not stored:
@@ -71,10 +82,13 @@ class Tuner:
 
     @property
     def is_running(self) -> bool:
-        """Whether a run or restore of the experiment holds its lock now: what is read from
-        it then is partial (locally, or on a cluster whose results root this machine
-        shares; results in an object store are written under a lock on the cluster)."""
-        return _locks.is_held(self.experiment_path)
+        """Whether a run or restore of the experiment runs now: what is read from it then is
+        partial. Its lock says (a run holds it on the machine that runs the sweep, in the
+        results root when that is a path); for results in an object store written by a
+        cluster job, a Tuner from ``run_experiment`` also asks the cluster."""
+        if _locks.is_held(self.experiment_path):
+            return True
+        return self._job_running is not None and self._job_running()
 
     def _say_if_partial(self, running: bool, trials: list[_ray_state.TrialState]) -> None:
         """One line per distinct progress, so a notebook re-reading every minute says how
