@@ -269,3 +269,22 @@ def test_a_cluster_job_with_results_in_an_object_store_reads_as_partial(
             release.touch()
             job.join(timeout=180)
             unregister_cluster("testcluster-s3partial")
+
+
+def test_the_lock_says_whether_it_runs_and_a_readers_probe_never_refuses_a_run(tmp_path):
+    import fcntl
+
+    from radas._locks import experiment_lock, is_held, lock_path
+
+    experiment = tmp_path / "alice" / "_proj_exp"
+    assert not is_held(experiment) and not (tmp_path / "alice").exists()  # nothing created
+    with experiment_lock(tmp_path / "alice", "_proj_exp", "exp"):
+        assert is_held(experiment)
+    assert not is_held(experiment)
+
+    # a probe's shared lock held at the instant a run starts: the run waits it out
+    probe = os.open(lock_path(tmp_path / "alice", "_proj_exp"), os.O_RDONLY)
+    fcntl.flock(probe, fcntl.LOCK_SH)
+    threading.Timer(0.2, os.close, [probe]).start()
+    with experiment_lock(tmp_path / "alice", "_proj_exp", "exp"):
+        assert is_held(experiment)

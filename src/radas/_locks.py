@@ -32,6 +32,7 @@ from radas.console import print_warning
 from radas.errors import ExperimentRunningError, RadasWarning
 
 LOCKS_DIR = ".locks"
+PROBE_RETRIES = 5
 
 
 def lock_path(storage_root: str | Path, full_name: str) -> Path:
@@ -54,7 +55,7 @@ def experiment_lock(
     descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _lock_exclusively(descriptor)
         except BlockingIOError as err:
             raise ExperimentRunningError(_running_message(experiment_name, path)) from err
         except OSError as err:
@@ -68,13 +69,25 @@ def experiment_lock(
         os.close(descriptor)  # releases the lock
 
 
+def _lock_exclusively(descriptor: int) -> None:
+    """``flock`` LOCK_EX without waiting for a run, tried a few times over ~0.5 s: a reader's
+    probe (``is_held``) holds a shared lock for an instant, which is no run."""
+    for _ in range(PROBE_RETRIES):
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            time.sleep(0.1)
+    fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
 def is_held(experiment_path: _store.AnyPath) -> bool:
     """Whether a run or restore of the experiment at ``experiment_path`` holds its lock now
     (on this host, or on any host sharing a results root that can lock).
 
-    A probe: a shared lock taken and dropped at once. A run starting in that instant gets
-    ExperimentRunningError (it is told to retry), never two runs at once. The lock file is
-    opened read-only and never created, so readers leave nothing behind.
+    A probe: a shared lock taken and dropped at once (a run starting in that instant tries
+    again: ``_lock_exclusively``). The lock file is opened read-only and never created, so
+    readers leave nothing behind.
     """
     location = _store.location(experiment_path)
     path = lock_path(str(location.parent), location.name)
