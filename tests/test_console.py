@@ -19,6 +19,7 @@ import textwrap
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from ray import tune
@@ -163,6 +164,22 @@ def test_on_a_terminal_the_live_line_is_rewritten_in_place_until_other_output(mo
         "\r\x1b[2K[radas] a: 0 of 2\r\x1b[2K[radas] a: 1 of 2\n[radas] a: done\n"
         "\r\x1b[2K[radas] a: 2 of 2\n"
     )
+
+
+def test_the_eta_shares_the_work_left_among_the_trials_that_run_at_once():
+    line = ProgressLine("eta", metric="loss", mode="min")
+    line.setup(total_num_samples=10)
+    trials = [SimpleNamespace(trial_id=f"t{i}", status="RUNNING") for i in range(4)]
+    line.on_step_end(0, trials)  # 4 run at once
+    assert "left" not in line.describe(trials, now=time.monotonic())  # nothing ended yet
+    trials[0].status = "TERMINATED"
+    line.on_trial_result(0, trials, trials[0], {"loss": 0.5})
+    line._durations = [600.0]  # it ran 10 minutes; the other three started 4 minutes ago
+    line._started_at = {f"t{i}": 0.0 for i in (1, 2, 3)}
+    text = line.describe(trials, now=240.0)
+    # 6 pending x 10 min + 3 running x 6 min left, shared by 4: 19.5 min
+    assert text.startswith("eta: 1 of 10 trials finished, 3 running, 6 pending, 0 errored; ")
+    assert re.search(r"; best loss=0.5; \d+:\d\d:\d\d elapsed, about 0:19:30 left$", text)
 
 
 def test_the_progress_line_comes_every_heartbeat_while_a_trial_runs(tmp_path, capfd):

@@ -27,12 +27,13 @@ class ProgressLine(Callback):
     changed, at most every ``min_interval_s`` seconds.
 
     The first line comes after ``min_interval_s`` (a sweep that ends sooner prints only
-    radas's summary). The ETA appears once a trial of this fit has ended: the trials left
-    (running and pending) at the rate trials ended in this fit so far (ended trials per second
-    since the first one started, start-up and scheduling included). A trial that errors is
-    reported at once, in one line (see ``error_line``). The final summary comes from radas
-    after the fit, from the stored state (after an interruption, Tune's in-memory statuses no
-    longer say which trials really finished).
+    radas's summary). The ETA appears once a trial of this fit has ended: with ``d`` the mean
+    duration of the trials that ended in this fit, the pending trials need ``d`` each and the
+    running ones what is left of ``d``, shared among the most trials seen running at once
+    (a trial's start-up is not counted: for trials of a few seconds it is an underestimate).
+    A trial that errors is reported at once, in one line (see ``error_line``). The final
+    summary comes from radas after the fit, from the stored state (after an interruption,
+    Tune's in-memory statuses no longer say which trials really finished).
     """
 
     def __init__(
@@ -55,8 +56,9 @@ class ProgressLine(Callback):
         self._total: int | None = None
         self._best: float | None = None
         self._last_counts: tuple[int, ...] | None = None
-        self._first_trial_start: float | None = None
-        self._ended_trials = 0
+        self._started_at: dict[str, float] = {}
+        self._durations: list[float] = []
+        self._most_running = 1
         self._line = LiveLine()
 
     def __getstate__(self) -> dict[str, Any]:
@@ -81,8 +83,7 @@ class ProgressLine(Callback):
             self._total = total_num_samples
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        if self._first_trial_start is None:
-            self._first_trial_start = time.monotonic()
+        self._started_at[trial.trial_id] = time.monotonic()
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info):
         if self.metric is None or self.metric not in result:
@@ -94,15 +95,21 @@ class ProgressLine(Callback):
             self._best = float(value)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._ended_trials += 1
+        self._ended(trial)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._ended_trials += 1
+        self._ended(trial)
         print_warning(f"{self.label}: {error_line(trial)}")
+
+    def _ended(self, trial: Any) -> None:
+        started = self._started_at.pop(trial.trial_id, None)
+        if started is not None:
+            self._durations.append(time.monotonic() - started)
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
         now = time.monotonic()
         counts = self._counts(trials)
+        self._most_running = max(self._most_running, counts[1])
         since = now - self._last_line
         if since >= self.heartbeat_s or (
             counts != self._last_counts and since >= self.min_interval_s
@@ -134,10 +141,19 @@ class ProgressLine(Callback):
         if self._best is not None:
             text += f"; best {self.metric}={self._best:.6g}"
         text += f"; {_duration(now - self._start)} elapsed"
-        if self._ended_trials and self._first_trial_start is not None and running + pending:
-            seconds_per_trial = (now - self._first_trial_start) / self._ended_trials
-            text += f", about {_duration((running + pending) * seconds_per_trial)} left"
+        left = self._seconds_left(trials, pending, now)
+        if left is not None:
+            text += f", about {_duration(left)} left"
         return text
+
+    def _seconds_left(self, trials: list, pending: int, now: float) -> float | None:
+        running = [trial.trial_id for trial in trials if trial.status == "RUNNING"]
+        if not self._durations or not (running or pending):
+            return None
+        mean = sum(self._durations) / len(self._durations)
+        ages = [now - self._started_at.get(trial_id, now) for trial_id in running]
+        work = pending * mean + sum(max(mean - age, 0.0) for age in ages)
+        return work / self._most_running
 
 
 def _count(trials: list, *statuses: str) -> int:
