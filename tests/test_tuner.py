@@ -132,3 +132,15 @@ def test_results_keep_the_experiments_metric_and_mode_as_rays_restored_tuner(pro
 
 def best_of(config):
     return {"value": config["x"] * 10}
+
+
+def test_result_files_written_while_trials_ran_are_brought_up_to_date(tuner, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(tuner.experiment_path, copy)
+    result_files = sorted(copy.glob("*/result.json"))
+    behind = result_files[-1]  # the trial of n=5, as if radas wrote it at iteration 1
+    behind.write_text(behind.read_text().splitlines()[0] + "\n")
+    (behind.parent / "progress.csv").unlink()  # (Ray's own files are never rewritten)
+    grid = radas.Tuner(copy).get_results()
+    lengths = sorted(len(result.metrics_dataframe) for result in grid)
+    assert lengths == [1, 3, 5]
