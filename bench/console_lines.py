@@ -7,8 +7,9 @@ analyze, (2) a local run where 2 of 4 trials raise, (3) the same grid as (1) on 
 it, (6) ``dos=["analyze"]`` of (1). The cluster is a real local one (``start_local_cluster`` on
 127.0.0.1, token auth), started here and stopped at the end. Prints one row per scenario:
 
-- lines: every line printed; radas: lines starting ``[radas]``; trainable: the trainable's own
-  prints; other: the rest (Ray's logs, banners, tables, tracebacks);
+- lines: every non-empty line printed; radas: lines starting ``[radas]``; trainable: the
+  trainable's own prints and the scenario script's last line; other: the rest (Ray's logs,
+  banners, tables, tracebacks);
 - ray_log: Ray's logging lines (``INFO``/``WARNING`` records, ``(raylet)`` lines, the start-up
   banner), ansi: raw ANSI escape sequences, traceback: lines of Python tracebacks
   (``Traceback (most recent call last):`` and ``File "...", line N``), forbidden: Ray's texts
@@ -30,7 +31,7 @@ import textwrap
 import time
 from pathlib import Path
 
-TRAINABLES = '''
+TRAINABLES = """
 import time
 
 import radas
@@ -54,9 +55,9 @@ def long_running(config):
         time.sleep(0.5)
         print(f"TRAINABLE-PRINT epoch {epoch}", flush=True)
         radas.report({"loss": 1 / (epoch + 1), "epoch": epoch})
-'''
+"""
 
-SCENARIO = '''
+SCENARIO = """
 import sys
 
 from ray import tune
@@ -89,7 +90,7 @@ calls = {
 results = radas.run_experiment_sync(user_name="bench", tuner_init_kwargs=tune_config,
                                     **calls[name])
 print("SCENARIO-DONE", len(results["df"]), flush=True)
-'''
+"""
 
 FORBIDDEN = ("Tuner.restore", "Stop signal received", "Failed to fetch metrics")
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -156,7 +157,9 @@ def stop_attach_scenario(cluster: str, workdir: Path, keep: Path) -> dict[str, d
             if first.poll() is not None or time.monotonic() > deadline:
                 sys.exit(f"the long experiment did not start; see {first_log}")
             time.sleep(0.2)
-        counts = {"cluster_stop_attach": run_scenario("cluster_stop_attach", cluster, workdir, keep)}
+        counts = {
+            "cluster_stop_attach": run_scenario("cluster_stop_attach", cluster, workdir, keep)
+        }
         first.wait(timeout=300)
     counts["(cluster_long, stopped)"] = count(first_log.read_text())
     return counts
