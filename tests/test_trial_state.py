@@ -156,6 +156,7 @@ def test_interrupted_trial_continues_from_its_state_after_restore(project):
 # --- out of memory: retried with doubled cpu_per_trial, continues from its state -------------
 
 
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="doubling cpu_per_trial needs 2 CPUs")
 def test_out_of_memory_retry_continues_from_the_state(project):
     marks = project / "marks"
     marks.mkdir()
