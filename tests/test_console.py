@@ -106,6 +106,7 @@ def assert_one_error_line(output: str, message: str) -> str:
     return trial_id
 
 
+@pytest.mark.slow  # 10-26 s: a fresh process starts Ray and runs two sweeps
 def test_a_sweep_prints_radas_lines_the_trainables_prints_and_one_line_per_error(project):
     output = run_script(project, experiments=2)
     assert "\x1b" not in output, output
