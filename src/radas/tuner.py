@@ -95,11 +95,13 @@ class Tuner:
         far it is without repeating itself."""
         if not running:
             return
-        finished = sum(trial.status in _ray_state.TERMINAL_STATUSES for trial in trials)
+        finished = sum(trial.status == "TERMINATED" for trial in trials)
+        errored = sum(trial.status == "ERROR" for trial in trials)
         info = read_experiment_info(self.experiment_path) or {}
         name = info.get("experiment_name") or _store.location(self.experiment_path).name
         line = (
-            f"{name} is still running: partial results, {finished} of {len(trials)} trials finished"
+            f"{name} is still running: partial results, {finished} of {len(trials)} trials "
+            f"finished{f', {errored} errored' if errored else ''}"
         )
         if line != self._said_partial:
             print_info(line)

@@ -436,6 +436,13 @@ def _is_ray_start(pid: int) -> bool:
         return False
 
 
+def _is_alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def _kill_group(pid: int, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, sig)  # the group radas created with start_new_session (pgid == pid)
@@ -500,7 +507,10 @@ def _wait_for_nodes(cluster: LocalCluster, expected: int, process: NodeProcess) 
 
 
 def _check_alive(node: NodeProcess) -> None:
-    if not _is_ray_start(node.pid):
+    """Raise if the node radas just spawned has exited. Asked by its pid being alive, not by
+    its command line: right after the fork a busy machine may not have run its `exec` yet,
+    and the child still shows this process's command line."""
+    if not _is_alive(node.pid):
         tail = Path(node.log).read_text(errors="replace")[-2000:] if Path(node.log).exists() else ""
         tail = _ANSI_CODE.sub("", tail)  # Ray colours its log even into a file
         raise ClusterError(f"`ray start` exited; the end of {node.log}:\n{tail}")
