@@ -129,3 +129,40 @@ def test_fifo_choice_picks_the_trial_rays_scan_would_pick(project, monkeypatch):
     picked = [ours_choice for ours_choice, _ in choices if ours_choice is not None]
     assert len(picked) >= 10  # 8 trials, then the 2 errored ones again
     assert all(ours_choice is rays_choice for ours_choice, rays_choice in choices)
+
+
+def reports_then_pauses(config):
+    """One quick report, then a pause that lasts until the driver has that report (at most
+    20 s), as a quick evaluation before a long epoch does."""
+    import time as clock
+    from pathlib import Path
+
+    radas.report({"step": 1})
+    marker = Path(config["marker"])
+    deadline = clock.monotonic() + 20
+    while not marker.exists() and clock.monotonic() < deadline:
+        clock.sleep(0.05)
+    radas.report({"step": 2, "driver_had_step_1": marker.exists()})
+
+
+def test_a_quick_report_is_not_held_back_for_a_slow_one(project, monkeypatch):
+    # Ray's buffering loop asks for the next report while time is left, and that call blocks
+    # until the trainable reports again: the driver got step 1 only with step 2 (20 s later).
+    marker = project / "driver-has-step-1"
+    original = TuneController._on_training_result
+
+    def spy(self, trial, result):
+        for one in result if isinstance(result, list) else [result]:
+            if one.get("step") == 1:
+                marker.touch()
+        return original(self, trial, result)
+
+    monkeypatch.setattr(TuneController, "_on_training_result", spy)
+    results = radas.run_experiment_sync(
+        user_name="tester",
+        experiment_name="pause",
+        trainable=reports_then_pauses,
+        param_space={"marker": str(marker)},
+        run_choice="run",
+    )
+    assert results["df"]["driver_had_step_1"].tolist() == [True]

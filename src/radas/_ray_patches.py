@@ -16,7 +16,9 @@
    result is still processed, in order, by schedulers, searchers and callbacks. Ray's
    version also drops the results it has buffered when the trainable then raises; radas's
    returns them and raises the error on the next call, so an errored trial keeps every
-   report it made.
+   report it made. And Ray's version holds a report back for as long as the next one takes
+   (a quick report, then a long epoch); radas's waits for another report only while the
+   trial's recent reports came fast enough.
 3. The default FIFO scheduler picks the next trial to run by scanning every trial of the
    experiment, finished ones included, at every step of the controller: O(trials) per step,
    O(trials^2) for a sweep (39% of the driver's time, measured, late in a 10,000-trial
@@ -28,7 +30,10 @@
 5. Ray's driver prints its workers' output (``print_worker_logs``) with ANSI colour codes
    even into pipes and files (a job's log): radas's version strips them unless the stream is
    a terminal, ends radas's live progress line first, and drops the raylet's and the
-   autoscaler's lines while radas keeps Ray quiet (``quiet_ray_logs``).
+   autoscaler's lines while radas keeps Ray quiet (``quiet_ray_logs``), and so the trial
+   worker's "Restored on <ip> from checkpoint: Checkpoint(...)" (Tune's trainable logs it in
+   the worker, out of reach of the driver's logging filters, each time a trial continues
+   from its saved state: radas's own lines say which trials run again).
 
 ``quiet_ray_logs`` also keeps Tune's messages that contradict radas off the console, always:
 its "Stop signal received ... Press CTRL+C" and "Resume experiment with: Tuner.restore(...)"
@@ -39,9 +44,11 @@ keeps every result in its own history and writes those files from it when they a
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import importlib
 import logging
+import re
 import time
 import weakref
 from collections.abc import Iterator
@@ -111,19 +118,26 @@ def _fix_buffered_training() -> None:
 
 
 def train_buffered(trainable: Any, buffer_time_s: float, max_buffer_length: int) -> list[dict]:
-    """``Trainable.train_buffered`` that keeps what it buffered when the trainable raises.
+    """``Trainable.train_buffered`` that keeps what it buffered when the trainable raises, and
+    does not hold a report back for a slow one.
 
     Runs on the trial's actor. Collects results until ``buffer_time_s`` has passed (at least
     one), ``max_buffer_length`` are collected, or a result ends the trial or asks for a
-    checkpoint. An error after some results returns those results and is raised by the next
-    call, so the driver processes every report before it sees the error.
+    checkpoint. Each ``train()`` blocks until the trainable's next report, so Ray's version
+    holds a report for as long as the next one takes (a quick first report, then an hour-long
+    epoch: an hour): radas waits for another report only while the trial's recent reports
+    (``_GAPS_REMEMBERED``, at least two) each came within the time left. An error after some
+    results returns those results and is raised by the next call, so the driver processes
+    every report before it sees the error.
     """
     trial_id, pending = trainable.__dict__.pop("_radas_pending_error", (None, None))
     if pending is not None and trial_id == trainable.trial_id:  # not a reused actor's old error
         raise pending
+    gaps = _report_gaps(trainable)
     results: list[dict] = []
     send_at = time.time() + buffer_time_s
-    while not results or time.time() < send_at:
+    while True:
+        asked = time.time()
         try:
             result = trainable.train()
         except Exception as error:
@@ -131,15 +145,33 @@ def train_buffered(trainable: Any, buffer_time_s: float, max_buffer_length: int)
                 raise
             trainable._radas_pending_error = (trainable.trial_id, error)
             break
+        now = time.time()
+        gaps.append(now - asked)
         results.append(result)
         if (
             result.get(DONE, False)
             or result.get(SHOULD_CHECKPOINT, False)
             or result.get(RESULT_DUPLICATE)
             or len(results) >= max_buffer_length
+            or len(gaps) < 2
+            or now + max(gaps) >= send_at
         ):
             break
     return results
+
+
+# How many of a trial's last gaps between reports predict whether the next one comes soon.
+_GAPS_REMEMBERED = 8
+
+
+def _report_gaps(trainable: Any) -> collections.deque[float]:
+    """The trial's recent gaps between reports (kept on its actor, per trial: actors are
+    reused)."""
+    trial_id, gaps = trainable.__dict__.get("_radas_report_gaps", (None, None))
+    if gaps is None or trial_id != trainable.trial_id:
+        gaps = collections.deque(maxlen=_GAPS_REMEMBERED)
+        trainable._radas_report_gaps = (trainable.trial_id, gaps)
+    return gaps
 
 
 # Per running controller: the position of each trial in its trial list (the list only grows).
@@ -207,6 +239,8 @@ class _PlainText:
 
 # Whether the raylet's and the autoscaler's lines are shown (not while quiet_ray_logs is on).
 _system_lines_shown = True
+# The workers' lines dropped with them: ray/tune/trainable/trainable.py (Trainable.restore)
+_QUIET_WORKER_LINE = re.compile(r"Restored on \S+ from checkpoint: ")
 
 
 def _plain_worker_logs() -> None:
@@ -215,8 +249,13 @@ def _plain_worker_logs() -> None:
     original = worker.print_worker_logs
 
     def print_worker_logs(data: dict, print_file: Any, ignore_prefix: bool = False) -> None:
-        if not _system_lines_shown and data.get("pid") in ("raylet", "autoscaler"):
-            return
+        if not _system_lines_shown:
+            if data.get("pid") in ("raylet", "autoscaler"):
+                return
+            lines = [line for line in data["lines"] if not _QUIET_WORKER_LINE.search(line)]
+            if not lines:
+                return
+            data = {**data, "lines": lines}
         end_live_line()
         if not is_terminal(print_file):
             print_file = _PlainText(print_file)
@@ -249,7 +288,8 @@ class _DropMessages(logging.Filter):
 def quiet_ray_logs(show_ray_logs: bool) -> Iterator[None]:
     """For a radas sweep (then restored): Tune's contradicting messages dropped; Ray's INFO
     and WARNING records shown if ``show_ray_logs``, else dropped (the ``ray`` logger at ERROR)
-    with the raylet's and autoscaler's lines."""
+    with the raylet's and autoscaler's lines and the workers' "Restored on ... from
+    checkpoint" lines."""
     global _system_lines_shown
     dropped = CONTRADICTING if show_ray_logs else CONTRADICTING + QUIET_ONLY
     filters: dict[logging.Logger, list[str]] = {}
