@@ -272,3 +272,52 @@ def test_a_cluster_runs_streamed_output_is_plain_with_one_line_per_error(cluster
     assert "\x1b" not in output, output
     assert ray_lines(output) == [], output
     assert_one_error_line(output, "ValueError: i=1 is broken")
+
+
+def fails_once(config):
+    """Its first run fails after one report: out of memory (i=0), or its worker dies (i=1)."""
+    radas.report({"step": 1})
+    failed = Path(config["marks"]) / f"failed-{config['i']}"
+    if failed.exists():
+        return
+    failed.touch()
+    if config["i"] == 0:
+        raise MemoryError("failed once")
+    os._exit(1)  # the trial's worker process dies: Ray's ActorDiedError
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="doubling cpu_per_trial needs 2 CPUs")
+def test_a_trial_radas_runs_again_is_not_announced_as_an_error(project, capfd):
+    marks = project / "marks"
+    marks.mkdir()
+    results = radas.run_experiment_sync(
+        user_name="tester",
+        experiment_name="runs-again",
+        trainable=fails_once,
+        param_space={"i": tune.grid_search([0, 1]), "marks": str(marks)},
+        run_choice="run",
+        cpu_per_trial=1,
+    )
+    assert set(results["df"]["status"]) == {"TERMINATED"}
+    captured = capfd.readouterr()
+    output = captured.out + captured.err
+    assert "errored" not in output and "unavailable" not in output, output
+    traceback = r"\((?:details|traceback) in (\S+/error\.txt)\)$"
+    memory = re.findall(
+        r"^\[radas\] runs-again: trial \w+ \(i=0\) ran out of memory \(MemoryError: failed "
+        r"once\); radas runs it again with cpu_per_trial=2 \(more memory each, fewer per "
+        rf"node\) once the running trials have ended {traceback}",
+        output,
+        flags=re.MULTILINE,
+    )
+    lost = re.findall(
+        r"^\[radas\] runs-again: trial \w+ \(i=1\) lost its node or worker \(not an error of "
+        rf"the trainable\); radas runs it again once the running trials have ended {traceback}",
+        output,
+        flags=re.MULTILINE,
+    )
+    assert len(memory) == 1 and len(lost) == 1, output
+    assert "MemoryError: failed once" in Path(memory[0]).read_text()
+    # the retries' own lines follow
+    assert "1 trial(s) ran out of memory with cpu_per_trial=1" in output, output
+    assert "1 trial(s) lost their node or worker" in output, output

@@ -157,7 +157,7 @@ def test_interrupted_trial_continues_from_its_state_after_restore(project):
 
 
 @pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="doubling cpu_per_trial needs 2 CPUs")
-def test_out_of_memory_retry_continues_from_the_state(project):
+def test_out_of_memory_retry_continues_from_the_state(project, capfd):
     marks = project / "marks"
     marks.mkdir()
     (marks / "go").touch()
@@ -175,6 +175,9 @@ def test_out_of_memory_retry_continues_from_the_state(project):
     assert_each_epoch_once(results["df"])
     trials = results["tuner"].get_dataframe()
     assert trials[["status", "cpu_per_trial"]].values.tolist() == [["TERMINATED", 2.0]]
+    captured = capfd.readouterr()  # the worker's "Restored on <ip> from checkpoint" is quiet
+    assert "running them again" in captured.out, captured
+    assert "from checkpoint" not in captured.out + captured.err, captured
 
 
 # --- faults ---------------------------------------------------------------------------------

@@ -252,7 +252,7 @@ def _plain_worker_logs() -> None:
         if not _system_lines_shown:
             if data.get("pid") in ("raylet", "autoscaler"):
                 return
-            lines = [line for line in data["lines"] if not _QUIET_WORKER_LINE.search(line)]
+            lines = [line for line in data.get("lines", []) if not _QUIET_WORKER_LINE.search(line)]
             if not lines:
                 return
             data = {**data, "lines": lines}

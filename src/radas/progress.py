@@ -11,10 +11,12 @@ import time
 from datetime import timedelta
 from typing import Any
 
+from ray import cloudpickle
 from ray.tune import Callback
 
 from radas import _store
-from radas.console import LiveLine, print_warning, strip_ansi
+from radas.console import LiveLine, print_info, print_warning, strip_ansi
+from radas.resources import classify_failure, largest_node, next_cpu_per_trial
 
 HEARTBEAT_S = 30.0
 MIN_INTERVAL_S = 5.0
@@ -31,7 +33,7 @@ class ProgressLine(Callback):
     duration of the trials that ended in this fit, the pending trials need ``d`` each and the
     running ones what is left of ``d``, shared among the most trials seen running at once
     (a trial's start-up is not counted: for trials of a few seconds it is an underestimate).
-    A trial that errors is reported at once, in one line (see ``error_line``). The final
+    A trial that fails is reported at once, in one line (see ``error_line``). The final
     summary comes from radas after the fit, from the stored state (after an interruption,
     Tune's in-memory statuses no longer say which trials really finished).
     """
@@ -99,7 +101,8 @@ class ProgressLine(Callback):
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._ended(trial)
-        print_warning(f"{self.label}: {error_line(trial)}")
+        line, is_error = error_line(trial)
+        (print_warning if is_error else print_info)(f"{self.label}: {line}")
 
     def _ended(self, trial: Any) -> None:
         started = self._started_at.pop(trial.trial_id, None)
@@ -164,27 +167,79 @@ def _duration(seconds: float) -> str:
     return str(timedelta(seconds=round(seconds)))
 
 
-def error_line(trial: Any) -> str:
-    """One line for an errored trial: its id, the values the search gave it (not its whole
-    config, which may hold keys and passwords), the last line of its error and where the
-    whole traceback is stored: the trial's folder in the results root, readable from the
-    client. Tune writes it in the driver's temp dir and copies it there only at its next sync
-    (minutes later in a long run), so radas stores it at once."""
-    params = getattr(trial, "evaluated_params", None) or {}
-    config = ", ".join(f"{key}={value!r}" for key, value in params.items())
-    if len(config) > _CONFIG_CHARS:
-        config = config[: _CONFIG_CHARS - 3] + "..."
-    head = f"trial {trial.trial_id}{f' ({config})' if config else ''} errored"
+def error_line(trial: Any) -> tuple[str, bool]:
+    """One line for a failed trial, and whether it is an error of the trial (shown as a
+    warning) rather than a failure radas runs the trial again for.
+
+    The line names the trial and the values the search gave it (not its whole config, which
+    may hold keys and passwords) and says where the whole traceback is stored: the trial's
+    folder in the results root, readable from the client. Tune writes it in the driver's temp
+    dir and copies it there only at its next sync (minutes later in a long run), so radas
+    stores it at once. The failure is classified as radas's retry classifies it
+    (``resources.classify_failure``): a trial that lost its node or worker, or ran out of
+    memory while a bigger request fits a node, is not announced as an error (Ray's "The
+    actor ... is unavailable" reads as the user's): the line says what happened and that
+    radas runs it again; the retry's own line follows when the running trials have ended.
+    """
+    head = f"trial {trial.trial_id}{_searched_values(trial)}"
     path = getattr(trial, "error_file", None)
     if not path:
-        return f"{head} (see the trial's error.txt)"
+        return f"{head} errored (see the trial's error.txt)", True
     try:
         with open(path, encoding="utf-8", errors="replace") as stream:
             text = strip_ansi(stream.read())
     except OSError:
-        return f"{head} (traceback in {path})"
+        return f"{head} errored (traceback in {path})", True
+    stored = _store_error(trial, text)
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return f"{head}: {lines[-1] if lines else 'error'} (traceback in {_store_error(trial, text)})"
+    last = lines[-1] if lines else "error"
+    kind = classify_failure(_pickled_error(trial), text)
+    if kind == "lost":
+        return (
+            f"{head} lost its node or worker (not an error of the trainable); radas runs it "
+            f"again once the running trials have ended (details in {stored})",
+            False,
+        )
+    bigger = _bigger_cpu_per_trial(trial) if kind == "memory" else None
+    if bigger is not None:
+        return (
+            f"{head} ran out of memory ({last}); radas runs it again with "
+            f"cpu_per_trial={bigger:g} (more memory each, fewer per node) once the running "
+            f"trials have ended (traceback in {stored})",
+            False,
+        )
+    return f"{head} errored: {last} (traceback in {stored})", True
+
+
+def _searched_values(trial: Any) -> str:
+    """`` (lr=0.1, layers=2)``: the values the search gave the trial, capped; empty if none."""
+    params = getattr(trial, "evaluated_params", None) or {}
+    config = ", ".join(f"{key}={value!r}" for key, value in params.items())
+    if len(config) > _CONFIG_CHARS:
+        config = config[: _CONFIG_CHARS - 3] + "..."
+    return f" ({config})" if config else ""
+
+
+def _pickled_error(trial: Any) -> BaseException | None:
+    """The exception Tune pickled for the failed trial (in the driver's temp dir), or None."""
+    path = getattr(trial, "pickled_error_file", None)
+    if not path:
+        return None
+    try:
+        with open(path, "rb") as stream:
+            return cloudpickle.load(stream)
+    except Exception:  # missing, truncated, or a class that cannot be imported here
+        return None
+
+
+def _bigger_cpu_per_trial(trial: Any) -> float | None:
+    """The cpu_per_trial radas's memory retry gives the trial (double, capped at the largest
+    node), or None when it cannot grow and the trial stays errored."""
+    try:
+        cpus = trial.placement_group_factory.required_resources.get("CPU", 0.0)
+    except AttributeError:
+        return None
+    return next_cpu_per_trial(cpus, largest_node()) if cpus > 0 else None
 
 
 def _store_error(trial: Any, text: str) -> str:
