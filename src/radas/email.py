@@ -25,7 +25,6 @@ absolute name.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import ipaddress
 import mimetypes
@@ -43,7 +42,7 @@ from email.utils import formatdate, make_msgid
 from pathlib import Path
 from typing import Any
 
-from radas import _store
+from radas import _ray_state
 from radas._status import TrialCounts, experiment_status
 from radas.console import print_info, print_warning
 from radas.errors import EmailConfigError, EmailError, InvalidArgumentError
@@ -681,7 +680,7 @@ def best_result(
         return None
     how = ""
     if metric is None and results is not None and results.get("experiment_path"):
-        metric, stored_mode = _stored_metric_and_mode(results["experiment_path"])
+        metric, stored_mode = _ray_state.stored_metric_and_mode(results["experiment_path"])
         mode = mode or stored_mode
         how = ", from the experiment's tune_config" if metric else ""
     if metric is None:
@@ -724,22 +723,6 @@ def _guess_metric(raw_df: Any) -> tuple[str | None, str | None]:
         if MAXIMIZED.search(name.lower()):
             return name, "max"
     return None, None
-
-
-def _stored_metric_and_mode(experiment_path: str) -> tuple[str | None, str | None]:
-    """The metric/mode of the TuneConfig Ray stored with the experiment (``tuner.pkl``)."""
-    try:
-        path = _store.location(experiment_path) / "tuner.pkl"
-        if not path.is_file():
-            return None, None
-        from ray import cloudpickle
-
-        with contextlib.redirect_stderr(io.StringIO()):
-            state = cloudpickle.loads(path.read_bytes())
-        tune_config = state.get("_tune_config")
-        return getattr(tune_config, "metric", None), getattr(tune_config, "mode", None)
-    except Exception:  # unreadable here (e.g. a searcher whose package is missing)
-        return None, None
 
 
 def _figure_attachment(
