@@ -151,6 +151,14 @@ def test_not_found_says_which_folder_has_the_experiment(errored, project):
 
 
 @pytest.mark.cluster
+def run_cli(*args: str) -> tuple[int, str]:
+    """``radas ARGS`` through main(): its exit status and what it printed."""
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = cli.main(list(args))
+    return code, printed.getvalue()
+
+
 def test_cluster_jobs_show_their_trials_or_say_they_cannot(cluster, project):
     from radas.clusters.config import get_cluster, register_cluster, unregister_cluster
 
@@ -176,6 +184,15 @@ def test_cluster_jobs_show_their_trials_or_say_they_cannot(cluster, project):
         rf"{re.escape(row['job_id'])} +cluster-errored .*FINISHED, 2 of 2 trials errored", shown
     )
 
+    job = ["--user", USER, row["job_id"]]
+    # `radas logs --follow` and `radas stop` say how the experiment ended, not Ray's SUCCEEDED
+    code, printed = run_cli("logs", "--follow", "--cluster", "testcluster", *job)
+    assert printed.endswith(f"job {row['job_id']}: FINISHED, 2 of 2 trials errored\n"), printed
+    assert code == 1  # every trial errored
+    code, printed = run_cli("stop", "--cluster", "testcluster", *job)
+    assert "already ended: FINISHED, 2 of 2 trials errored; nothing to stop" in printed, printed
+    assert code == 0
+
     # the same job server, seen from a machine where the results root is not mounted
     away = dataclasses.replace(
         get_cluster("testcluster"), name="testcluster-away", results_root="/nonexistent/radas"
@@ -183,8 +200,11 @@ def test_cluster_jobs_show_their_trials_or_say_they_cannot(cluster, project):
     register_cluster(away)
     try:
         seen = radas.list_experiments(user_name=USER, run_with="cluster:testcluster-away")
+        code, printed = run_cli("logs", "--follow", "--cluster", "testcluster-away", *job)
     finally:
         unregister_cluster("testcluster-away")
+    assert "SUCCEEDED (trials unknown: results root not readable here" in printed, printed
+    assert code == 0  # the job ended normally; whether its trials errored is not known here
     [row] = seen[seen["experiment"] == "cluster-errored"].to_dict(orient="records")
     assert row["status"].startswith("SUCCEEDED (trials unknown: results root not readable here")
     assert pd.isna(row["total"]) and row["job_status"] == "SUCCEEDED"

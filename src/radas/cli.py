@@ -97,7 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     job_command("stop", "stop one of your jobs gracefully (restore continues it)", _stop)
     logs = job_command("logs", "print (or --follow) a job's output", _logs)
-    logs.add_argument("--follow", action="store_true", help="stream until the job ends")
+    logs.add_argument(
+        "--follow",
+        action="store_true",
+        help="stream until the job ends, then print its experiment's status; exit status 0 "
+        "when the job ended normally (finished or stopped), 1 when it failed or every trial "
+        "errored",
+    )
 
     analyze = commands.add_parser(
         "analyze", help="re-plot a stored experiment to a file (nothing is re-run)"
@@ -193,18 +199,22 @@ def _experiments_table(frame) -> str:
 
 
 def _stop(args: argparse.Namespace) -> None:
-    status = _client(args).stop_job_by_id(args.job_id)
+    client = _client(args)
+    client.stop_job_by_id(args.job_id)
+    status, _ = client.experiment_outcome(args.job_id)
     print(f"job {args.job_id}: {status}")
 
 
 def _logs(args: argparse.Namespace) -> int:
     client = _client(args)
-    if args.follow:
-        status = client.follow_job_sync(args.job_id)
-        print(f"job {args.job_id}: {status}")
-        return 0 if status in ("SUCCEEDED", "STOPPED") else 1
-    print(client.get_job_logs(args.job_id), end="")
-    return 0
+    if not args.follow:
+        print(client.get_job_logs(args.job_id), end="")
+        return 0
+    job_status = client.follow_job_sync(args.job_id)
+    status, counts = client.experiment_outcome(args.job_id)
+    print(f"job {args.job_id}: {status}")
+    every_trial_errored = counts is not None and 0 < counts.errored == counts.total
+    return 0 if job_status in ("SUCCEEDED", "STOPPED") and not every_trial_errored else 1
 
 
 def _analyze(args: argparse.Namespace) -> None:

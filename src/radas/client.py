@@ -114,6 +114,26 @@ class ExperimentsClient:
             listed.append((job, experiment_status(job.status, trials, unknown=unknown), trials))
         return listed
 
+    def experiment_outcome(self, job_id: str) -> tuple[str, TrialCounts | None]:
+        """The status of the job's experiment, as ``list_experiments`` shows it (``FINISHED,
+        3 of 3 trials errored``; ``get_job_status`` gives the Ray job's own, ``SUCCEEDED``),
+        and its trial counts (``.total``, ``.finished``, ``.errored``; None when they cannot
+        be read from here).
+
+        >>> client.experiment_outcome(job_id)  # doctest: +SKIP
+        ('FINISHED, 3 of 3 trials errored', TrialCounts(total=3, finished=0, errored=3))
+        """
+        job = self.backend.get_job(job_id, self.user_name)
+        # the experiment's other jobs are listed with it: its stored trials are the newest's
+        same = [other for other in self.jobs() if other.full_name == job.full_name]
+        if job.job_id not in {other.job_id for other in same}:
+            same.append(job)  # not listed yet
+        same = [job if other.job_id == job.job_id else other for other in same]
+        [(_, status, counts)] = [
+            listed for listed in self._with_statuses(same) if listed[0].job_id == job.job_id
+        ]
+        return status, counts
+
     def display_experiments(self) -> None:
         """Print this user's experiments with their status and the code to stop running ones."""
         print(self.experiments_text())
@@ -154,11 +174,14 @@ class ExperimentsClient:
     def stop_job_by_id(self, job_id: str, *, wait: bool = True, timeout_s: float = 180) -> str:
         """Stop one of this user's jobs gracefully (Tune saves its state; ``restore`` continues).
 
-        Returns the job's status: ``"STOPPED"`` once stopped (with ``wait=True``).
+        Returns the Ray job's status: ``"STOPPED"`` once stopped (with ``wait=True``). A job
+        that had ended is left alone, and the line says how its experiment ended
+        (``FINISHED, 3 of 3 trials errored``).
         """
         job = self.backend.get_job(job_id, self.user_name)
         if not job.active:
-            print_info(f"job {job_id} already ended ({job.status}); nothing to stop")
+            status, _ = self.experiment_outcome(job_id)
+            print_info(f"job {job_id} already ended: {status}; nothing to stop")
             return job.status
         self.backend.stop(job)
         print_info(f"stopping job {job_id} (experiment {job.experiment_name!r})")
