@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import doctest
+import os
 import random
 
 import numpy as np
@@ -28,6 +29,15 @@ def test_set_seed_makes_random_and_numpy_repeatable():
     assert random.random() != first[0]
     with pytest.raises(InvalidArgumentError):
         radas.set_seed(-1)
+
+
+def test_set_seed_leaves_the_environment_alone(monkeypatch):
+    # PYTHONHASHSEED only acts when a Python process starts: setting it here seeded nothing
+    # in this process and leaked into every subprocess and Ray worker started afterwards.
+    monkeypatch.delenv("PYTHONHASHSEED", raising=False)
+    before = dict(os.environ)
+    radas.set_seed(5)
+    assert dict(os.environ) == before
 
 
 def test_config_seed_uses_the_seed_key_or_a_stable_hash():

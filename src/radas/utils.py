@@ -23,7 +23,14 @@ from radas.naming import validate_user_name
 
 
 def set_seed(seed: int) -> int:
-    """Seed Python's ``random``, NumPy and (when installed) PyTorch, on CPU and GPU.
+    """Seed Python's ``random``, NumPy's global generator (``np.random.*``) and, when
+    installed, PyTorch on CPU and every GPU; returns the seed.
+
+    Not seeded: ``hash()`` of strings (Python fixes its salt when the interpreter starts, so
+    only ``PYTHONHASHSEED`` set before the process starts changes it; for a cluster job give
+    ``runtime_env={"env_vars": {"PYTHONHASHSEED": "0"}}``), generators made with
+    ``np.random.default_rng()`` (pass them the seed), and nondeterministic GPU kernels
+    (``torch.use_deterministic_algorithms(True)``).
 
     >>> set_seed(3)
     3
@@ -33,7 +40,6 @@ def set_seed(seed: int) -> int:
     seed = int(seed)
     random.seed(seed)
     np.random.seed(seed % 2**32)
-    os.environ["PYTHONHASHSEED"] = str(seed)
     try:
         import torch
     except ImportError:
