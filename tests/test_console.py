@@ -275,8 +275,13 @@ def test_a_cluster_runs_streamed_output_is_plain_with_one_line_per_error(cluster
 
 
 def fails_once(config):
-    """Its first run fails after one report: out of memory (i=0), or its worker dies (i=1)."""
-    radas.report({"step": 1})
+    """Its first run fails after one report: out of memory (i=0), or its worker dies (i=1).
+    Run again, it continues from its state, and says so on stderr: in the worker's log after
+    Ray's "Restored on <ip> from checkpoint" line, so the test knows that line came by."""
+    if radas.load_state() is not None:
+        print(f"trial i={config['i']} continues", file=sys.stderr, flush=True)
+        return
+    radas.report({"step": 1}, state={"step": 1})
     failed = Path(config["marks"]) / f"failed-{config['i']}"
     if failed.exists():
         return
@@ -299,8 +304,14 @@ def test_a_trial_radas_runs_again_is_not_announced_as_an_error(project, capfd):
         cpu_per_trial=1,
     )
     assert set(results["df"]["status"]) == {"TERMINATED"}
-    captured = capfd.readouterr()
-    output = captured.out + captured.err
+    output = ""
+    deadline = time.monotonic() + 60
+    while output.count(" continues") < 2 and time.monotonic() < deadline:
+        captured = capfd.readouterr()
+        output += captured.out + captured.err
+        time.sleep(0.1)
+    assert re.search(r"^\(fails_once pid=\d+\) trial i=0 continues$", output, re.MULTILINE)
+    assert "from checkpoint" not in output, output  # Ray's "Restored on <ip> from checkpoint"
     assert "errored" not in output and "unavailable" not in output, output
     traceback = r"\((?:details|traceback) in (\S+/error\.txt)\)$"
     memory = re.findall(

@@ -239,8 +239,11 @@ class _PlainText:
 
 # Whether the raylet's and the autoscaler's lines are shown (not while quiet_ray_logs is on).
 _system_lines_shown = True
-# The workers' lines dropped with them: ray/tune/trainable/trainable.py (Trainable.restore)
-_QUIET_WORKER_LINE = re.compile(r"Restored on \S+ from checkpoint: ")
+# The worker's line of ray/tune/trainable/trainable.py (Trainable.restore), and whether it is
+# shown: as the last quiet_ray_logs decided, also after it ended, as a worker's lines reach
+# the driver a moment later (a trial restored near the end of a sweep: after the sweep).
+_RESTORED_LINE = re.compile(r"Restored on \S+ from checkpoint: ")
+_restored_lines_shown = True
 
 
 def _plain_worker_logs() -> None:
@@ -249,10 +252,11 @@ def _plain_worker_logs() -> None:
     original = worker.print_worker_logs
 
     def print_worker_logs(data: dict, print_file: Any, ignore_prefix: bool = False) -> None:
-        if not _system_lines_shown:
-            if data.get("pid") in ("raylet", "autoscaler"):
+        if data.get("pid") in ("raylet", "autoscaler"):
+            if not _system_lines_shown:
                 return
-            lines = [line for line in data.get("lines", []) if not _QUIET_WORKER_LINE.search(line)]
+        elif not _restored_lines_shown:
+            lines = [line for line in data.get("lines", []) if not _RESTORED_LINE.search(line)]
             if not lines:
                 return
             data = {**data, "lines": lines}
@@ -289,8 +293,8 @@ def quiet_ray_logs(show_ray_logs: bool) -> Iterator[None]:
     """For a radas sweep (then restored): Tune's contradicting messages dropped; Ray's INFO
     and WARNING records shown if ``show_ray_logs``, else dropped (the ``ray`` logger at ERROR)
     with the raylet's and autoscaler's lines and the workers' "Restored on ... from
-    checkpoint" lines."""
-    global _system_lines_shown
+    checkpoint" lines (these until the next sweep decides: see ``_RESTORED_LINE``)."""
+    global _system_lines_shown, _restored_lines_shown
     dropped = CONTRADICTING if show_ray_logs else CONTRADICTING + QUIET_ONLY
     filters: dict[logging.Logger, list[str]] = {}
     for module_name, text in dropped:
@@ -300,6 +304,7 @@ def quiet_ray_logs(show_ray_logs: bool) -> Iterator[None]:
     installed = [(logger, _DropMessages(texts)) for logger, texts in filters.items()]
     ray_logger = logging.getLogger("ray")
     level, shown = ray_logger.level, _system_lines_shown
+    _restored_lines_shown = show_ray_logs
     for logger, drop in installed:
         logger.addFilter(drop)
     if show_ray_logs:  # Ray's own default level, whatever ray.init was given
