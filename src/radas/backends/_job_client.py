@@ -111,6 +111,18 @@ class JobServer:
                 cluster.address, headers=headers, radas_timeout_s=self.timeout_s
             )
 
+    @property
+    def ray_version(self) -> str:
+        """The Ray version the cluster runs. Ray's client asks the job server's /api/version
+        when it connects and keeps the answer in ``_server_ray_version`` (Ray 2.55-2.60), so
+        reading it costs no request; a Ray that keeps it elsewhere is asked again."""
+        reported = getattr(self._client, "_server_ray_version", None)
+        if reported is None:
+            with self.errors("asking for the cluster's Ray version"):
+                response = self._client._do_request("GET", "/api/version")
+                reported = response.json()["ray_version"]
+        return str(reported)
+
     def list_jobs(self) -> list[Any]:
         with self.errors("listing jobs"):
             return list(self._client.list_jobs())

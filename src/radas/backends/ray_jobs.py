@@ -334,10 +334,16 @@ class RayJobsBackend:
         )
 
     def _submit(self, spec: SweepSpec, runtime_env: dict[str, Any], job_id: str) -> str:
+        import ray
         from ray import cloudpickle
 
         import radas
+        from radas._ray_versions import check_pair
 
+        # the cluster's Ray unpickles and runs what this client's Ray pickled
+        problem = check_pair(ray.__version__, self.client.ray_version, self.cluster.name)
+        if problem:
+            raise ClusterError(f"{problem} Nothing was submitted.")
         cwd = Path.cwd()
         check_working_dir(cwd, runtime_env.get("excludes", []), cluster_name=self.cluster.name)
         try:
