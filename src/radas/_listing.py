@@ -67,7 +67,7 @@ def list_experiments(*, user_name: str | None = None, run_with: str = "local") -
       experiment            cwd    status  finished  errored  total  ...
     0     ab-grid  /home/alice/p  FINISHED         6        0      6  ...
     """
-    from radas.backends import parse_run_with
+    from radas._spec import parse_run_with
 
     user_name = validate_user_name(user_name or get_current_user_name())
     if parse_run_with(run_with).kind != "local":

@@ -25,6 +25,7 @@ from radas._experiment_info import (
     param_space_changes,
     read_experiment_info,
 )
+from radas._spec import SweepOutcome, SweepSpec
 from radas.backends import Backend, get_backend
 from radas.console import print_info, print_warning
 from radas.errors import (
@@ -41,8 +42,6 @@ from radas.naming import full_experiment_name, validate_user_name
 from radas.resources import validate_cpu_per_trial
 from radas.storage.dirs import figures_dir
 from radas.sweep import (
-    SweepOutcome,
-    SweepSpec,
     metric_and_mode,
     ship_trainable_by_value,
     validate_tuner_init_kwargs,

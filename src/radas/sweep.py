@@ -16,35 +16,27 @@ import sys
 import sysconfig
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ray import tune
-from ray.tune import Callback
 
 from radas import _files, _ray_patches, _ray_state, _store
 from radas._experiment_info import EXPERIMENT_INFO_FILE, check_owner, describe_param_space
 from radas._locks import experiment_lock
+from radas._retries import retry_failed_trials
 from radas._secrets import with_secrets
-from radas._status import TrialCounts, experiment_status
+from radas._spec import SweepOutcome, SweepSpec
+from radas._trial_records import TrialRecords  # also the name older tuner.pkl files hold
 from radas.console import print_info, print_warning, ray_output_wanted
-from radas.errors import ExperimentNotFoundError, InvalidArgumentError, StorageFullError
+from radas.errors import ExperimentNotFoundError, InvalidArgumentError
 from radas.history import HistoryRecorder
 from radas.progress import ProgressLine
-from radas.resources import (
-    NodeCapacity,
-    check_fits,
-    classify_failure,
-    largest_node,
-    next_cpu_per_trial,
-    trial_resources,
-)
+from radas.resources import NodeCapacity, check_fits, largest_node, trial_resources
 
 TUNER_INIT_KEYS = ("tune_config", "run_config")
 RADAS_OWNED_RUN_CONFIG_FIELDS = ("name", "storage_path", "storage_filesystem")
 ARCHIVE_DIR = ".archive"
-MAX_LOST_TRIAL_ROUNDS = 3
 # Checkpoints (states saved with radas.report(..., state=...)) kept per trial, unless the
 # run_config has a checkpoint_config of its own: the latest one to continue from, and the one
 # before it, which Tune's last snapshot may still name after a killed driver (Tune snapshots
@@ -58,59 +50,6 @@ RESULT_BUFFERING = {
     "TUNE_RESULT_BUFFER_MIN_TIME_S": "0.5",
     "TUNE_RESULT_BUFFER_MAX_TIME_S": "2",
 }
-
-
-@dataclass
-class SweepSpec:
-    """Everything needed to run (or resume) one experiment. Picklable, without ``secrets``
-    (a pickled spec never holds them: a cluster job gets them by ``_secrets.hand_over``)."""
-
-    user_name: str
-    experiment_name: str
-    full_name: str
-    storage_root: str
-    trainable: Any
-    param_space: dict[str, Any] | None
-    run_choice: str  # "run" or "restore" when it runs; attach/stop_attach only read names
-    cpu_per_trial: float = 1
-    tuner_init_kwargs: dict[str, Any] = field(default_factory=dict)
-    cwd: str = ""  # the working directory it was started from ("": not known)
-    # environment variable -> secret, in each trial's os.environ (see radas._secrets)
-    secrets: dict[str, str] = field(default_factory=dict, repr=False)
-
-    @property
-    def experiment_path(self) -> str:
-        return os.path.join(self.storage_root, self.full_name)
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "secrets": {}}
-
-
-@dataclass
-class SweepOutcome:
-    """What happened, in numbers. Plain data so a job driver can hand it to the client."""
-
-    experiment_path: str
-    total_trials: int
-    finished_trials: int
-    errored_trials: int
-    already_done: int | None = None
-    archived_to: str | None = None
-    seconds: float = 0.0
-    cpu_per_trial: float | None = None  # what the last retried trials ran with
-    memory_retried: list[str] = field(default_factory=list)  # ran out of memory, retried
-    out_of_memory: list[str] = field(default_factory=list)  # still out of memory at the cap
-
-    @property
-    def interrupted(self) -> bool:
-        return self.finished_trials + self.errored_trials < self.total_trials
-
-    @property
-    def status(self) -> str:
-        """In words, as radas shows it everywhere: ``FINISHED``, ``FINISHED, 3 of 3 trials
-        errored``, ``STOPPED, 4 of 10 trials finished`` (``radas._status``)."""
-        counts = TrialCounts(self.total_trials, self.finished_trials, self.errored_trials)
-        return experiment_status("ENDED", counts)
 
 
 def validate_tuner_init_kwargs(tuner_init_kwargs: object) -> dict[str, Any]:
@@ -252,7 +191,12 @@ def _run_sweep_locked(spec: SweepSpec, before_fit: Callable[[], None]) -> SweepO
         _files.no_space_as_error(path, None),
     ):
         tuner.fit()
-        retries = _retry_failed_trials(spec, capacity, before_fit)
+
+        def rerun(cpu_per_trial: float) -> None:
+            before_fit()  # before the Tuner: it registers the trainable with the running Ray
+            _restore(spec, cpu_per_trial, capacity, resume_errored=False).fit()
+
+        retries = retry_failed_trials(spec, capacity, rerun)
     trials = _ray_state.load_trial_states(path)
     return SweepOutcome(
         experiment_path=str(path),
@@ -266,192 +210,6 @@ def _run_sweep_locked(spec: SweepSpec, before_fit: Callable[[], None]) -> SweepO
         memory_retried=sorted(retries.memory_retried),
         out_of_memory=sorted(retries.out_of_memory),
     )
-
-
-class TrialRecords(Callback):
-    """radas's own record of every trial (``radas_trials.json``, kept across restores): the
-    resources it last ran with, its config and folder, and, once it ended, its status and
-    last result.
-
-    A trial's end is made durable soon after Tune reports it (at the end of that Tune step,
-    at most every ``write_interval_s`` seconds), the history being flushed first, so a killed
-    run never loses a trial recorded as ended: ``_ray_state`` prefers these records to Tune's
-    snapshot, which lags behind (it may still say RUNNING, or PENDING, for a trial that
-    ended). Written atomically. ``radas.Tuner.get_dataframe()`` shows the resources.
-    """
-
-    FILE = _ray_state.TRIAL_RECORDS_FILE
-
-    def __init__(self, history: HistoryRecorder | None = None, write_interval_s: float = 1.0):
-        self.history = history
-        self.write_interval_s = write_interval_s
-        self._reset()
-
-    def _reset(self) -> None:
-        self._records: dict[str, dict[str, Any]] | None = None
-        self._directory: _store.Location | None = None
-        self._ending: dict[str, tuple[Any, str]] = {}
-        self._tune_state_seen: Any = None
-        self._unwritten = False
-        self._last_write = 0.0
-        self._storage_error: StorageFullError | None = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {"history": self.history, "write_interval_s": self.write_interval_s}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.history = state.get("history")  # None in tuner.pkl files of older radas
-        self.write_interval_s = state.get("write_interval_s", 1.0)
-        self._reset()
-
-    def _record(self, trial: Any) -> dict[str, Any]:
-        if self._records is None:
-            storage = trial.storage
-            self._directory = _store.on_filesystem(
-                storage.storage_filesystem, storage.experiment_fs_path
-            )
-            self._records = _ray_state.read_trial_records(self._directory)
-            format_ = {"version": _ray_state.RECORDS_FORMAT}
-            self._records[_ray_state.RECORDS_FORMAT_KEY] = format_
-        self._unwritten = True
-        return self._records.setdefault(trial.trial_id, {})
-
-    def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
-        if self._records is None and trials:  # the first step of this fit
-            # Trials that start this fit ended (restore kept them): their end is on record.
-            for trial in trials:
-                if trial.status in _ray_state.TERMINAL_STATUSES:
-                    record = self._record(trial)
-                    if not _ray_state.ended_in_records(record):
-                        self._record_end(trial, trial.status)
-
-    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        record = self._record(trial)
-        record["resources"] = dict(trial.placement_group_factory.required_resources)
-        record["config"] = trial.config
-        record["trial_dir_name"] = trial.storage.trial_dir_name
-        record["status"] = "RUNNING"
-        record.pop("last_result", None)  # a requeued trial runs again
-
-    # An end counts once the Tune step that reported it is over: when an experiment is
-    # interrupted, Tune stops the running trials after its last step and reports them
-    # complete too (those did not finish).
-    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._ending[trial.trial_id] = (trial, "TERMINATED")
-
-    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._ending[trial.trial_id] = (trial, "ERROR")
-
-    def _record_end(self, trial: Any, status: str) -> None:
-        record = self._record(trial)
-        record.update(status=status, last_result=trial.last_result, config=trial.config)
-
-    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
-        for trial, status in self._ending.values():
-            self._record_end(trial, status)
-        self._ending.clear()
-        if self._unwritten and time.monotonic() - self._last_write >= self.write_interval_s:
-            self._write()
-
-    def _write(self) -> None:
-        """History first (the ended trials' rows), then the records; StorageFullError on a
-        full disk, with the records as they were (consistent with the history)."""
-        try:
-            if self.history is not None:
-                self.history.flush()
-            if self._records is not None and self._directory is not None:
-                _ray_state.write_trial_records(self._directory, self._records)
-                seen = _ray_state.back_up_tune_state(self._directory, self._tune_state_seen)
-                self._tune_state_seen = seen
-        except StorageFullError as err:
-            self._storage_error = self._storage_error or err
-            raise
-        self._unwritten = False
-        self._last_write = time.monotonic()
-
-    def on_experiment_end(self, trials: list, **info: Any) -> None:
-        """Record the statuses Tune holds in memory (its stored state can lag behind for a
-        trial whose actor died), then raise a full disk met by any radas writer."""
-        for trial in trials:  # an end is on record only from on_step_end (see above)
-            self._record(trial)["status"] = trial.status
-        # The first full disk met (by the history's flush or by this) is what the run ends with.
-        error = self.history.storage_error if self.history is not None else None
-        error = error or self._storage_error
-        if error is None:
-            try:
-                self._write()
-            except StorageFullError as err:
-                error = err
-        if error is not None:
-            raise error
-
-    @classmethod
-    def read(cls, experiment_path: str) -> dict[str, dict[str, Any]]:
-        return _ray_state.read_trial_records(experiment_path)
-
-
-@dataclass
-class _Retries:
-    cpu_per_trial: float
-    memory_retried: set[str] = field(default_factory=set)
-    out_of_memory: set[str] = field(default_factory=set)
-
-
-def _retry_failed_trials(
-    spec: SweepSpec, capacity: NodeCapacity, before_fit: Callable[[], None]
-) -> _Retries:
-    """Run failed trials again when the failure was not the trainable's own error.
-
-    Trials that lost their node or worker run again as they were (up to
-    MAX_LOST_TRIAL_ROUNDS times); trials that ran out of memory run again with
-    ``cpu_per_trial`` doubled, until they pass or no node can give more. Finished trials
-    are never run again.
-    """
-    path = spec.experiment_path
-    retries = _Retries(cpu_per_trial=spec.cpu_per_trial)
-    lost_rounds = 0
-    while True:
-        records = TrialRecords.read(path)
-        trials = _ray_state.load_trial_states(path)
-        # The records hold the statuses Tune had in memory at the end (its state can lag).
-        statuses = {t.trial_id: records.get(t.trial_id, {}).get("status", t.status) for t in trials}
-        if any(status not in _ray_state.TERMINAL_STATUSES for status in statuses.values()):
-            return retries  # interrupted: leave the rest to run_choice='restore'
-        failures = {
-            trial.trial_id: classify_failure(
-                _ray_state.trial_error(path, trial), _ray_state.error_text(path, trial)
-            )
-            for trial in trials
-            if statuses[trial.trial_id] == "ERROR"
-        }
-        lost = {trial_id for trial_id, kind in failures.items() if kind == "lost"}
-        memory = {trial_id for trial_id, kind in failures.items() if kind == "memory"}
-        if lost and lost_rounds >= MAX_LOST_TRIAL_ROUNDS:
-            lost = set()
-        bigger = next_cpu_per_trial(retries.cpu_per_trial, capacity) if memory else None
-        if memory and bigger is None:
-            retries.out_of_memory = memory
-            memory = set()
-        if not lost and not memory:
-            return retries
-        if lost:
-            lost_rounds += 1
-            print_info(
-                f"{spec.experiment_name}: {len(lost)} trial(s) lost their node or worker "
-                f"(not an error of the trainable); running them again (round {lost_rounds} "
-                f"of {MAX_LOST_TRIAL_ROUNDS})"
-            )
-        if memory and bigger is not None:
-            print_info(
-                f"{spec.experiment_name}: {len(memory)} trial(s) ran out of memory with "
-                f"cpu_per_trial={retries.cpu_per_trial:g}; running them again with "
-                f"cpu_per_trial={bigger:g} (more memory each, fewer per node)"
-            )
-            retries.cpu_per_trial = bigger
-            retries.memory_retried |= memory
-        _ray_state.requeue_trials(path, lost | memory)
-        before_fit()  # before the Tuner: it registers the trainable with the running Ray
-        _restore(spec, retries.cpu_per_trial, capacity, resume_errored=False).fit()
 
 
 def _restore(

@@ -13,10 +13,10 @@ import pandas as pd
 from radas import _locks, _ray_state, _store
 from radas._experiment_info import read_experiment_info
 from radas._ray_patches import quiet_ray_logs
+from radas._trial_records import TrialRecords
 from radas.console import print_info
 from radas.errors import ExperimentDamagedError, ExperimentNotFoundError, InvalidArgumentError
 from radas.history import flatten, load_history, write_ray_result_files
-from radas.sweep import TrialRecords
 
 # Columns Ray adds to every result for its own bookkeeping; the brief views drop them.
 BOOKKEEPING_COLUMNS = frozenset(

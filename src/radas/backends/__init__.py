@@ -6,7 +6,8 @@
 
 from __future__ import annotations
 
-from radas.backends.base import Backend, RunTarget, parse_run_with
+from radas._spec import RunTarget, parse_run_with
+from radas.backends.base import Backend
 
 
 def get_backend(run_with: str) -> Backend:

@@ -11,11 +11,11 @@ from typing import Any
 import ray
 import ray._private.ray_constants as ray_constants
 
-from radas.backends.base import RunTarget
+from radas._spec import RunTarget, SweepOutcome, SweepSpec
 from radas.console import print_warning, ray_output_wanted
 from radas.errors import NotSupportedError
 from radas.storage.dirs import get_ray_results_dir
-from radas.sweep import SweepOutcome, SweepSpec, run_sweep
+from radas.sweep import run_sweep
 
 WORKER_SETUP_HOOK = "radas._worker.setup"
 

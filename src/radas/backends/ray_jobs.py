@@ -29,8 +29,8 @@ from typing import Any
 
 from radas import _ray_state, _store
 from radas._secrets import HAND_OVER_ENV, hand_over, secret_looking_files
+from radas._spec import RunTarget, SweepOutcome, SweepSpec
 from radas.backends._job_client import HTTPStatusError, JobServer, _quiet_ray_sdk
-from radas.backends.base import RunTarget
 from radas.clusters.config import ClusterConfig, config_path
 from radas.console import RelayedOutput, print_info, print_warning, ray_output_wanted
 from radas.errors import (
@@ -45,7 +45,6 @@ from radas.errors import (
     WorkingDirTooLargeError,
 )
 from radas.resources import NodeCapacity, check_fits
-from radas.sweep import SweepOutcome, SweepSpec
 
 OUTCOME_FILE = "radas_job_outcome.json"
 SPEC_FILE = "spec.pkl"

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from radas._spec import parse_run_with
 from radas.errors import InvalidNameError, StorageError
 from radas.naming import validate_user_name
 
@@ -86,8 +87,6 @@ def storage_roots(run_with: str | None = None) -> StorageRoots:
     >>> storage_roots("local").data_root.endswith("data")
     True
     """
-    from radas.backends import parse_run_with
-
     if run_with is None:
         cluster_name = os.environ.get("RADAS_CLUSTER")
         run_with = f"cluster:{cluster_name}" if cluster_name else "local"
