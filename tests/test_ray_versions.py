@@ -9,7 +9,9 @@ import ray
 import tomlkit
 
 import radas
+from radas import _job_driver
 from radas._ray_versions import (
+    CLIENT_RAY_VERSION_ENV,
     NEWEST,
     OLDEST,
     check_pair,
@@ -89,6 +91,17 @@ def test_both_sides_unsupported_asks_for_a_supported_ray_on_both():
     assert problem.endswith(
         "install a supported Ray on both sides (e.g. pip install 'ray[default,tune]==2.60.*')."
     )
+
+
+def test_the_job_driver_refuses_to_load_on_another_ray(monkeypatch, capsys):
+    # Fake: a driver on another Ray (a runtime_env installing one) cannot be made here, so the
+    # client's version it receives is made different; the check runs before anything loads.
+    monkeypatch.setenv(CLIENT_RAY_VERSION_ENV, "2.54.0")
+    monkeypatch.setenv("RADAS_CLUSTER", "dev")
+    assert _job_driver.main(["_job_driver", "no_such_spec_module"]) == 1
+    error = capsys.readouterr().err
+    assert f"its driver runs Ray {ray.__version__} (is ray in the job's runtime_env?)" in error
+    assert "This client has Ray 2.54.0, cluster 'dev' runs Ray" in error
 
 
 @pytest.mark.cluster

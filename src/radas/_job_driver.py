@@ -30,10 +30,24 @@ def load_spec(module_name: str):
 def main(argv: list[str]) -> int:
     import ray
 
+    from radas._ray_versions import CLIENT_RAY_VERSION_ENV, check_pair
     from radas._secrets import HAND_OVER_ENV, forget_trainables, take_over
     from radas.backends.ray_jobs import OUTCOME_FILE
     from radas.sweep import run_sweep
 
+    # The client checked the head's Ray before submitting, but a runtime_env (pip, a container
+    # image) can run this driver on another Ray, which would unpickle the experiment wrongly.
+    problem = check_pair(
+        os.environ.get(CLIENT_RAY_VERSION_ENV, "unknown"),
+        ray.__version__,
+        os.environ.get("RADAS_CLUSTER", "?"),
+    )
+    if problem:
+        print_error(
+            f"Cannot load the experiment on the cluster: its driver runs Ray {ray.__version__} "
+            f"(is ray in the job's runtime_env?). {problem}"
+        )
+        return 1
     try:
         spec = load_spec(argv[1])
     except (ModuleNotFoundError, AttributeError) as err:

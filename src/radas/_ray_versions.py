@@ -21,6 +21,8 @@ OLDEST = (2, 55)
 """The oldest Ray minor radas is verified against (CI runs a subset of the tests on it)."""
 NEWEST = (2, 60)
 """The newest Ray minor radas is verified against (the whole test suite runs on it)."""
+CLIENT_RAY_VERSION_ENV = "RADAS_CLIENT_RAY_VERSION"
+"""Carries the client's Ray version to the job's driver, which checks the Ray it runs on."""
 
 
 def supported_range() -> str:

@@ -337,7 +337,7 @@ class RayJobsBackend:
         from ray import cloudpickle
 
         import radas
-        from radas._ray_versions import check_pair
+        from radas._ray_versions import CLIENT_RAY_VERSION_ENV, check_pair
 
         # the cluster's Ray unpickles and runs what this client's Ray pickled
         problem = check_pair(ray.__version__, self.client.ray_version, self.cluster.name)
@@ -376,6 +376,7 @@ class RayJobsBackend:
                     "RAY_JOB_STOP_SIGNAL": "SIGINT",
                     "RAY_JOB_STOP_WAIT_TIME_S": str(STOP_WAIT_S),
                     "RADAS_JOB_ID": job_id,
+                    CLIENT_RAY_VERSION_ENV: ray.__version__,  # the driver checks its own Ray
                     # the driver keeps Ray quiet unless this client asked for its output
                     **({"RADAS_VERBOSE": "1"} if ray_output_wanted() else {}),
                 },
