@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 import os
+import posixpath
 import re
 import stat
 import warnings
@@ -56,6 +57,7 @@ DATA_ROOT_KEYS = ("data_root", "cold_data_root")  # optional when results_root i
 RESULTS_URI_SCHEMES = ("s3", "gs", "gcs")
 NUMBER_KEYS = ("cpus_per_node", "gpus_per_node", "memory_per_node_gb")
 _OPTIONAL_TEXT = ("description", "when_to_use")  # may be empty
+ARTIFACTS_DIRNAME = ".radas-artifacts"
 _warned_token_files: set[str] = set()
 
 
@@ -135,8 +137,6 @@ class ClusterConfig:
     def job_env(self) -> dict[str, str]:
         """Environment variables a radas job carries to its driver and trials, so code running
         on the cluster finds the cluster's storage without the client's config file."""
-        from radas.storage.dirs import cluster_artifact_endpoint_url, cluster_artifact_root
-
         optional = {
             "RADAS_DATA_ROOT": self.data_root,
             "RADAS_COLD_DATA_ROOT": self.cold_data_root,
@@ -149,6 +149,34 @@ class ClusterConfig:
             "RADAS_ARTIFACT_ROOT": cluster_artifact_root(self),
             **{name: value for name, value in optional.items() if value},
         }
+
+
+def cluster_artifact_root(cluster: ClusterConfig) -> str:
+    """Where ``cluster`` keeps cloud artifacts: ``artifact_root``, else next to its results
+    when they are in an object store, else inside its data root.
+
+    >>> cluster_artifact_root(ClusterConfig("c", "http://h:8265", "/r", "/data", "/cold"))
+    '/data/.radas-artifacts'
+    >>> cluster_artifact_root(ClusterConfig("c", "http://h:8265", "s3://lab/results"))
+    's3://lab/results/.radas-artifacts'
+    """
+    return cluster.artifact_root or default_artifact_root(cluster.results_root, cluster.data_root)
+
+
+def default_artifact_root(results_root: str, data_root: str) -> str:
+    """The artifact root of a cluster without ``artifact_root``: also what a job uses when
+    its environment carries no ``RADAS_ARTIFACT_ROOT`` (``storage.dirs.storage_roots``)."""
+    if "://" in results_root:  # the results' object store
+        return posixpath.join(results_root.rstrip("/"), ARTIFACTS_DIRNAME)
+    return posixpath.join(data_root.rstrip("/") or "/", ARTIFACTS_DIRNAME)
+
+
+def cluster_artifact_endpoint_url(cluster: ClusterConfig) -> str | None:
+    """The S3 endpoint of ``cluster``'s artifact store: ``artifact_endpoint_url``, else the
+    results' endpoint when the artifacts default to the results' store."""
+    if cluster.artifact_endpoint_url or cluster.artifact_root:
+        return cluster.artifact_endpoint_url
+    return cluster.results_endpoint_url
 
 
 def read_token_file(path: Path) -> str:

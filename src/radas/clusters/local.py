@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import psutil
 
+from radas._home import radas_home
 from radas.clusters.config import (
     ClusterConfig,
     get_cluster,
@@ -35,7 +36,6 @@ from radas.clusters.config import (
 )
 from radas.console import print_info, print_warning
 from radas.errors import ClusterError, InvalidArgumentError
-from radas.storage.dirs import radas_home
 
 if TYPE_CHECKING:
     from radas.backends._job_client import JobServer

@@ -24,16 +24,20 @@ import os
 import posixpath
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from radas._home import radas_home
 from radas._spec import parse_run_with
+from radas.clusters.config import (
+    ARTIFACTS_DIRNAME,
+    cluster_artifact_endpoint_url,
+    cluster_artifact_root,
+    config_path,
+    default_artifact_root,
+    get_cluster,
+)
 from radas.errors import InvalidNameError, StorageError
 from radas.naming import validate_user_name
 
-if TYPE_CHECKING:
-    from radas.clusters.config import ClusterConfig
-
-ARTIFACTS_DIRNAME = ".radas-artifacts"
 _JOB_ROOT_VARS = ("RADAS_RESULTS_ROOT",)
 
 
@@ -47,38 +51,6 @@ class StorageRoots:
     cold_data_root: str
     artifact_root: str
     artifact_endpoint_url: str | None = None
-
-
-def radas_home() -> Path:
-    """The local radas directory: ``$RADAS_HOME``, else ``~/.radas``."""
-    return Path(os.environ.get("RADAS_HOME") or Path.home() / ".radas").expanduser()
-
-
-def cluster_artifact_root(cluster: ClusterConfig) -> str:
-    """Where ``cluster`` keeps cloud artifacts: ``artifact_root``, else next to its results
-    when they are in an object store, else inside its data root.
-
-    >>> from radas.clusters.config import ClusterConfig
-    >>> cluster_artifact_root(ClusterConfig("c", "http://h:8265", "/r", "/data", "/cold"))
-    '/data/.radas-artifacts'
-    >>> cluster_artifact_root(ClusterConfig("c", "http://h:8265", "s3://lab/results"))
-    's3://lab/results/.radas-artifacts'
-    """
-    return cluster.artifact_root or _default_artifact_root(cluster.results_root, cluster.data_root)
-
-
-def _default_artifact_root(results_root: str, data_root: str) -> str:
-    if "://" in results_root:  # the results' object store
-        return posixpath.join(results_root.rstrip("/"), ARTIFACTS_DIRNAME)
-    return posixpath.join(data_root.rstrip("/") or "/", ARTIFACTS_DIRNAME)
-
-
-def cluster_artifact_endpoint_url(cluster: ClusterConfig) -> str | None:
-    """The S3 endpoint of ``cluster``'s artifact store: ``artifact_endpoint_url``, else the
-    results' endpoint when the artifacts default to the results' store."""
-    if cluster.artifact_endpoint_url or cluster.artifact_root:
-        return cluster.artifact_endpoint_url
-    return cluster.results_endpoint_url
 
 
 def storage_roots(run_with: str | None = None) -> StorageRoots:
@@ -111,11 +83,9 @@ def storage_roots(run_with: str | None = None) -> StorageRoots:
             data_root=data_root,
             cold_data_root=env.get("RADAS_COLD_DATA_ROOT", ""),
             artifact_root=env.get("RADAS_ARTIFACT_ROOT")
-            or _default_artifact_root(results_root, data_root),
+            or default_artifact_root(results_root, data_root),
             artifact_endpoint_url=env.get("RADAS_ARTIFACT_ENDPOINT_URL") or None,
         )
-    from radas.clusters.config import get_cluster
-
     cluster = get_cluster(name)
     return StorageRoots(
         where=str(target),
@@ -198,7 +168,7 @@ def _user_dir(root: str, user_name: str, roots: StorageRoots, key: str) -> str:
             "sides need as cloud artifacts instead (import radas.cloud_artifact as rda; "
             f"rda.init(user_name={user_name!r}, run_with={roots.where!r}); "
             "rda.save_cloud_artifact(...)), or set the cluster's "
-            f"{key} to a shared directory in {_config_path()}."
+            f"{key} to a shared directory in {config_path()}."
         )
     path = Path(root).expanduser() / user_name
     try:
@@ -210,13 +180,7 @@ def _user_dir(root: str, user_name: str, roots: StorageRoots, key: str) -> str:
             fix = (
                 f"The {key} of {roots.where} ({root}) must be writable and mounted at the same "
                 "path on this machine and on every node: mount it, or point the cluster's "
-                f"{key} at a shared directory in {_config_path()}."
+                f"{key} at a shared directory in {config_path()}."
             )
         raise StorageError(f"Cannot create {path} ({err.strerror or err}). {fix}") from err
     return str(path)
-
-
-def _config_path() -> str:
-    from radas.clusters.config import config_path
-
-    return str(config_path())
