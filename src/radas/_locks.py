@@ -28,11 +28,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from radas import _store
+from radas._poll import wait_until
 from radas.console import print_warning
 from radas.errors import ExperimentRunningError, RadasWarning
 
 LOCKS_DIR = ".locks"
-PROBE_RETRIES = 5
+PROBE_WAIT_S = 0.5
 
 
 def lock_path(storage_root: str | Path, full_name: str) -> Path:
@@ -70,15 +71,21 @@ def experiment_lock(
 
 
 def _lock_exclusively(descriptor: int) -> None:
-    """``flock`` LOCK_EX without waiting for a run, tried a few times over ~0.5 s: a reader's
-    probe (``is_held``) holds a shared lock for an instant, which is no run."""
-    for _ in range(PROBE_RETRIES):
+    """``flock`` LOCK_EX without waiting for a run, tried for ``PROBE_WAIT_S``: a reader's
+    probe (``is_held``) holds a shared lock for an instant, which is no run. BlockingIOError
+    when it stays held."""
+
+    def locked() -> bool:
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return
         except BlockingIOError:
-            time.sleep(0.1)
-    fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return False
+        return True
+
+    try:
+        wait_until(locked, PROBE_WAIT_S, what="the experiment's lock", max_delay_s=0.1)
+    except TimeoutError as err:
+        raise BlockingIOError(str(err)) from err
 
 
 def is_held(experiment_path: _store.AnyPath) -> bool:

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import posixpath
-import time
 
 import pandas as pd
 
 from radas._args import checked_keywords
 from radas._listing import job_trial_counts
+from radas._poll import wait_until
 from radas._status import TrialCounts, experiment_status
 from radas.backends import get_backend
-from radas.backends.ray_jobs import ExperimentJob, RayJobsBackend
+from radas.backends.ray_jobs import ACTIVE_STATUSES, ExperimentJob, RayJobsBackend
 from radas.console import print_info
 from radas.errors import ClusterError, ClusterOfflineError, NotSupportedError
 from radas.naming import validate_user_name
@@ -164,7 +164,7 @@ class ExperimentsClient:
 
     async def follow_job(self, job_id: str) -> str:
         """Stream the job's output until it ends; returns its final status."""
-        job = self.backend.get_job(job_id, self.user_name)
+        job = await asyncio.to_thread(self.backend.get_job, job_id, self.user_name)
         try:
             return await self.backend.follow(job_id)
         except ClusterOfflineError as err:
@@ -187,11 +187,14 @@ class ExperimentsClient:
         print_info(f"stopping job {job_id} (experiment {job.experiment_name!r})")
         if not wait:
             return self.get_job_status(job_id)
-        deadline = time.monotonic() + timeout_s
-        while (status := self.get_job_status(job_id)) in ("PENDING", "RUNNING"):
-            if time.monotonic() > deadline:
-                raise ClusterError(f"job {job_id} did not stop within {timeout_s:g} s")
-            time.sleep(0.5)
+        status = ""
+
+        def stopped() -> bool:
+            nonlocal status
+            status = self.get_job_status(job_id)
+            return status not in ACTIVE_STATUSES
+
+        wait_until(stopped, timeout_s, what=f"job {job_id} to stop", error=ClusterError)
         return status
 
     def follow_job_sync(self, job_id: str) -> str:

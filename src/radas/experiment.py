@@ -2,6 +2,12 @@
 
 This module decides; a backend executes (``radas.backends``); ``radas.Tuner`` and
 ``radas.analysis`` read the stored results.
+
+``run_experiment`` is async in deed: what blocks (a job server's answers, reading results,
+building the DataFrame, sending the mail) runs in a worker thread, and a local sweep in a
+thread of its own (``backends.local``), so experiments awaited together (``asyncio.gather``)
+are followed together and a notebook stays responsive. The plot is drawn on the caller's
+thread: matplotlib's pyplot keeps global state and GUI backends want the main thread.
 """
 
 from __future__ import annotations
@@ -146,13 +152,23 @@ async def run_experiment(
         )
     except Exception as err:
         if notify_to is not None:
-            email.notify_experiment(
-                notify_to, experiment_name=experiment_name, error=err, metric=metric, mode=mode
+            await asyncio.to_thread(
+                email.notify_experiment,
+                notify_to,
+                experiment_name=experiment_name,
+                error=err,
+                metric=metric,
+                mode=mode,
             )
         raise
     if notify_to is not None:
-        email.notify_experiment(
-            notify_to, experiment_name=experiment_name, results=results, metric=metric, mode=mode
+        await asyncio.to_thread(
+            email.notify_experiment,
+            notify_to,
+            experiment_name=experiment_name,
+            results=results,
+            metric=metric,
+            mode=mode,
         )
     return results
 
@@ -235,13 +251,17 @@ async def _run_and_analyze(
         if outcome.interrupted and backend.target.kind == "local":
             raise KeyboardInterrupt(f"{experiment_name} was interrupted; see the message above")
         run_choice = choice
-    tuner = _load_tuner(
+    tuner = await asyncio.to_thread(
+        _load_tuner,
         experiment_path,
         experiment_name,
         dos,
         stored_elsewhere,
         job_running=_job_running(backend, user_name, full_name),
     )
+    # before anything is read: a run ending meanwhile leaves results called partial, never
+    # partial ones called complete (asked off the loop: on a cluster it asks the job server)
+    partial = await asyncio.to_thread(lambda: tuner.is_running)
     results: dict[str, Any] = {
         "df": None,
         "fig": None,
@@ -252,12 +272,10 @@ async def _run_and_analyze(
         "run_with": str(backend.target),
         "run_choice": run_choice,
         "outcome": outcome,
-        # before anything is read: a run ending meanwhile leaves results called partial,
-        # never partial ones called complete
-        "partial": tuner.is_running,
+        "partial": partial,
     }
     if "analyze" in dos:
-        _analyze(results, options, default_figure_path=figures_dir(user_name) / full_name)
+        await _analyze(results, options, default_figure_path=figures_dir(user_name) / full_name)
     return results
 
 
@@ -426,14 +444,16 @@ def _job_running(backend: Backend, user_name: str, full_name: str) -> Callable[[
     return job_running
 
 
-def _analyze(results: dict[str, Any], options: analysis.AnalysisOptions, **kwargs: Any) -> None:
+async def _analyze(
+    results: dict[str, Any], options: analysis.AnalysisOptions, **kwargs: Any
+) -> None:
     replot = (
         "The experiment's results are kept at "
         f"{results['experiment_path']}; fix the function or its arguments and re-plot without "
         "re-running: run_experiment(..., dos=['analyze'])."
     )
     try:
-        results["df"] = analysis.make_dataframe(results["tuner"], options)
+        results["df"] = await asyncio.to_thread(analysis.make_dataframe, results["tuner"], options)
         drawn = analysis.plot(results["df"], options, kwargs["default_figure_path"])
     except (analysis.UserFunctionError, InvalidArgumentError) as err:
         stage = "Plotting" if results["df"] is not None else "Building the DataFrame"

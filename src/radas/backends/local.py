@@ -1,18 +1,37 @@
-"""``run_with="local"``: Ray started in-process on this machine, results under $RADAS_HOME."""
+"""``run_with="local"``: Ray started in-process on this machine, results under $RADAS_HOME.
+
+The sweep runs in a thread of its own, so ``await run_experiment(...)`` leaves the event loop
+free (a notebook stays responsive, other experiments are followed meanwhile). Local sweeps of
+one process take turns: they share its one Ray, and two Tune fits at once would not be safe
+(Tune and radas set process-wide state around a fit: environment variables, Ray's log filters,
+Ray itself restarted with another runtime_env or to free leaked resources), so a second one
+waits, saying for which, and starts when the first ends.
+
+Ctrl-C stays graceful: Tune catches SIGINT only when it runs in the main thread
+(``ray.tune.tune._setup_signal_catching``, checked against Ray 2.60), so while a sweep runs in
+radas's thread, radas catches SIGINT in the main thread and hands it to that sweep's Tune
+loop, which saves the experiment's state and returns as it does in the main thread.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import copy
 import logging
+import math
 import os
-import time
-from typing import Any
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import ray
 import ray._private.ray_constants as ray_constants
 
+from radas._poll import async_wait_until, wait_until
 from radas._spec import RunTarget, SweepOutcome, SweepSpec
-from radas.console import print_warning, ray_output_wanted
+from radas.console import print_info, print_warning, ray_output_wanted
 from radas.errors import NotSupportedError
 from radas.storage.dirs import get_ray_results_dir
 from radas.sweep import run_sweep
@@ -24,6 +43,12 @@ _started_with: dict[str, Any] | None = None
 # How long resources may stay held between two fits before radas calls them leaked.
 LEAK_SETTLE_S = 15.0
 _COUNTED_RESOURCES = ("CPU", "GPU", "memory")
+# One local sweep at a time in this process (see the module's docstring), and which one runs.
+_sweep_turn = threading.Lock()
+_running_sweep = ""
+# The interrupt event of each thread running a sweep, handed to Tune in place of its own.
+_interrupts: dict[int, threading.Event] = {}
+T = TypeVar("T")
 
 
 class LocalBackend:
@@ -33,10 +58,19 @@ class LocalBackend:
         return get_ray_results_dir(user_name, run_with="local")
 
     async def run(self, spec: SweepSpec, *, runtime_env: dict[str, Any]) -> SweepOutcome:
-        ensure_local_ray(runtime_env)
-        # Tune runs in this (normally the main) thread, so Ctrl-C reaches Tune's own handler:
-        # it saves the experiment state and returns, and run_choice='restore' continues.
-        return run_sweep(spec, before_fit=release_leaked_resources)
+        global _running_sweep
+        await _wait_for_turn(spec.experiment_name)
+        _running_sweep = spec.experiment_name
+        try:
+            # here, not in the sweep's thread: Ray sets its SIGTERM handler from the main one
+            ensure_local_ray(runtime_env)
+        except BaseException:
+            _sweep_turn.release()
+            raise
+        return await _run_in_sweep_thread(
+            lambda: run_sweep(spec, before_fit=release_leaked_resources),
+            name=spec.experiment_name,
+        )
 
     async def attach(self, spec: SweepSpec, *, stop: bool) -> SweepOutcome:
         choice = "stop_attach" if stop else "attach"
@@ -46,6 +80,115 @@ class LocalBackend:
             "nothing to attach to. Use run_choice='restore' to continue a stopped local "
             "experiment, or dos=['analyze'] to analyze it."
         )
+
+
+async def _wait_for_turn(experiment_name: str) -> None:
+    """Take this process's sweep turn, waiting (without blocking the event loop) while
+    another local sweep holds it."""
+    if _sweep_turn.acquire(blocking=False):
+        return
+    print_info(
+        f"{experiment_name}: waiting for {_running_sweep or 'another experiment'} to end: local "
+        "experiments of one process run one at a time (they share its Ray); it starts then"
+    )
+    await async_wait_until(
+        lambda: _sweep_turn.acquire(blocking=False),
+        math.inf,
+        what="the local sweep running in this process to end",
+        max_delay_s=1.0,
+        in_thread=False,  # a lock attempt that does not wait: no await between it and return
+    )
+
+
+async def _run_in_sweep_thread(work: Callable[[], T], *, name: str) -> T:
+    """``work()`` (which holds the sweep turn, released when it ends) in a thread of its own,
+    awaited without blocking the event loop.
+
+    Ctrl-C (SIGINT in the main thread, when the loop runs there) and cancelling the awaiting
+    task both stop the sweep the way Tune stops on Ctrl-C: its state is saved, the fit returns
+    (the outcome says interrupted). A cancelled caller waits for that, then is cancelled; a
+    second Ctrl-C goes to the handler that was there before (e.g. KeyboardInterrupt).
+    """
+    _route_tune_interrupts()
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[T] = loop.create_future()
+    interrupt = threading.Event()
+
+    def settle(result: Any, error: BaseException | None) -> None:
+        if done.cancelled():
+            return
+        if error is None:
+            done.set_result(result)
+        else:
+            done.set_exception(error)
+
+    def target() -> None:
+        _interrupts[threading.get_ident()] = interrupt
+        result: Any = None
+        error: BaseException | None = None
+        try:
+            result = work()
+        except BaseException as err:  # handed to the awaiting task, which raises it
+            error = err
+        finally:
+            del _interrupts[threading.get_ident()]
+            _sweep_turn.release()
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody waits
+            loop.call_soon_threadsafe(settle, result, error)
+
+    thread = threading.Thread(target=target, name=f"radas sweep {name}")
+    with _sigint_sets(interrupt):
+        thread.start()
+        try:
+            return await asyncio.shield(done)
+        except asyncio.CancelledError:
+            interrupt.set()
+            with contextlib.suppress(BaseException):
+                await asyncio.shield(done)  # the state saved; a second cancel stops waiting
+            raise
+
+
+@contextlib.contextmanager
+def _sigint_sets(interrupt: threading.Event) -> Iterator[None]:
+    """While the block runs, the first SIGINT sets ``interrupt`` instead of what the main
+    thread's handler does (nothing changes when this is not the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        print_warning("Ctrl-C: stopping the experiment; Tune saves its state first")
+        interrupt.set()
+        signal.signal(signal.SIGINT, previous)
+
+    signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield
+    finally:
+        if signal.getsignal(signal.SIGINT) is on_sigint:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _route_tune_interrupts() -> None:
+    """Make Tune's fit, run in a sweep thread, stop when that thread's interrupt event is set.
+
+    ``tune.run`` creates its "interrupted" event in ``ray.tune.tune._setup_signal_catching``
+    and installs a SIGINT handler setting it only in the main thread (Ray 2.60, tune.py
+    line 233). Wrapped here: in a thread radas runs a sweep in, it returns radas's event for
+    that thread; anywhere else (a user's own Tuner included) it is Tune's, unchanged.
+    """
+    import ray.tune.tune as tune_module
+
+    original = tune_module._setup_signal_catching
+    if getattr(original, "radas_wrapped", False):
+        return
+
+    def setup_signal_catching() -> threading.Event:
+        return _interrupts.get(threading.get_ident()) or original()
+
+    setup_signal_catching.radas_wrapped = True  # type: ignore[attr-defined]
+    tune_module._setup_signal_catching = setup_signal_catching
 
 
 def ensure_local_ray(runtime_env: dict[str, Any]) -> None:
@@ -85,20 +228,21 @@ def release_leaked_resources() -> None:
     """
     if _started_with is None or not ray.is_initialized():
         return
-    deadline = time.monotonic() + LEAK_SETTLE_S
-    while held := _held_resources():
-        if time.monotonic() > deadline:
-            amounts = ", ".join(f"{name} {amount:g}" for name, amount in held.items())
-            print_warning(
-                f"Ray holds resources no trial uses ({amounts}; a Ray placement-group leak, "
-                "ray-project/ray#64693): restarting radas's in-process Ray before the next fit"
-            )
-            hook = "worker_process_setup_hook"
-            runtime_env = {k: v for k, v in _started_with.items() if k != hook}
-            ray.shutdown()
-            ensure_local_ray(runtime_env)
+    try:
+        wait_until(lambda: not _held_resources(), LEAK_SETTLE_S, what="Ray's resources to free")
+    except TimeoutError:
+        held = _held_resources()
+        if not held:  # freed in the last instant
             return
-        time.sleep(0.2)
+        amounts = ", ".join(f"{name} {amount:g}" for name, amount in held.items())
+        print_warning(
+            f"Ray holds resources no trial uses ({amounts}; a Ray placement-group leak, "
+            "ray-project/ray#64693): restarting radas's in-process Ray before the next fit"
+        )
+        hook = "worker_process_setup_hook"
+        runtime_env = {k: v for k, v in _started_with.items() if k != hook}
+        ray.shutdown()
+        ensure_local_ray(runtime_env)
 
 
 def _held_resources() -> dict[str, float]:

@@ -7,7 +7,9 @@ streams the job's output, and reads the results from the cluster's results root 
 
 Jobs carry metadata (user, experiment, full name), which is how every lifecycle operation
 finds "the job of this experiment". Every call to the job server goes through
-``_job_client.JobServer``: bounded in time, its errors translated into RadasErrors.
+``_job_client.JobServer``: bounded in time, its errors translated into RadasErrors. The async
+methods make those calls in worker threads (``asyncio.to_thread``) and wait with
+``asyncio.sleep`` (``radas._poll``), so several experiments are followed in one event loop.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import posixpath
 import re
 import sys
 import tempfile
+import time
 import warnings
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from radas import _ray_state, _store
+from radas._poll import async_wait_until
 from radas._secrets import HAND_OVER_ENV, hand_over, secret_looking_files
 from radas._spec import RunTarget, SweepOutcome, SweepSpec
 from radas.backends._job_client import HTTPStatusError, JobServer, _quiet_ray_sdk
@@ -53,7 +57,7 @@ ACTIVE_STATUSES = ("PENDING", "RUNNING")
 DEFAULT_MAX_WORKING_DIR_MB = 100.0
 STOP_WAIT_S = 120  # how long a stopped job may take to save its state before Ray kills it
 LOG_TAIL_LINES = 40
-STATUS_POLL_S = 0.5
+STATUS_POLL_S = 0.5  # the longest pause between two questions for a followed job's status
 _RUN_NUMBER = re.compile(r"-r(\d+)$")  # the end of a job id made by _job_id
 
 
@@ -172,7 +176,7 @@ class RayJobsBackend:
         try:
             streaming = asyncio.create_task(stream())
             try:
-                status = await self._wait_until_ended(job_id, streaming)
+                status = await self._wait_until_ended(job_id)
             finally:
                 streaming.cancel()
                 # its error, if any, is the status poll's too: retrieved here, reported once
@@ -202,19 +206,42 @@ class RayJobsBackend:
             "(run_choice='attach' if its job is still running)."
         )
 
-    async def _wait_until_ended(self, job_id: str, streaming: asyncio.Task) -> str:
-        while True:
-            status = await asyncio.to_thread(self.client.get_job_status, job_id)
-            if status not in ACTIVE_STATUSES:
-                return status
-            if streaming.done():
-                await asyncio.sleep(STATUS_POLL_S)
-            else:
-                await asyncio.wait({streaming}, timeout=STATUS_POLL_S)
+    async def _wait_until_ended(self, job_id: str) -> str:
+        """The job's final status, asked with back-off up to ``STATUS_POLL_S``. A question the
+        cluster does not answer is asked again: the cluster counts as gone (the
+        ClusterOfflineError is raised) once it has not answered for ``RADAS_CLUSTER_TIMEOUT_S``
+        (a busy head may miss one answer)."""
+        failing_since: float | None = None
+
+        def ended() -> str | None:
+            nonlocal failing_since
+            try:
+                status = self.client.get_job_status(job_id)
+            except ClusterOfflineError:
+                now = time.monotonic()
+                failing_since = failing_since or now
+                if now - failing_since >= self.client.timeout_s:
+                    raise
+                return None
+            failing_since = None
+            return None if status in ACTIVE_STATUSES else status
+
+        return await async_wait_until(
+            ended, float("inf"), what=f"job {job_id} to end", max_delay_s=STATUS_POLL_S
+        )
 
     # --- the Backend interface ---------------------------------------------------------
 
     async def run(self, spec: SweepSpec, *, runtime_env: dict[str, Any]) -> SweepOutcome:
+        job_id = await asyncio.to_thread(self._check_and_submit, spec, runtime_env)
+        print_info(
+            f"{spec.experiment_name}: submitted as job {job_id} to cluster:{self.cluster.name}; "
+            "streaming its output (Ctrl-C detaches, the job keeps running)"
+        )
+        return await self._follow_to_outcome(job_id, spec)
+
+    def _check_and_submit(self, spec: SweepSpec, runtime_env: dict[str, Any]) -> str:
+        """Check that the experiment may start on this cluster, submit it; its job id."""
         declared = NodeCapacity(
             cpus=self.cluster.cpus_per_node,
             gpus=self.cluster.gpus_per_node,
@@ -257,14 +284,10 @@ class RayJobsBackend:
                 "run_choice='attach' to follow it, or run_choice='stop_attach' to stop it "
                 "(its state is saved; run_choice='restore' continues it later)."
             ) from err
-        print_info(
-            f"{spec.experiment_name}: submitted as job {job_id} to cluster:{self.cluster.name}; "
-            "streaming its output (Ctrl-C detaches, the job keeps running)"
-        )
-        return await self._follow_to_outcome(job_id, spec)
+        return job_id
 
     async def attach(self, spec: SweepSpec, *, stop: bool) -> SweepOutcome:
-        jobs = self.experiment_jobs(spec.user_name, spec.full_name)
+        jobs = await asyncio.to_thread(self.experiment_jobs, spec.user_name, spec.full_name)
         if not jobs:
             raise JobNotFoundError(
                 f"No job of experiment {spec.experiment_name!r} on cluster:"
@@ -280,7 +303,7 @@ class RayJobsBackend:
                     "Use run_choice='attach' (or dos=['analyze']) to analyze it, or "
                     "run_choice='restore' to continue it."
                 )
-            self.stop(job)
+            await asyncio.to_thread(self.stop, job)
             print_info(
                 f"{spec.experiment_name}: stopping job {job.job_id} (Tune saves the "
                 "experiment's state; run_choice='restore' continues it)"
@@ -289,7 +312,7 @@ class RayJobsBackend:
             print_info(f"{spec.experiment_name}: following job {job.job_id}")
             return await self._follow_to_outcome(job.job_id, spec)
         print_info(f"{spec.experiment_name}: job {job.job_id} already ended ({job.status})")
-        return self._outcome(job.job_id, spec)
+        return await asyncio.to_thread(self._outcome, job.job_id, spec)
 
     # --- internals -----------------------------------------------------------------------
 
@@ -299,8 +322,9 @@ class RayJobsBackend:
         except ClusterOfflineError as err:
             raise self.went_away(err, job_id, spec.experiment_name, spec.experiment_path) from err
         if status == "FAILED":
-            details = self.client.get_job_info(job_id)
-            tail = "\n".join(self.logs(job_id).splitlines()[-LOG_TAIL_LINES:])
+            details = await asyncio.to_thread(self.client.get_job_info, job_id)
+            logs = await asyncio.to_thread(self.logs, job_id)
+            tail = "\n".join(logs.splitlines()[-LOG_TAIL_LINES:])
             raise JobFailedError(
                 f"Job {job_id} of experiment {spec.experiment_name!r} failed on cluster:"
                 f"{self.cluster.name}: {details.message}\nThe end of its output:\n{tail}\n"
@@ -311,7 +335,7 @@ class RayJobsBackend:
             )
         if status == "STOPPED":
             print_info(f"{spec.experiment_name}: job {job_id} stopped")
-        return self._outcome(job_id, spec)
+        return await asyncio.to_thread(self._outcome, job_id, spec)
 
     def _outcome(self, job_id: str, spec: SweepSpec) -> SweepOutcome:
         stored = _store.location(spec.experiment_path) / OUTCOME_FILE

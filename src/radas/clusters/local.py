@@ -20,13 +20,13 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import psutil
 
+from radas._poll import wait_until
 from radas._home import radas_home
 from radas.clusters.config import (
     ClusterConfig,
@@ -352,12 +352,14 @@ def _stop_jobs(server: JobServer, job_ids: list[str]) -> None:
     for job_id in job_ids:
         server.stop_job(job_id)
     print_info(f"stopping {len(job_ids)} job(s): {', '.join(job_ids)}")
-    deadline = time.monotonic() + JOB_STOP_WAIT_S
-    while time.monotonic() < deadline:
-        if all(server.get_job_status(job_id) not in ACTIVE_STATUSES for job_id in job_ids):
-            return
-        time.sleep(0.5)
-    print_warning(f"jobs still running after {JOB_STOP_WAIT_S:g} s are killed with the cluster")
+    try:
+        wait_until(
+            lambda: all(server.get_job_status(job) not in ACTIVE_STATUSES for job in job_ids),
+            JOB_STOP_WAIT_S,
+            what="the jobs to stop",
+        )
+    except TimeoutError:
+        print_warning(f"jobs still running after {JOB_STOP_WAIT_S:g} s are killed with the cluster")
 
 
 # A local cluster stays on the loopback interface. Ray replaces 127.0.0.1 by the machine's
@@ -454,9 +456,10 @@ def _stop_group(pid: int, timeout_s: float = 5.0, check: bool = True) -> None:
     if check and not _is_ray_start(pid):
         return
     _kill_group(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and _group_alive(pid):
-        time.sleep(0.2)
+    with contextlib.suppress(TimeoutError):  # then it is killed
+        wait_until(
+            lambda: not _group_alive(pid), timeout_s, what=f"group {pid} to exit", max_delay_s=0.2
+        )
     _kill_group(pid, signal.SIGKILL)
     with contextlib.suppress(ChildProcessError):  # reap it when this process started it
         os.waitpid(pid, 0)
@@ -475,7 +478,6 @@ def _group_alive(pgid: int) -> bool:
 def _wait_for_job_server(cluster: LocalCluster) -> None:
     from radas.backends.ray_jobs import connect
 
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
     config = ClusterConfig(
         name=cluster.name,
         address=cluster.address,
@@ -484,26 +486,38 @@ def _wait_for_job_server(cluster: LocalCluster) -> None:
         cold_data_root="",
         token_file=str(cluster.token_file),
     )
-    while True:
+    last_error: list[ClusterError] = []
+
+    def answers() -> bool:
         _check_alive(cluster.head)
         try:
             connect(config, timeout_s=2.0)
-            return
-        except ClusterError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
+        except ClusterError as err:
+            last_error[:] = [err]
+            return False
+        return True
+
+    try:
+        wait_until(answers, STARTUP_TIMEOUT_S, what=f"the job server of {cluster.name!r}")
+    except TimeoutError:
+        raise last_error[0] from None
 
 
 def _wait_for_nodes(cluster: LocalCluster, expected: int, process: NodeProcess) -> None:
     from radas.clusters.availability import alive_nodes
 
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while alive_nodes(cluster.address, cluster.token_file.read_text().strip()) < expected:
+    def joined() -> bool:
+        if alive_nodes(cluster.address, cluster.token_file.read_text().strip()) >= expected:
+            return True
         _check_alive(process)
-        if time.monotonic() > deadline:
-            raise ClusterError(f"a node of {cluster.name!r} did not join; see {process.log}")
-        time.sleep(0.5)
+        return False
+
+    wait_until(
+        joined,
+        STARTUP_TIMEOUT_S,
+        what=f"a node of {cluster.name!r} to join (see {process.log})",
+        error=ClusterError,
+    )
 
 
 def _check_alive(node: NodeProcess) -> None:
