@@ -6,13 +6,10 @@ import os
 import uuid
 from pathlib import Path
 
-import pytest
-import seaborn as sns
 from ray import tune
 
 import radas
 from conftest import add, grid_ab
-from radas.errors import AnalysisError
 
 
 def run(**kwargs):
@@ -100,45 +97,6 @@ def test_errored_trials_are_kept_and_restore_reruns_only_them(project):
     assert second["outcome"].already_done == 4
     runs_per_a = {a: len(list(runs_dir.glob(f"{a}-*"))) for a in (1, 2, 3)}
     assert runs_per_a == {1: 2, 2: 4, 3: 2}  # only the two errored trials ran again
-
-
-def test_plot_failure_keeps_results_and_analyze_replots(project):
-    executions = project / "executions"
-    executions.mkdir()
-
-    def counted(config):
-        (executions / uuid.uuid4().hex).touch()
-        return add(config)
-
-    def broken_plot(data, **kwargs):
-        raise RuntimeError("no such column")
-
-    with pytest.raises(AnalysisError) as info:
-        run(
-            experiment_name="plotfail",
-            trainable=counted,
-            param_space=grid_ab(),
-            plot_fn=broken_plot,
-        )
-    message = str(info.value)
-    assert "Plotting failed" in message and "no such column" in message
-    assert "dos=['analyze']" in message
-    assert len(info.value.results["df"]) == 6
-    stored = info.value.results["experiment_path"]
-
-    replot = radas.run_experiment_sync(
-        user_name="tester",
-        experiment_name="plotfail",
-        trainable=counted,
-        dos=["analyze"],
-        plot_fn=sns.barplot,
-        plot_kwargs=dict(x="config/a", y="score"),
-        plot_format="png",
-    )
-    assert replot["experiment_path"] == stored
-    assert replot["df"]["score"].tolist() == info.value.results["df"]["score"].tolist()
-    assert Path(replot["fig_path"]).stat().st_size > 1000
-    assert len(list(executions.iterdir())) == 6  # analyze ran nothing
 
 
 def test_run_moves_earlier_results_aside(project, capsys):

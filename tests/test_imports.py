@@ -147,7 +147,8 @@ def fresh_radas():
 
 fresh_radas()
 importlib.import_module("radas.backends.base")
-print("ray loaded by radas.backends.base:", sorted(n for n in sys.modules if n.split(".")[0] == "ray"))
+ray_modules = sorted(name for name in sys.modules if name.split(".")[0] == "ray")
+print("ray loaded by radas.backends.base:", ray_modules)
 for module in modules:
     fresh_radas()
     try:

@@ -9,10 +9,18 @@ from __future__ import annotations
 from radas._spec import RunTarget, parse_run_with
 from radas.backends.base import Backend
 
+# A backend standing in for one run_with ("local", "cluster:<name>"), for tests only: the
+# fake backend of tests/fake_backend.py registers here (as submitit's tests pass a fake
+# executor), so the decision flow of run_experiment is tested without Ray. radas never adds
+# one, and no user-facing option reaches it.
+_stand_ins: dict[str, Backend] = {}
+
 
 def get_backend(run_with: str) -> Backend:
     """The backend for a ``run_with`` string such as ``"local"`` or ``"cluster:gpu"``."""
     target = parse_run_with(run_with)
+    if str(target) in _stand_ins:
+        return _stand_ins[str(target)]
     if target.kind == "local":
         from radas.backends.local import LocalBackend
 
