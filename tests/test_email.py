@@ -26,7 +26,7 @@ from radas.email import (
     send_email,
     smtp_settings,
 )
-from radas.errors import EmailConfigError, EmailError, InvalidArgumentError
+from radas.errors import EmailConfigError, EmailError, InvalidArgumentError, RadasWarning
 
 SMTP_PASSWORD = "radas-test-smtp-password-7f3a9c"
 
@@ -146,10 +146,10 @@ def test_summary_mail_for_a_finished_experiment(finished, smtp_server, capsys):
 @pytest.mark.slow
 def test_summary_without_outcome_or_saved_figure_counts_from_the_tuner(finished):
     results = {**finished, "outcome": None, "fig_path": None}
-    summary = experiment_summary(experiment_name="mail-sweep", results=results, metric="score")
+    summary = experiment_summary(experiment_name="mail-sweep", results=results)
     assert summary.status == "FINISHED"
     assert "Trials:       2 total, 2 finished, 0 errored" in summary.body
-    assert summary.best["value"] == 4  # metric given without mode: "score" is maximised
+    assert summary.best["value"] == 2  # the experiment's stored tune_config: min score
     [(name, content, mime_type)] = summary.attachments  # the Figure rendered to PNG
     assert (name, mime_type) == ("mail-sweep.png", "image/png")
     assert content.startswith(b"\x89PNG")
@@ -182,28 +182,56 @@ def test_failure_mail_for_an_experiment_whose_trainable_raises(project, smtp_ser
     assert "Errored trials (2):" in body
     assert "ValueError: bad x=1" in body and "ValueError: bad x=2" in body
     assert "Traceback (last lines):" in body
+    assert "Best result" not in body  # no metric/mode in its tune_config: none is guessed
     assert list(mail.iter_attachments()) == []
 
 
 @pytest.mark.slow
-def test_dead_smtp_server_gives_a_warning_and_keeps_the_results(finished, dead_smtp, capsys):
+def test_dead_smtp_server_gives_a_warning_and_keeps_the_results(finished, dead_smtp):
     df_before = finished["df"].copy()
-    sent = notify_experiment("alice@example.com", experiment_name="mail-sweep", results=finished)
+    with pytest.warns(RadasWarning) as warned:
+        sent = notify_experiment(
+            "alice@example.com", experiment_name="mail-sweep", results=finished
+        )
     assert sent is False
-    err = capsys.readouterr().err
-    assert "[radas] warning: the notification mail about 'mail-sweep'" in err
+    [err] = [str(w.message) for w in warned]
+    assert err.startswith("the notification mail about 'mail-sweep'")
     assert "Cannot reach the SMTP server 127.0.0.1:" in err
     assert f"results are not affected (stored at {finished['experiment_path']})" in err
     assert finished["df"].equals(df_before)
     assert Path(finished["fig_path"]).is_file()
 
 
-def test_notify_never_raises_even_without_smtp_settings(monkeypatch, tmp_path, capsys):
+def test_notify_never_raises_even_without_smtp_settings(monkeypatch, tmp_path):
     monkeypatch.setenv("RADAS_CONFIG", str(tmp_path / "none.toml"))
     monkeypatch.delenv("RADAS_SMTP_HOST", raising=False)
-    sent = notify_experiment("a@example.com", experiment_name="x", error=RuntimeError("boom"))
+    with pytest.warns(RadasWarning, match="No SMTP server is configured"):
+        sent = notify_experiment("a@example.com", experiment_name="x", error=RuntimeError("boom"))
     assert sent is False
-    assert "No SMTP server is configured" in capsys.readouterr().err
+
+
+def test_a_radas_warning_shows_as_a_radas_line_and_obeys_the_filters(monkeypatch, tmp_path):
+    """Outside pytest's capture (its catch_warnings records every warning), a RadasWarning
+    is one [radas] line on stderr; filtered out, there is no line either."""
+    import subprocess
+    import sys
+
+    script = (
+        "import warnings, radas\n"
+        "from radas.email import check_notification\n"
+        "check_notification('a@example.com')\n"
+        "warnings.filterwarnings('ignore', category=radas.RadasWarning)\n"
+        "check_notification('b@example.com')\n"
+    )
+    env = {**os.environ, "RADAS_CONFIG": str(tmp_path / "none.toml"), "PYTHONWARNINGS": ""}
+    env.pop("RADAS_SMTP_HOST", None)
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+    )
+    assert done.stderr.startswith(
+        "[radas] warning: the notification mail to 'a@example.com' will not be sent: No SMTP"
+    )
+    assert done.stderr.count("\n") == 1 and "b@example.com" not in done.stderr
 
 
 def test_send_email_with_attachments_and_several_recipients(tmp_path):
@@ -251,6 +279,7 @@ def test_login_with_the_password_from_the_config_never_shows_it(monkeypatch, tmp
     monkeypatch.setenv("RADAS_CONFIG", str(config))
     for name in ("RADAS_SMTP_HOST", "RADAS_SMTP_PORT", "RADAS_SMTP_PASSWORD"):
         monkeypatch.delenv(name, raising=False)
+    warned = pytest.warns(RadasWarning, match="rejected the login")
     try:
         monkeypatch.setenv("MY_SMTP_PASSWORD", SMTP_PASSWORD)
         settings = smtp_settings()
@@ -264,7 +293,8 @@ def test_login_with_the_password_from_the_config_never_shows_it(monkeypatch, tmp
         monkeypatch.setenv("MY_SMTP_PASSWORD", "wrong-password-123")
         with pytest.raises(EmailError, match=r"rejected the login of user 'alice@lab\.org'"):
             send_email("bob@example.com", "hi", "body")
-        sent = notify_experiment("bob@example.com", experiment_name="x", error=KeyError("k"))
+        with warned:
+            sent = notify_experiment("bob@example.com", experiment_name="x", error=KeyError("k"))
         assert sent is False
     finally:
         controller.stop()
@@ -274,8 +304,9 @@ def test_login_with_the_password_from_the_config_never_shows_it(monkeypatch, tmp
     assert set(logins[1:]) == {("alice@lab.org", "wrong-password-123")}
     assert len(inbox.envelopes) == 1
     output = capsys.readouterr()
+    shown = output.out + output.err + "".join(str(w.message) for w in warned)
     for secret in (SMTP_PASSWORD, "wrong-password-123"):
-        assert secret not in output.out and secret not in output.err
+        assert secret not in shown
 
 
 def test_password_file_and_env_override(monkeypatch, tmp_path):
@@ -346,16 +377,15 @@ def test_best_result_rule():
             "pid": [9, 1, 5],
         }
     )
-    guessed = best_result(frame, None, None)
-    assert (guessed["metric"], guessed["mode"], guessed["row"]["config/lr"]) == (
-        "val_loss",
-        "min",
-        2,
-    )
-    assert guessed["how"] == ", guessed from its name"
     given = best_result(frame, "accuracy", "max")
     assert (given["value"], given["row"]["trial_id"]) == (0.9, "b")
-    assert best_result(frame[["trial_id", "pid", "config/lr"]], None, None) is None
+    assert given["row"] == {"accuracy": 0.9, "config/lr": 2, "trial_id": "b"}
+    lowest = best_result(frame, "val_loss", "min")
+    assert (lowest["metric"], lowest["mode"], lowest["row"]["config/lr"]) == ("val_loss", "min", 2)
+    # only the metric and mode the user gave: none, or a metric without its mode, is no best
+    assert best_result(frame, None, None) is None
+    assert best_result(frame, "val_loss", None) is None
+    assert best_result(frame, "missing", "max") is None
 
 
 def test_a_summary_that_cannot_be_made_still_sends_a_short_mail(tmp_path):
@@ -377,13 +407,13 @@ def test_a_summary_that_cannot_be_made_still_sends_a_short_mail(tmp_path):
     assert "The full summary could not be made: AttributeError" in body
 
 
-def test_check_notification_before_an_experiment(monkeypatch, tmp_path, capsys):
+def test_check_notification_before_an_experiment(monkeypatch, tmp_path):
     monkeypatch.setenv("RADAS_CONFIG", str(tmp_path / "none.toml"))
     monkeypatch.delenv("RADAS_SMTP_HOST", raising=False)
     with pytest.raises(InvalidArgumentError, match="is not a mail address"):
         check_notification("alice at example.com")
-    assert check_notification("alice@example.com") is False
-    assert "will not be sent: No SMTP server is configured" in capsys.readouterr().err
+    with pytest.warns(RadasWarning, match="will not be sent: No SMTP server is configured"):
+        assert check_notification("alice@example.com") is False
     monkeypatch.setenv("RADAS_SMTP_HOST", "127.0.0.1")
     assert check_notification(["alice@example.com", "bob@example.com"]) is True
 
@@ -443,14 +473,14 @@ def test_run_experiment_with_a_bad_address_fails_before_running(project, smtp_se
     assert smtp_server.envelopes == []
 
 
-def test_run_experiment_with_a_dead_smtp_server_still_returns_results(project, dead_smtp, capsys):
-    results = radas.run_experiment_sync(
-        user_name="mail-tester",
-        experiment_name="deadmail",
-        trainable=score,
-        param_space={"x": 1},
-        run_choice="run",
-        email_notification_to_address="a@example.com",
-    )
+def test_run_experiment_with_a_dead_smtp_server_still_returns_results(project, dead_smtp):
+    with pytest.warns(RadasWarning, match="the notification mail about 'deadmail'"):
+        results = radas.run_experiment_sync(
+            user_name="mail-tester",
+            experiment_name="deadmail",
+            trainable=score,
+            param_space={"x": 1},
+            run_choice="run",
+            email_notification_to_address="a@example.com",
+        )
     assert results["df"]["score"].tolist() == [2]
-    assert "the notification mail about 'deadmail'" in capsys.readouterr().err

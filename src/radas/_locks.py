@@ -23,14 +23,13 @@ import json
 import os
 import socket
 import time
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 from radas import _store
 from radas._poll import wait_until
-from radas.console import print_warning
-from radas.errors import ExperimentRunningError, RadasWarning
+from radas.console import warn
+from radas.errors import ExperimentRunningError
 
 LOCKS_DIR = ".locks"
 PROBE_WAIT_S = 0.5
@@ -162,5 +161,4 @@ def _warn_unlocked(experiment_name: str, path: Path, err: OSError) -> None:
         "radas cannot tell whether this experiment is started twice at the same time. Start "
         "each experiment from one place only, or use a results root on a local disk or NFS."
     )
-    warnings.warn(message, RadasWarning, stacklevel=4)
-    print_warning(message)
+    warn(message, stacklevel=4)

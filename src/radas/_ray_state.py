@@ -23,14 +23,14 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from radas import _files, _locks, _store
-from radas.errors import ExperimentDamagedError, RadasWarning
+from radas.console import warn
+from radas.errors import ExperimentDamagedError
 
 TERMINAL_STATUSES = ("TERMINATED", "ERROR")
 STARTED_STATUSES = ("RUNNING", "PAUSED")  # started, not ended (Tune's names)
@@ -68,7 +68,7 @@ class TrialState:
 
 
 def warn_damaged(message: str) -> None:
-    warnings.warn(message, RadasWarning, stacklevel=3)
+    warn(message, stacklevel=3)
 
 
 def state_files(experiment_path: _store.AnyPath) -> list[_store.Location]:

@@ -26,14 +26,14 @@ import functools
 import json
 import os
 import re
-import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from secrets import token_hex
 from typing import Any
 
-from radas.errors import ClusterError, InvalidArgumentError, RadasWarning, TrackerConfigError
+from radas.console import warn
+from radas.errors import ClusterError, InvalidArgumentError, TrackerConfigError
 
 SECRETS_BLOCK = "secrets"  # param_space["secrets"] = {"ENV_NAME": "value"}
 HAND_OVER_ENV = "RADAS_SECRETS_KEY"  # names (only) the cluster-memory key of a job's secrets
@@ -230,7 +230,7 @@ def _warn_secret_looking(space: Mapping[str, Any], runtime_env: Mapping[str, Any
 
 
 def _warn(message: str) -> None:
-    warnings.warn(message, RadasWarning, stacklevel=4)
+    warn(message, stacklevel=4)
 
 
 def secret_looking_files(paths: Iterable[Path], directory: Path) -> list[str]:

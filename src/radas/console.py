@@ -11,7 +11,10 @@ from __future__ import annotations
 import os
 import re
 import sys
+import warnings
 from typing import Any, TextIO
+
+from radas.errors import RadasWarning
 
 _COLORS = {"info": "", "warning": "\033[33m", "error": "\033[31m"}
 _RESET = "\033[0m"
@@ -62,8 +65,48 @@ def print_info(*args: Any) -> None:
 
 
 def print_warning(*args: Any) -> None:
-    """Print a warning line to stderr."""
+    """Print a warning line to stderr: for what radas reports as it goes (a trial errored,
+    a job is detached); a condition the user may want to act on or filter is ``warn``."""
     _emit("warning", sys.stderr, args)
+
+
+def warn(message: str, *, stacklevel: int = 2) -> None:
+    """Issue a ``RadasWarning`` (``stacklevel`` as for ``warnings.warn``), shown as a
+    ``[radas] warning:`` line.
+
+    It obeys the warnings filters like any warning: ``warnings.filterwarnings("ignore",
+    category=radas.RadasWarning)`` silences it, ``"error"`` raises it (the test suite does),
+    and whatever records warnings (``pytest.warns``, ``warnings.catch_warnings(record=True)``,
+    ``logging.captureWarnings``) gets it instead of the line. Only Python's own display to
+    stderr (file, line and source of the warning) is replaced by the ``[radas]`` line. Every
+    call is shown, not only the first from a place ("default" action), like radas's other lines.
+
+    >>> warn("careful", stacklevel=1)  # doctest: +SKIP
+    [radas] warning: careful
+    """
+    with warnings.catch_warnings(record=True) as passed:  # keeps the filters in force
+        warnings.warn(message, RadasWarning, stacklevel=stacklevel + 1)
+    for warning in passed:  # none when a filter ignores it; "error" has raised above
+        if _warnings_taken_elsewhere():
+            warnings.showwarning(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )
+        else:
+            _emit("warning", sys.stderr, (message,))
+
+
+def _warnings_taken_elsewhere() -> bool:
+    """Whether warnings go somewhere other than Python's own display on stderr: a replaced
+    ``warnings.showwarning`` (logging.captureWarnings), or a recording ``catch_warnings``
+    (it swaps the function that displays them for its list's ``append``)."""
+    display = getattr(warnings, "_showwarnmsg_impl", None)
+    return (
+        warnings.showwarning is not _PYTHON_SHOWWARNING
+        or getattr(display, "__module__", None) != "warnings"
+    )
+
+
+_PYTHON_SHOWWARNING = getattr(warnings, "_showwarning_orig", warnings.showwarning)
 
 
 def print_error(*args: Any) -> None:

@@ -16,7 +16,6 @@ import asyncio
 import inspect
 import os
 import sys
-import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,14 +32,13 @@ from radas._experiment_info import (
 )
 from radas._spec import SweepOutcome, SweepSpec
 from radas.backends import Backend, get_backend
-from radas.console import print_info, print_warning
+from radas.console import print_info, print_warning, warn
 from radas.errors import (
     AnalysisError,
     ClusterError,
     ExperimentNotFoundError,
     InvalidArgumentError,
     NotSupportedError,
-    RadasWarning,
     RunChoiceRequiredError,
     TrialsOutOfMemoryError,
 )
@@ -48,7 +46,6 @@ from radas.naming import full_experiment_name, validate_user_name
 from radas.resources import validate_cpu_per_trial
 from radas.storage.dirs import figures_dir
 from radas.sweep import (
-    metric_and_mode,
     ship_trainable_by_value,
     validate_tuner_init_kwargs,
 )
@@ -129,10 +126,9 @@ async def run_experiment(
         plot_path=plot_path,
     )
     tuner_init_kwargs = validate_tuner_init_kwargs(tuner_init_kwargs)
-    notify_to = email_notification_to_address
-    if notify_to is not None:
-        email.check_notification(notify_to)  # a bad address fails now, before anything runs
-    metric, mode = metric_and_mode(tuner_init_kwargs)
+    # the mail when the experiment ends; a bad address fails now, before anything runs
+    notify = email_notification_to_address
+    notification = email.Notification(notify) if notify is not None else None
     try:
         results = await _run_and_analyze(
             user_name=user_name,
@@ -151,25 +147,11 @@ async def run_experiment(
             yes=yes,
         )
     except Exception as err:
-        if notify_to is not None:
-            await asyncio.to_thread(
-                email.notify_experiment,
-                notify_to,
-                experiment_name=experiment_name,
-                error=err,
-                metric=metric,
-                mode=mode,
-            )
+        if notification is not None:
+            await asyncio.to_thread(notification.experiment_ended, experiment_name, error=err)
         raise
-    if notify_to is not None:
-        await asyncio.to_thread(
-            email.notify_experiment,
-            notify_to,
-            experiment_name=experiment_name,
-            results=results,
-            metric=metric,
-            mode=mode,
-        )
+    if notification is not None:
+        await asyncio.to_thread(notification.experiment_ended, experiment_name, results=results)
     return results
 
 
@@ -371,8 +353,7 @@ def _warn_ignored_param_space(
         f"{'; '.join(changes)}. To search the new values start afresh with run_choice='run' "
         "(the stored results are moved to .archive/)."
     )
-    warnings.warn(message, RadasWarning, stacklevel=2)
-    print_warning(message)
+    warn(message, stacklevel=2)
 
 
 def _report_outcome(spec: SweepSpec, outcome: SweepOutcome) -> None:

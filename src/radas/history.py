@@ -22,7 +22,6 @@ import pickle
 import re
 import time
 import uuid
-import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -35,8 +34,8 @@ import pyarrow.parquet as pq
 from ray.tune import Callback
 
 from radas import _files, _ray_state, _store
-from radas.console import print_warning
-from radas.errors import ExperimentDamagedError, RadasWarning, StorageFullError
+from radas.console import warn
+from radas.errors import ExperimentDamagedError, StorageFullError
 
 HISTORY_DIR = _ray_state.HISTORY_DIR
 COMPACTED_FILE = "compacted.parquet"
@@ -159,7 +158,7 @@ class HistoryRecorder(Callback):
             try:
                 compact_history(_store.on_filesystem(*self._target))
             except StorageFullError:
-                print_warning(
+                warn(
                     f"No space left to compact the history in {self._target[1]}/{HISTORY_DIR}: "
                     "it stays complete in its parts (loading merges them)."
                 )
@@ -316,11 +315,10 @@ def _read_parts(
         except (OSError, pa.ArrowException) as err:
             if gone_is_error and not part.exists():
                 raise _PartGone(part) from err
-            warnings.warn(
+            warn(
                 f"History file {part} is unreadable ({type(err).__name__}: {str(err)[:120]}): "
                 "the results it held are missing from the history (trials whose last result "
                 "is missing get it back from the experiment state).",
-                RadasWarning,
                 stacklevel=4,
             )
             continue
@@ -378,11 +376,10 @@ def _add_missing_last_results(
     names = ", ".join(trial.trial_id for trial in missing[:5]) + (
         ", ..." if len(missing) > 5 else ""
     )
-    warnings.warn(
+    warn(
         f"The history of {experiment_path} lacks the last result of {len(missing)} trial(s) "
         f"({names}): their last result is taken from the experiment state; earlier results "
         "of those trials that are not in the history are lost.",
-        RadasWarning,
         stacklevel=3,
     )
     rows = []

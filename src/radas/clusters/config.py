@@ -35,7 +35,6 @@ import os
 import posixpath
 import re
 import stat
-import warnings
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -43,14 +42,10 @@ from urllib.parse import urlsplit
 
 import tomlkit
 
-from radas.errors import (
-    ClusterAuthError,
-    ClusterConfigError,
-    RadasWarning,
-    UnknownClusterError,
-)
+from radas._config import config_path, plain, read_config, refuse_secrets, write_config
+from radas.console import warn
+from radas.errors import ClusterAuthError, ClusterConfigError, UnknownClusterError
 
-SECRET_KEYS = ("token", "auth_token", "password", "ray_auth_token")
 CLUSTER_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 REQUIRED_KEYS = ("address", "results_root", "data_root", "cold_data_root")
 DATA_ROOT_KEYS = ("data_root", "cold_data_root")  # optional when results_root is a URI
@@ -191,11 +186,10 @@ def read_token_file(path: Path) -> str:
         ) from err
     if mode & (stat.S_IRWXG | stat.S_IRWXO) and str(path) not in _warned_token_files:
         _warned_token_files.add(str(path))
-        warnings.warn(
+        warn(
             f"The Ray auth token file {path} can be read by other users (mode "
             f"{stat.S_IMODE(mode):03o}): anyone who reads it can run code on the cluster. "
             f"Make it private: chmod 600 {path}",
-            RadasWarning,
             stacklevel=3,
         )
     return token
@@ -215,17 +209,9 @@ def validate_cluster_name(name: object) -> str:
     return name
 
 
-def config_path() -> Path:
-    """The radas config file: ``$RADAS_CONFIG``, else ``~/.config/radas/config.toml``."""
-    configured = os.environ.get("RADAS_CONFIG")
-    return (
-        Path(configured).expanduser() if configured else Path.home() / ".config/radas/config.toml"
-    )
-
-
 def load_clusters() -> dict[str, ClusterConfig]:
     """Every configured cluster by name (an empty dict when there is no config file)."""
-    document = _read_document()
+    document = read_config(ClusterConfigError)
     tables = document.get("clusters", {})
     if not isinstance(tables, dict):
         raise ClusterConfigError(
@@ -266,66 +252,44 @@ def get_cluster(name: str) -> ClusterConfig:
 def register_cluster(cluster: ClusterConfig) -> Path:
     """Add or replace ``cluster`` in the config file, keeping everything else in it."""
     validate_cluster_name(cluster.name)
-    document = _read_document()
+    document = read_config(ClusterConfigError)
     clusters = document.setdefault("clusters", tomlkit.table(is_super_table=True))
     table = tomlkit.table()
     for key, value in asdict(cluster).items():
         if key != "name" and value is not None and value != "":
             table[key] = value
     clusters[cluster.name] = table
-    _write_document(document)
-    return config_path()
+    return write_config(document)
 
 
 def unregister_cluster(name: str) -> bool:
     """Remove ``name`` from the config file; False when it was not there."""
-    document = _read_document()
+    document = read_config(ClusterConfigError)
     clusters = document.get("clusters", {})
     if name not in clusters:
         return False
     del clusters[name]
-    _write_document(document)
+    write_config(document)
     return True
-
-
-def _read_document() -> tomlkit.TOMLDocument:
-    path = config_path()
-    if not path.exists():
-        return tomlkit.document()
-    try:
-        return tomlkit.parse(path.read_text(encoding="utf-8"))
-    except Exception as err:
-        raise ClusterConfigError(
-            f"Cannot parse the radas config {path}: {type(err).__name__}: {err}. It must be a "
-            "UTF-8 TOML file (format in skills/radas/REFERENCE.md); fix it there, or point "
-            "RADAS_CONFIG at another file."
-        ) from err
-
-
-def _write_document(document: tomlkit.TOMLDocument) -> None:
-    path = config_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(tomlkit.dumps(document))
-    temporary.replace(path)
 
 
 def _cluster_from_table(name: str, table: dict[str, Any]) -> ClusterConfig:
     where = f"[clusters.{name}] in {config_path()}"
-    secrets = [key for key in table if key.lower() in SECRET_KEYS]
-    if secrets:
-        raise ClusterConfigError(
-            f"{where} stores a secret ({', '.join(secrets)}). Never put the token in the "
-            'config: remove it and name where it lives with token_env = "VAR" or '
-            'token_file = "/path/to/token".'
-        )
+    refuse_secrets(
+        table,
+        where=where,
+        what="a secret",
+        instead='name where the token lives with token_env = "VAR" or token_file = '
+        '"/path/to/token"',
+        error=ClusterConfigError,
+    )
     valid = {f.name for f in fields(ClusterConfig)} - {"name"}
     unknown = sorted(set(table) - valid)
     if unknown:
         raise ClusterConfigError(
             f"{where} has unknown key(s) {unknown}; valid keys: {', '.join(sorted(valid))}."
         )
-    values = {key: _plain(value) for key, value in table.items()}
+    values = {key: plain(value) for key, value in table.items()}
     results_uri = "://" in str(values.get("results_root", ""))
     missing = [
         key
@@ -412,7 +376,3 @@ def _job_server_url(where: str, address: str) -> str:
 
 def _kind(value: Any) -> str:
     return f"{type(value).__name__} {value!r}"
-
-
-def _plain(value: Any) -> Any:
-    return value.unwrap() if hasattr(value, "unwrap") else value

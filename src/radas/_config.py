@@ -1,0 +1,72 @@
+"""The radas config file (TOML), read and written in one place.
+
+The file is ``$RADAS_CONFIG``, else ``~/.config/radas/config.toml``. Its tables are
+``[clusters.<name>]`` (``radas.clusters.config``) and ``[smtp]`` (``radas.email``). No table
+may hold a secret: each names where its secret lives (``token_env`` / ``token_file``,
+``password_env`` / ``password_file``), and ``refuse_secrets`` enforces that with the rule radas
+uses for secrets everywhere (``radas._secrets.is_secret_key``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import tomlkit
+
+from radas._secrets import is_secret_key
+from radas.errors import RadasError
+
+
+def config_path() -> Path:
+    """The radas config file: ``$RADAS_CONFIG``, else ``~/.config/radas/config.toml``."""
+    configured = os.environ.get("RADAS_CONFIG")
+    return (
+        Path(configured).expanduser() if configured else Path.home() / ".config/radas/config.toml"
+    )
+
+
+def read_config(error: type[RadasError]) -> tomlkit.TOMLDocument:
+    """The whole config file (empty when there is none); ``error`` when it is not TOML (the
+    caller's kind: ClusterConfigError, EmailConfigError)."""
+    path = config_path()
+    if not path.exists():
+        return tomlkit.document()
+    try:
+        return tomlkit.parse(path.read_text(encoding="utf-8"))
+    except Exception as err:
+        raise error(
+            f"Cannot parse the radas config {path}: {type(err).__name__}: {err}. It must be a "
+            "UTF-8 TOML file (format in skills/radas/REFERENCE.md); fix it there, or point "
+            "RADAS_CONFIG at another file."
+        ) from err
+
+
+def write_config(document: tomlkit.TOMLDocument) -> Path:
+    """Replace the config file with ``document`` in one step (a reader never sees half)."""
+    path = config_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(tomlkit.dumps(document))
+    temporary.replace(path)
+    return path
+
+
+def plain(value: Any) -> Any:
+    """A value read from the file as plain Python (tomlkit wraps them)."""
+    return value.unwrap() if hasattr(value, "unwrap") else value
+
+
+def refuse_secrets(
+    table: Mapping[str, Any], *, where: str, what: str, instead: str, error: type[RadasError]
+) -> None:
+    """``error`` when ``table`` holds a secret (``password``, ``token``, ...): it names the
+    keys (never their values) and says where the secret should live (``instead``)."""
+    found = [key for key in table if is_secret_key(key)]
+    if found:
+        raise error(
+            f"{where} stores {what} ({', '.join(found)}). Never put it in the config: remove "
+            f"it and {instead}."
+        )
