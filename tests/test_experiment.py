@@ -6,6 +6,7 @@ import os
 import uuid
 from pathlib import Path
 
+import pytest
 from ray import tune
 
 import radas
@@ -110,6 +111,7 @@ def test_run_moves_earlier_results_aside(project, capsys):
     assert radas.Tuner(first["experiment_path"]).get_dataframe()["score"].tolist() == [10]
 
 
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="cpu_per_trial=2 needs 2 CPUs")
 def test_runtime_env_and_cpu_per_trial_reach_the_trial(project):
     def inspect_trial(config):
         import ray
