@@ -16,11 +16,14 @@ import importlib
 import os
 import re
 import time
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from radas._experiment_info import read_experiment_info
 from radas._secrets import is_secret_key
 from radas.errors import TrackerConfigError, TrackerNotInstalledError
 
@@ -37,7 +40,9 @@ class TrackerSpec:
     prefix: str  # the helpers' prefix: rwandb_init, rswanlab_init
     dir_kwarg: str  # init's keyword for where run files go
     dir_env: str  # the tracker's own variable for that directory
-    name_env: tuple[str, ...] = ()  # the tracker's variables that set project/group/run name
+    name_env: tuple[str, str, str]  # the tracker's variables for project, group and run name
+    notes_kwarg: str = "notes"  # init's keyword for the run's description
+    run_subdir: str = ""  # where in the trial's directory its run files go
 
 
 TRACKERS: dict[str, TrackerSpec] = {
@@ -56,6 +61,8 @@ TRACKERS: dict[str, TrackerSpec] = {
         dir_kwarg="log_dir",
         dir_env="SWANLAB_LOG_DIR",
         name_env=("SWANLAB_PROJECT", "SWANLAB_GROUP", "SWANLAB_EXP_NAME"),
+        notes_kwarg="description",
+        run_subdir="swanlog",
     ),
 }
 
@@ -189,40 +196,25 @@ def default_init_kwargs(tracker: str, config: Mapping[str, Any]) -> dict[str, An
     environment variable (``WANDB_PROJECT``, ``WANDB_DIR``, ...) wins over a default.
     """
     spec = TRACKERS[tracker]
-    experiment = _current_experiment()
-    trial = _tune_trial()
-    project = DEFAULT_PROJECT
-    group = name = notes = None
-    tags: list[str] = []
-    if experiment is not None:
-        project = sanitize_project(experiment.get("experiment_name") or DEFAULT_PROJECT)
-        group = _group_name(experiment)
-        name = experiment.get("trial_name")
-        if experiment.get("user_name"):
-            tags.append(str(experiment["user_name"]))
-        notes = (
-            f"radas experiment {experiment.get('full_name')} "
-            f"(user {experiment.get('user_name')}), trial {experiment.get('trial_id')}"
-        )
-    elif trial is not None:
-        group = trial.get("experiment_name")
-        name = trial.get("trial_name")
+    trial = _running_trial() or {}
+    experiment = trial.get("experiment")
+    names = {"project": DEFAULT_PROJECT, "group": trial.get("experiment_name")}
+    names["name"] = trial.get("trial_name")
     defaults: dict[str, Any] = {}
-    project_env, group_env, name_env = spec.name_env
-    if not os.environ.get(project_env):
-        defaults["project"] = project
-    if group and not os.environ.get(group_env):
-        defaults["group"] = group
-    if name and not os.environ.get(name_env):
-        defaults["name"] = name
-    if tags:
-        defaults["tags"] = tags
-    if notes:
-        defaults["notes" if tracker == "wandb" else "description"] = notes
-    trial_dir = (trial or {}).get("trial_dir")
-    if trial_dir and not os.environ.get(spec.dir_env):
-        run_dir = os.path.join(trial_dir, "swanlog") if tracker == "swanlab" else trial_dir
-        defaults[spec.dir_kwarg] = run_dir
+    if experiment is not None:
+        names["project"] = sanitize_project(experiment.get("experiment_name") or DEFAULT_PROJECT)
+        names["group"] = _group_name(experiment)
+        if experiment.get("user_name"):
+            defaults["tags"] = [str(experiment["user_name"])]
+        defaults[spec.notes_kwarg] = (
+            f"radas experiment {experiment.get('full_name')} "
+            f"(user {experiment.get('user_name')}), trial {trial['trial_id']}"
+        )
+    for key, env in zip(("project", "group", "name"), spec.name_env, strict=True):
+        if names[key] and not os.environ.get(env):
+            defaults[key] = names[key]
+    if trial.get("trial_dir") and not os.environ.get(spec.dir_env):
+        defaults[spec.dir_kwarg] = str(Path(trial["trial_dir"], spec.run_subdir))
     defaults["config"] = logged_config(config)
     return defaults
 
@@ -249,45 +241,32 @@ def _group_name(experiment: Mapping[str, Any]) -> str:
     return f"{base}-{stamp}"[:128] if stamp else base[:128]
 
 
-def _current_experiment() -> dict[str, Any] | None:
-    try:
-        from radas.trial import current_experiment
-
-        return current_experiment()
-    except Exception:  # Ray missing or not a trial: no experiment
-        return None
-
-
-def _tune_trial() -> dict[str, Any] | None:
-    """Tune's names for the trial running now (None outside a Tune trial)."""
-    import warnings
-
+def _running_trial() -> dict[str, Any] | None:
+    """One look at the Tune trial running now (None outside one): Tune's names for it, its
+    directory in the experiment's storage, and the radas experiment it belongs to
+    (``experiment``: the record radas stored with it, None for a plain Tune run)."""
     try:
         from ray import tune
 
-        with warnings.catch_warnings():
+        with warnings.catch_warnings():  # Ray warns when asked outside a trial
             warnings.simplefilter("ignore")
             context = tune.get_context()
             trial_name = context.get_trial_name()
-            if trial_name is None:
-                return None
-            return {
-                "trial_name": trial_name,
-                "trial_id": context.get_trial_id(),
-                "experiment_name": context.get_experiment_name(),
-                "trial_dir": _stored_trial_dir(context),
-            }
-    except Exception:
+            storage = context.get_storage() if trial_name is not None else None
+    except Exception:  # Ray missing, or no Tune session at all
         return None
-
-
-def _stored_trial_dir(context: Any) -> str | None:
-    """The trial's directory in the experiment's storage (where its results are kept), when
-    that is a local or mounted path; Tune's own trial dir is a temporary staging copy."""
-    storage = context.get_storage()
-    if storage is None or type(storage.storage_filesystem).__name__ != "LocalFileSystem":
+    if storage is None:
         return None
-    return str(storage.trial_fs_path)
+    # Tune's own trial dir is a temporary staging copy; the stored one is where results are
+    # kept, usable when it is a local or mounted path
+    local = type(storage.storage_filesystem).__name__ == "LocalFileSystem"
+    return {
+        "trial_name": trial_name,
+        "trial_id": context.get_trial_id(),
+        "experiment_name": context.get_experiment_name(),
+        "trial_dir": str(storage.trial_fs_path) if local else None,
+        "experiment": read_experiment_info(storage.experiment_fs_path) if local else None,
+    }
 
 
 def merged_init_kwargs(
