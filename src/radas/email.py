@@ -303,8 +303,9 @@ def best_result(raw_df: Any, metric: str | None, mode: str | None) -> dict[str, 
     no trial reported the metric.
 
     >>> import pandas as pd
-    >>> best_result(pd.DataFrame({"loss": [0.3, 0.1], "config/lr": [1, 2]}), "loss", "min")["row"]
-    {'loss': 0.1, 'config/lr': 2}
+    >>> best = best_result(pd.DataFrame({"loss": [0.3, 0.1], "config/lr": [1, 2]}), "loss", "min")
+    >>> sorted(best["row"]), int(best["row"]["config/lr"])
+    (['config/lr', 'loss'], 2)
     """
     import pandas as pd
 
