@@ -11,7 +11,7 @@ from ray import tune
 
 import radas
 from radas import resources
-from radas._ray_patches import ActorOutOfMemoryError
+from radas._ray_compat import ActorOutOfMemoryError
 from radas.errors import GPUNotAvailableError, ResourceRequestError, TrialsOutOfMemoryError
 from radas.resources import NodeCapacity
 

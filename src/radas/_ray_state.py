@@ -297,9 +297,11 @@ def stored_metric_and_mode(experiment_path: _store.AnyPath) -> tuple[str | None,
             return None, None
         from ray import cloudpickle
 
+        from radas._ray_compat import stored_tune_config
+
         with contextlib.redirect_stderr(io.StringIO()):
             state = cloudpickle.loads(path.read_bytes())
-        tune_config = state.get("_tune_config")
+        tune_config = stored_tune_config(state)
         return getattr(tune_config, "metric", None), getattr(tune_config, "mode", None)
     except Exception:  # unpickling fails in many ways
         return None, None

@@ -313,10 +313,9 @@ def take_over(key: str | None) -> dict[str, str]:
     deleted from the cluster's memory; {} without a key."""
     if not key:
         return {}
-    from ray.experimental import internal_kv
+    from radas._ray_compat import pop_from_cluster_memory
 
-    payload = internal_kv._internal_kv_get(key)
-    internal_kv._internal_kv_del(key)
+    payload = pop_from_cluster_memory(key)
     if payload is None or not payload.startswith(_HAND_OVER_HEADER):
         raise ClusterError(
             "The experiment's secrets (tracker API keys, param_space['secrets']) are gone "
@@ -331,6 +330,6 @@ def forget_trainables() -> None:
     """In the job's driver, when the sweep ends: drop the trainables Tune registered in the
     cluster's memory (with the secrets ``with_secrets`` gave them). Tune does this at exit,
     but a job driver ends with ``os._exit``, which skips it."""
-    from ray.tune.registry import _unregister_all
+    from radas._ray_compat import forget_registered_trainables
 
-    _unregister_all()
+    forget_registered_trainables()

@@ -20,8 +20,6 @@ from typing import Any
 from radas.errors import InvalidArgumentError
 
 STATE_FILE = "radas_state.pkl"
-# Ray logs a line for every checkpoint it stores: one per epoch of every trial saving its state.
-_CHECKPOINT_LOGGER = "ray.train._internal.storage"
 _NO_STATE = object()
 
 
@@ -44,6 +42,8 @@ def report(metrics: dict[str, Any], *, checkpoint: Any = None, state: Any = _NO_
     """
     from ray import tune
 
+    from radas._ray_compat import CHECKPOINT_LOGGER
+
     if state is _NO_STATE:
         tune.report(metrics, checkpoint=checkpoint)
         return
@@ -53,7 +53,8 @@ def report(metrics: dict[str, Any], *, checkpoint: Any = None, state: Any = _NO_
             "holds into the state, or use ray.tune.get_checkpoint() for your own checkpoints."
         )
     pickled = _pickle_state(state)
-    logging.getLogger(_CHECKPOINT_LOGGER).setLevel(logging.WARNING)
+    # Ray's storage logs a line per state stored: one per epoch of every trial saving its state
+    logging.getLogger(CHECKPOINT_LOGGER).setLevel(logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="radas-state-") as directory:
         with open(os.path.join(directory, STATE_FILE), "wb") as stream:
             stream.write(pickled)

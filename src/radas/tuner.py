@@ -12,7 +12,7 @@ import pandas as pd
 
 from radas import _locks, _ray_state, _store
 from radas._experiment_info import read_experiment_info
-from radas._ray_patches import quiet_ray_logs
+from radas._ray_compat import quiet_ray_logs
 from radas._trial_records import TrialRecords
 from radas.console import print_info
 from radas.errors import ExperimentDamagedError, ExperimentNotFoundError, InvalidArgumentError

@@ -272,9 +272,11 @@ def _configured_address_only() -> Iterator[None]:
 @contextlib.contextmanager
 def _quiet_ray_sdk() -> Iterator[None]:
     """Ray's job SDK logs every package upload at INFO; radas says what matters itself."""
+    from radas._ray_compat import UPLOAD_LOGGER
+
     names = (
         "ray.dashboard.modules.dashboard_sdk",
-        "ray._private.runtime_env.packaging",
+        UPLOAD_LOGGER,
         "ray.dashboard.modules.job.sdk",
     )
     loggers = [logging.getLogger(name) for name in names]

@@ -27,8 +27,8 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import ray
-import ray._private.ray_constants as ray_constants
 
+from radas import _ray_compat
 from radas._poll import async_wait_until, wait_until
 from radas._spec import RunTarget, SweepOutcome, SweepSpec
 from radas.console import print_info, print_warning, ray_output_wanted
@@ -202,7 +202,7 @@ def ensure_local_ray(runtime_env: dict[str, Any]) -> None:
     # Ray turns 127.0.0.1 into the machine's network address unless "cluster mode" is off;
     # a local run has no other nodes, so keep every Ray server (this process and the ones
     # Ray starts) on the loopback interface.
-    ray_constants.ENABLE_RAY_CLUSTER = False
+    _ray_compat.keep_local_ray_on_loopback()
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     ray.init(
         address="local",

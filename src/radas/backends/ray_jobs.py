@@ -24,7 +24,6 @@ import re
 import sys
 import tempfile
 import time
-import warnings
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -36,7 +35,7 @@ from radas._secrets import HAND_OVER_ENV, hand_over, secret_looking_files
 from radas._spec import RunTarget, SweepOutcome, SweepSpec
 from radas.backends._job_client import HTTPStatusError, JobServer, _quiet_ray_sdk
 from radas.clusters.config import ClusterConfig, config_path
-from radas.console import RelayedOutput, print_info, print_warning, ray_output_wanted
+from radas.console import RelayedOutput, print_info, print_warning, ray_output_wanted, warn
 from radas.errors import (
     ClusterError,
     ClusterOfflineError,
@@ -45,7 +44,6 @@ from radas.errors import (
     InvalidArgumentError,
     JobFailedError,
     JobNotFoundError,
-    RadasWarning,
     WorkingDirTooLargeError,
 )
 from radas.resources import NodeCapacity, check_fits
@@ -454,7 +452,7 @@ class RayJobsBackend:
 def check_working_dir(directory: Path, excludes: list[str], *, cluster_name: str = "") -> int:
     """Bytes of ``directory`` that Ray would upload (honouring .gitignore and ``excludes``);
     too many raise WorkingDirTooLargeError, secret-looking files get a RadasWarning."""
-    from ray._private.runtime_env.packaging import _dir_travel, _get_excludes
+    from radas import _ray_compat
 
     limit_mb = float(os.environ.get("RADAS_MAX_WORKING_DIR_MB", DEFAULT_MAX_WORKING_DIR_MB))
     sizes: dict[Path, int] = {}
@@ -465,12 +463,7 @@ def check_working_dir(directory: Path, excludes: list[str], *, cluster_name: str
 
     include_gitignore = os.environ.get("RAY_RUNTIME_ENV_IGNORE_GITIGNORE", "0") != "1"
     with _quiet_ray_sdk():
-        _dir_travel(
-            directory,
-            [_get_excludes(directory, list(excludes))],
-            record,
-            include_gitignore=include_gitignore,
-        )
+        _ray_compat.walk_job_upload(directory, excludes, record, gitignore=include_gitignore)
     total = sum(sizes.values())
     if total > limit_mb * 2**20:
         biggest = sorted(sizes.items(), key=lambda item: -item[1])[:5]
@@ -485,13 +478,12 @@ def check_working_dir(directory: Path, excludes: list[str], *, cluster_name: str
     found = secret_looking_files(sizes, directory)
     if found:
         excludes_hint = ", ".join(repr(name) for name in found)
-        warnings.warn(
+        warn(
             f"The working directory {directory} would upload secret-looking file(s) to "
             f"cluster {cluster_name!r}: {', '.join(found)}. Anyone with the cluster's token "
             "can read a job's files. Keep them out: list them in .gitignore, or pass "
             f"runtime_env={{'excludes': [{excludes_hint}]}}; hand secrets to the trials with "
             "param_space['secrets'] = {'NAME': value} instead.",
-            RadasWarning,
             stacklevel=4,
         )
     return total

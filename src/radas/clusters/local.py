@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 import psutil
 
-from radas._poll import wait_until
 from radas._home import radas_home
+from radas._poll import wait_until
 from radas.clusters.config import (
     ClusterConfig,
     get_cluster,
@@ -189,7 +189,7 @@ def start_local_cluster(
         token_file.touch(mode=0o600)
         token_file.write_text(secrets.token_hex(32))
     node_env = {
-        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",  # loopback only, see _LAUNCHER
+        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",  # loopback only, see _ray_command
         "RAY_AUTH_MODE": "token",
         "RAY_AUTH_TOKEN_PATH": str(token_file),
         # the job driver runs `python`: make it this environment's Python
@@ -365,21 +365,14 @@ def _stop_jobs(server: JobServer, job_ids: list[str]) -> None:
 # A local cluster stays on the loopback interface. Ray replaces 127.0.0.1 by the machine's
 # network address unless its "cluster mode" is off (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, set
 # for every process of the cluster); but `ray start` itself refuses extra nodes with cluster
-# mode off, so its launcher turns it back on and keeps --node-ip-address as given.
-_LAUNCHER = """
-import sys
-import tempfile
-import ray._private.ray_constants as ray_constants
-import ray._private.services as services
-ray_constants.ENABLE_RAY_CLUSTER = True
-services.resolve_ip_for_localhost = lambda host: host
-from ray.scripts.scripts import main
-sys.exit(main())
-"""
+# mode off, so its launcher (_ray_compat.LOOPBACK_RAY_START) turns it back on and keeps
+# --node-ip-address as given.
 
 
 def _ray_command() -> list[str]:
-    return [sys.executable, "-c", _LAUNCHER]
+    from radas import _ray_compat  # Ray Tune: not for every import of this module
+
+    return [sys.executable, "-c", _ray_compat.LOOPBACK_RAY_START]
 
 
 def _node_temp_dir(name: str, node: str) -> str:

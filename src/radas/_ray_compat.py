@@ -1,0 +1,640 @@
+"""radas's one boundary with Ray's internals: every name radas uses that Ray does not publish.
+
+Elsewhere radas uses Ray's public and developer APIs (``tune.Tuner``, ``tune.Callback``,
+``TrialScheduler``, ``Trial.storage``, ``get_context().get_storage()``) and reads Tune's files
+through ``radas._ray_state``, whose readers take a file they cannot read as damaged (a
+``RadasWarning``), never as a crash. Here are the rest: fixes to Tune's code, and private names
+radas reads or sets (``ray._private``, underscored attributes).
+
+Ray changes its internals between releases, and radas runs on whatever Ray a cluster has. So
+radas checks every target of its fixes before it changes anything (``TARGETS``: the attribute
+exists and has the signature the fix was written for, in the Ray minors of
+``radas._ray_versions``: verified on 2.55 and 2.60), and installs all the fixes or none. When
+one does not match, radas warns once (a ``RadasWarning`` naming what differs) and runs on Ray's
+own behaviour: the same results, with what each fix below removes.
+
+The fixes run only for radas's sweeps, and a ``tune.Tuner`` of the user's own in the same
+process runs on Ray's code: fixes 1, 2 and 4 are installed when a radas sweep starts and
+removed when it ends (``fixes_installed``); fix 3 is a scheduler radas hands to its own Tuners
+(``default_scheduler``); fix 5 stays once installed (a worker's lines reach the driver seconds
+after they were written, after the sweep too: Ray's deduplicator holds repeated lines back) but
+outside a sweep it touches only the lines of the worker processes the last sweep's trials ran
+in (their ``pid``, from the trials' results), and hands every other line to Ray's as it is.
+
+1. A trial's worker killed by Ray's memory monitor fails its pending actor task with
+   ``ray.exceptions.OutOfMemoryError``; Tune's actor manager expects only ``RayActorError`` /
+   ``RayTaskError`` and raises ``RuntimeError("Caught unexpected exception")`` for anything
+   else, which ends the whole experiment (``ray/air/execution/_internal/actor_manager.py``,
+   ``RayActorManager._actor_task_failed``, line 291 in Ray 2.60). The worker is dead, exactly
+   as for a ``RayActorError``: radas hands Tune the error as an ``ActorOutOfMemoryError``
+   (both), so only that trial fails, and radas retries it with more resources.
+2. Result buffering (``TUNE_RESULT_BUFFER_LENGTH`` > 1) never buffers: the controller calls
+   ``Trainable.train_buffered(buffer_time_s, max_buffer_length)`` with its arguments swapped,
+   ``(buffer_length, buffer_time_s)`` (``ray/tune/execution/tune_controller.py``,
+   ``TuneController._schedule_trial_train``, line 1483 in Ray 2.60), so the buffer is "full"
+   after one result and every report costs the driver one actor call. radas schedules its own
+   ``train_buffered`` (run on the trial's actor through ``__ray_call__``, a developer API) with
+   the arguments in their places, so a trial's fast reports reach the driver in batches; every
+   result is still processed, in order, by schedulers, searchers and callbacks. Ray's version
+   also drops what it buffered when the trainable then raises (radas's returns it and raises
+   the error on the next call), and holds a report back for as long as the next one takes (a
+   quick report, then a long epoch; radas's waits only while the recent reports came fast).
+3. Tune's FIFO scheduler picks the next trial by scanning every trial, finished ones included,
+   at every step of the controller (``ray/tune/schedulers/trial_scheduler.py``,
+   ``FIFOScheduler.choose_trial_to_run``, line 163 in Ray 2.60): O(trials^2) for a sweep, 39%
+   of the driver's time late in a 10,000-trial grid. ``RadasFIFOScheduler`` looks only at the
+   live trials and picks the same trial (the first pending one in the order the trials were
+   added, else the first paused one). radas passes it as ``TuneConfig(scheduler=...)`` only
+   when the user gave no scheduler; the user's own (ASHA, PBT, ...) is used as given.
+4. A trial's ``error.txt`` holds ``str(RayTaskError)``, which Ray colours with raw ANSI codes
+   whatever it is written to (``ray/tune/experiment/trial.py``, ``Trial.handle_error``, line
+   842 in Ray 2.60): radas rewrites the file without them as soon as Tune wrote it.
+5. The driver prints its workers' output with ANSI colour codes even into pipes and files (a
+   job's log; ``ray/_private/worker.py``, ``print_worker_logs``, line 2314 in Ray 2.60):
+   radas's version strips them unless the stream is a terminal, ends radas's live progress
+   line first, and while radas keeps Ray quiet (``quiet_ray_logs``) drops the raylet's and
+   autoscaler's lines and the trial worker's "Restored on <ip> from checkpoint: ..." (Tune's
+   trainable logs it in the worker, out of reach of the driver's logging filters, each time a
+   trial continues from its saved state: radas's own lines say which trials run again).
+
+``quiet_ray_logs`` also keeps Tune's messages that contradict radas off the console: "Stop
+signal received ... Press CTRL+C" and "Resume experiment with: Tuner.restore(...)" (radas stops
+and restores experiments itself) and restore's "Failed to fetch metrics ... result.json and
+progress.csv were not found" (radas writes those files from its history when asked for).
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import importlib
+import inspect
+import logging
+import re
+import threading
+import time
+import warnings
+import weakref
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ray.exceptions import OutOfMemoryError, RayActorError, RayTaskError
+from ray.tune.schedulers import FIFOScheduler
+
+from radas.console import end_live_line, is_terminal, strip_ansi
+from radas.errors import RadasWarning
+
+# --- what radas relies on, checked before any fix is installed -------------------------------
+
+_CONTROLLER = "ray.tune.execution.tune_controller"
+
+
+@dataclass(frozen=True)
+class Target:
+    """A private name a fix relies on: ``path`` in ``module``, and its parameters (None: it
+    only has to exist, as a property or a logger does).
+
+    A function radas replaces must take exactly these parameters (Tune calls radas's version
+    as it calls its own); one radas only calls may take more after them, with defaults (Ray
+    adds ``_ray_trace_ctx=None`` to the methods of a class it made an actor of).
+    """
+
+    module: str
+    path: str
+    parameters: tuple[str, ...] | None
+    replaced: bool = False
+
+    def problem(self) -> str | None:
+        """What differs from what the fix was written for; None when nothing does."""
+        try:
+            owner: Any = importlib.import_module(self.module)
+            *classes, name = self.path.split(".")
+            for class_name in classes:
+                owner = getattr(owner, class_name)
+            value = inspect.getattr_static(owner, name)
+        except (ImportError, AttributeError):
+            return f"{self} is missing"
+        if self.parameters is None:
+            return None
+        try:
+            parameters = inspect.signature(value).parameters
+        except (TypeError, ValueError):
+            return f"{self} is no longer a function"
+        found = tuple(parameters)
+        expected = len(self.parameters)
+        extra = [parameters[name] for name in found[expected:]]
+        if found[:expected] != self.parameters or (
+            extra and (self.replaced or any(p.default is p.empty for p in extra))
+        ):
+            return f"{self} takes ({', '.join(found)}), not ({', '.join(self.parameters)})"
+        return None
+
+    def __str__(self) -> str:
+        return f"{self.module}.{self.path}"
+
+
+TARGETS = (
+    # fix 1
+    Target(
+        "ray.air.execution._internal.actor_manager",
+        "RayActorManager._actor_task_failed",
+        ("self", "tracked_actor_task", "exception"),
+        replaced=True,
+    ),
+    # fix 2: radas's _schedule_trial_train calls the controller's methods as Ray's does
+    Target(_CONTROLLER, "TuneController._schedule_trial_train", ("self", "trial"), replaced=True),
+    Target(_CONTROLLER, "TuneController._maybe_buffer_training", ("self", "trial")),
+    Target(
+        _CONTROLLER,
+        "TuneController._schedule_trial_task",
+        (
+            "self",
+            "trial",
+            "method_name",
+            "args",
+            "kwargs",
+            "on_result",
+            "on_error",
+            "_return_future",
+        ),
+    ),
+    Target(_CONTROLLER, "TuneController._on_training_result", ("self", "trial", "result")),
+    Target(_CONTROLLER, "TuneController._trial_task_failure", ("self", "trial", "exception")),
+    Target("ray.tune.trainable.trainable", "Trainable.train", ("self",)),
+    Target("ray.tune.trainable.trainable", "Trainable.trial_id", None),
+    # fix 3
+    Target(
+        "ray.tune.schedulers.trial_scheduler",
+        "FIFOScheduler.choose_trial_to_run",
+        ("self", "tune_controller"),
+        replaced=True,
+    ),
+    Target(_CONTROLLER, "TuneController.get_trials", ("self",)),
+    Target(_CONTROLLER, "TuneController.get_live_trials", ("self",)),
+    # fix 4
+    Target("ray.tune.experiment.trial", "Trial.handle_error", ("self", "exc"), replaced=True),
+    Target("ray.tune.experiment.trial", "Trial.error_file", None),
+    # fix 5
+    Target(
+        "ray._private.worker",
+        "print_worker_logs",
+        ("data", "print_file", "ignore_prefix"),
+        replaced=True,
+    ),
+    # quiet_ray_logs: the loggers of the modules that log Tune's contradicting messages
+    Target("ray.tune.tune", "logger", None),
+    Target("ray.tune.analysis.experiment_analysis", "logger", None),
+)
+
+# What differs from TARGETS in this process's Ray (empty: nothing); None until checked.
+_mismatches: tuple[str, ...] | None = None
+
+
+def fixes_apply() -> bool:
+    """Whether this Ray matches every target (checked once per process); the first time one
+    does not, a ``RadasWarning`` says which and what radas runs without."""
+    global _mismatches
+    if _mismatches is None:
+        _mismatches = tuple(problem for target in TARGETS if (problem := target.problem()))
+        if _mismatches:
+            import ray
+
+            from radas._ray_versions import supported_range
+
+            warnings.warn(
+                f"radas's fixes to Ray's internals are off: this Ray ({ray.__version__}) "
+                f"differs from the Ray radas was verified against ({supported_range()}): "
+                f"{'; '.join(_mismatches)}. Sweeps run on Ray's own code, with the same "
+                "results, but a trial killed for memory ends the experiment (radas cannot "
+                "retry it), reports reach the driver one at a time, Tune's FIFO choice "
+                "scans every trial, and Ray's colour codes and log lines show in error.txt "
+                "files and logs. Install a Ray in that range to have them.",
+                RadasWarning,
+                stacklevel=2,
+            )
+    return not _mismatches
+
+
+# --- installing fixes 1, 2, 4 (for a sweep) and 5 (once) -------------------------------------
+
+_install_lock = threading.Lock()
+_sweeps_running = 0  # radas sweeps under fixes_installed in this process
+_replaced: list[tuple[Any, str, Any]] = []  # (owner, name, what was there) while installed
+_ABSENT = object()  # the owner inherited the name: removing ours is putting it back
+_printer_installed = False
+# The worker processes (pids) of the trials of the last radas sweep (see the docstring, fix 5).
+_sweep_worker_pids: set[int] = set()
+
+
+@contextlib.contextmanager
+def fixes_installed() -> Iterator[None]:
+    """radas's fixes for the duration of a sweep (nested and concurrent sweeps share them);
+    nothing when this Ray does not match ``TARGETS`` (see ``fixes_apply``)."""
+    global _sweeps_running
+    if not fixes_apply():
+        yield
+        return
+    with _install_lock:
+        if _sweeps_running == 0:
+            _install()
+        _sweeps_running += 1
+    try:
+        yield
+    finally:
+        with _install_lock:
+            _sweeps_running -= 1
+            if _sweeps_running == 0:
+                _uninstall()
+
+
+def _install() -> None:
+    global _printer_installed
+    from ray.air.execution._internal.actor_manager import RayActorManager
+    from ray.tune.execution.tune_controller import TuneController
+    from ray.tune.experiment import Trial
+
+    _replace(RayActorManager, "_actor_task_failed", _wrap_actor_task_failed)
+    _replace(TuneController, "_schedule_trial_train", lambda _: _schedule_trial_train)
+    _replace(Trial, "handle_error", _wrap_handle_error)
+    _sweep_worker_pids.clear()
+    if not _printer_installed:
+        from ray._private import worker
+
+        worker.print_worker_logs = _printing_worker_logs(worker.print_worker_logs)
+        _printer_installed = True
+
+
+def _replace(owner: Any, name: str, make: Callable[[Any], Any]) -> None:
+    """Set ``owner.name`` to ``make(Ray's version)``, remembering what to put back."""
+    _replaced.append((owner, name, owner.__dict__.get(name, _ABSENT)))
+    setattr(owner, name, make(getattr(owner, name)))
+
+
+def _uninstall() -> None:
+    while _replaced:
+        owner, name, original = _replaced.pop()
+        if original is _ABSENT:
+            delattr(owner, name)
+        else:
+            setattr(owner, name, original)
+
+
+# --- fix 1: an actor killed for memory fails its trial, not the experiment --------------------
+
+
+class ActorOutOfMemoryError(RayActorError, OutOfMemoryError):
+    """A trial's actor was killed by Ray's memory monitor (see the module docstring, fix 1)."""
+
+    def __init__(self, message: str = "") -> None:
+        RayActorError.__init__(self, error_msg=message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __reduce__(self):
+        return (ActorOutOfMemoryError, (self.message,))
+
+
+def _wrap_actor_task_failed(original: Callable[..., Any]) -> Callable[..., Any]:
+    def _actor_task_failed(self, tracked_actor_task, exception):
+        if isinstance(exception, OutOfMemoryError) and not isinstance(
+            exception, (RayActorError, RayTaskError)
+        ):
+            exception = ActorOutOfMemoryError(str(exception))
+        return original(self, tracked_actor_task, exception)
+
+    return _actor_task_failed
+
+
+# --- fix 2: result buffering that buffers ---------------------------------------------------
+
+
+def _schedule_trial_train(self, trial):
+    """``TuneController._schedule_trial_train`` with radas's ``train_buffered`` (fix 2); also
+    notes which worker process runs the trial (fix 5)."""
+    buffer_length, buffer_time_s = self._maybe_buffer_training(trial)
+    method_name, args = "train", ()
+    if buffer_length > 1:
+        method_name, args = "__ray_call__", (train_buffered, buffer_time_s, buffer_length)
+
+    def on_result(trial, result):
+        first = result[0] if isinstance(result, list) and result else result
+        if isinstance(first, dict) and isinstance(first.get("pid"), int):
+            _sweep_worker_pids.add(first["pid"])
+        self._on_training_result(trial, result)
+
+    self._schedule_trial_task(
+        trial=trial,
+        method_name=method_name,
+        args=args,
+        on_result=on_result,
+        on_error=self._trial_task_failure,
+    )
+
+
+def train_buffered(trainable: Any, buffer_time_s: float, max_buffer_length: int) -> list[dict]:
+    """``Trainable.train_buffered`` that keeps what it buffered when the trainable raises, and
+    does not hold a report back for a slow one.
+
+    Runs on the trial's actor. Collects results until ``buffer_time_s`` has passed (at least
+    one), ``max_buffer_length`` are collected, or a result ends the trial or asks for a
+    checkpoint. Each ``train()`` blocks until the trainable's next report, so Ray's version
+    holds a report for as long as the next one takes (a quick first report, then an hour-long
+    epoch: an hour): radas waits for another report only while the trial's recent reports
+    (``_GAPS_REMEMBERED``, at least two) each came within the time left. An error after some
+    results returns those results and is raised by the next call, so the driver processes
+    every report before it sees the error.
+    """
+    from ray.tune.result import DONE, RESULT_DUPLICATE, SHOULD_CHECKPOINT
+
+    trial_id, pending = trainable.__dict__.pop("_radas_pending_error", (None, None))
+    if pending is not None and trial_id == trainable.trial_id:  # not a reused actor's old error
+        raise pending
+    gaps = _report_gaps(trainable)
+    results: list[dict] = []
+    send_at = time.time() + buffer_time_s
+    while True:
+        asked = time.time()
+        try:
+            result = trainable.train()
+        except Exception as error:
+            if not results:
+                raise
+            trainable._radas_pending_error = (trainable.trial_id, error)
+            break
+        now = time.time()
+        gaps.append(now - asked)
+        results.append(result)
+        if (
+            result.get(DONE, False)
+            or result.get(SHOULD_CHECKPOINT, False)
+            or result.get(RESULT_DUPLICATE)
+            or len(results) >= max_buffer_length
+            or len(gaps) < 2
+            or now + max(gaps) >= send_at
+        ):
+            break
+    return results
+
+
+# How many of a trial's last gaps between reports predict whether the next one comes soon.
+_GAPS_REMEMBERED = 8
+
+
+def _report_gaps(trainable: Any) -> collections.deque[float]:
+    """The trial's recent gaps between reports (kept on its actor, per trial: actors are
+    reused)."""
+    trial_id, gaps = trainable.__dict__.get("_radas_report_gaps", (None, None))
+    if gaps is None or trial_id != trainable.trial_id:
+        gaps = collections.deque(maxlen=_GAPS_REMEMBERED)
+        trainable._radas_report_gaps = (trainable.trial_id, gaps)
+    return gaps
+
+
+# --- fix 3: FIFO among the live trials --------------------------------------------------------
+
+
+class RadasFIFOScheduler(FIFOScheduler):
+    """Tune's FIFO scheduler, choosing among the live trials only (module docstring, fix 3).
+
+    Stored in the experiment's ``tuner.pkl`` under this name, so a restore uses it again.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        # Per controller: the position of each trial in its trial list (the list only grows).
+        self._positions: weakref.WeakKeyDictionary[Any, dict[Any, int]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_positions"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._positions = weakref.WeakKeyDictionary()
+
+    def choose_trial_to_run(self, tune_controller: Any) -> Any:
+        from ray.tune.experiment import Trial
+
+        controller = getattr(tune_controller, "_tune_controller", None)
+        if controller is None or not hasattr(tune_controller, "get_live_trials"):
+            return super().choose_trial_to_run(tune_controller)  # not what Tune 2.55-2.60 pass
+        trials = tune_controller.get_trials()
+        positions = self._positions.setdefault(controller, {})
+        for position in range(len(positions), len(trials)):
+            positions[trials[position]] = position
+        live = tune_controller.get_live_trials()
+        for status in (Trial.PENDING, Trial.PAUSED):
+            waiting = [trial for trial in live if trial.status == status]
+            if waiting and all(trial in positions for trial in waiting):
+                return min(waiting, key=positions.__getitem__)
+            if waiting:  # a trial list Tune replaced: Ray's own scan
+                return super().choose_trial_to_run(tune_controller)
+        return None
+
+
+def default_scheduler() -> RadasFIFOScheduler | None:
+    """The scheduler for a radas sweep whose user gave none: radas's FIFO, or None (Tune's
+    own) when this Ray does not match ``TARGETS``."""
+    return RadasFIFOScheduler() if fixes_apply() else None
+
+
+# --- fix 4: error.txt without colour codes ----------------------------------------------------
+
+
+def _wrap_handle_error(original: Callable[..., Any]) -> Callable[..., Any]:
+    def handle_error(self, exc=None):
+        original(self, exc)
+        path = self.error_file
+        if path:
+            with contextlib.suppress(OSError):
+                with open(path, encoding="utf-8", errors="replace") as stream:
+                    text = stream.read()
+                if strip_ansi(text) != text:
+                    with open(path, "w", encoding="utf-8") as stream:
+                        stream.write(strip_ansi(text))
+
+    return handle_error
+
+
+# --- fix 5: the workers' output, plain into pipes and quiet while radas keeps Ray quiet -------
+
+
+class _PlainText:
+    """A stream that writes what it is given without ANSI escape sequences."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        return self.stream.write(strip_ansi(text))
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+# Whether the raylet's and the autoscaler's lines are shown (not while quiet_ray_logs is on).
+_system_lines_shown = True
+# The worker's line of ray/tune/trainable/trainable.py (Trainable.restore), and whether it is
+# shown: as the last quiet_ray_logs decided, also after it ended, as a worker's lines reach
+# the driver a moment later (a trial restored near the end of a sweep: after the sweep).
+_RESTORED_LINE = re.compile(r"Restored on \S+ from checkpoint: ")
+_restored_lines_shown = True
+
+
+def _printing_worker_logs(original: Callable[..., None]) -> Callable[..., None]:
+    def print_worker_logs(data: dict, print_file: Any, ignore_prefix: bool = False) -> None:
+        if not _sweeps_running and data.get("pid") not in _sweep_worker_pids:
+            return original(data, print_file, ignore_prefix)  # not radas's: Ray's as it is
+        if data.get("pid") in ("raylet", "autoscaler"):
+            if not _system_lines_shown:
+                return None
+        elif not _restored_lines_shown:
+            lines = [line for line in data.get("lines", []) if not _RESTORED_LINE.search(line)]
+            if not lines:
+                return None
+            data = {**data, "lines": lines}
+        end_live_line()
+        if not is_terminal(print_file):
+            print_file = _PlainText(print_file)
+        return original(data, print_file, ignore_prefix)
+
+    print_worker_logs.ray_version = original  # type: ignore[attr-defined]  # for the tests
+    return print_worker_logs
+
+
+# Tune's log records that contradict radas (see the module docstring): (logger's module, text)
+CONTRADICTING = (
+    ("ray.tune.tune", "Stop signal received"),
+    ("ray.tune.tune", "Resume experiment with"),
+    ("ray.tune.analysis.experiment_analysis", "Failed to fetch metrics"),
+)
+# Dropped while Ray is quiet: radas's summary says which trials errored or did not finish.
+QUIET_ONLY = (("ray.tune.tune", "Trials did not complete"),)
+
+
+class _DropMessages(logging.Filter):
+    def __init__(self, texts: list[str]) -> None:
+        super().__init__()
+        self.texts = texts
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(text in message for text in self.texts)
+
+
+@contextlib.contextmanager
+def quiet_ray_logs(show_ray_logs: bool) -> Iterator[None]:
+    """For a radas sweep (then restored): Tune's contradicting messages dropped; Ray's INFO
+    and WARNING records shown if ``show_ray_logs``, else dropped (the ``ray`` logger at ERROR)
+    with the raylet's and autoscaler's lines and the workers' "Restored on ... from
+    checkpoint" lines (these until the next sweep decides: see ``_RESTORED_LINE``). Without
+    the fixes (``fixes_apply``) only the ``ray`` logger's level changes."""
+    global _system_lines_shown, _restored_lines_shown
+    dropped = CONTRADICTING if show_ray_logs else CONTRADICTING + QUIET_ONLY
+    filters: dict[logging.Logger, list[str]] = {}
+    for module_name, text in dropped if fixes_apply() else ():
+        # the logger of the module that logs the text (a target: Ray may move it)
+        logger = importlib.import_module(module_name).logger
+        filters.setdefault(logger, []).append(text)
+    installed = [(logger, _DropMessages(texts)) for logger, texts in filters.items()]
+    ray_logger = logging.getLogger("ray")
+    level, shown = ray_logger.level, _system_lines_shown
+    _restored_lines_shown = show_ray_logs
+    for logger, drop in installed:
+        logger.addFilter(drop)
+    if show_ray_logs:  # Ray's own default level, whatever ray.init was given
+        ray_logger.setLevel(min(level or logging.INFO, logging.INFO))
+    else:
+        ray_logger.setLevel(logging.ERROR)
+        _system_lines_shown = False
+    try:
+        yield
+    finally:
+        for logger, drop in installed:
+            logger.removeFilter(drop)
+        ray_logger.setLevel(level)
+        _system_lines_shown = shown
+
+
+# --- private names radas reads or sets (no fix: each is used where it says) ------------------
+
+# The logger of Ray's trial storage, which logs a line for every checkpoint it stores
+# (ray/train/_internal/storage.py): radas.report(state=...) keeps it at WARNING.
+CHECKPOINT_LOGGER = "ray.train._internal.storage"
+
+
+def keep_local_ray_on_loopback() -> None:
+    """Turn Ray's "cluster mode" off in this process before ``ray.init``, so it keeps
+    127.0.0.1 instead of the machine's address (``ray._private.ray_constants``, read at
+    import from RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER, which the caller sets for Ray's own
+    processes)."""
+    import ray._private.ray_constants as ray_constants
+
+    ray_constants.ENABLE_RAY_CLUSTER = False
+
+
+# ``python -c`` program that runs ``ray start`` for a local cluster kept on the loopback
+# interface: ``ray start`` refuses extra nodes with cluster mode off, so it is turned back on
+# here, and Ray's replacement of 127.0.0.1 by the machine's address (``resolve_ip_for_localhost``)
+# is turned off, so --node-ip-address stays as given.
+LOOPBACK_RAY_START = """
+import sys
+import ray._private.ray_constants as ray_constants
+import ray._private.services as services
+ray_constants.ENABLE_RAY_CLUSTER = True
+services.resolve_ip_for_localhost = lambda host: host
+from ray.scripts.scripts import main
+sys.exit(main())
+"""
+
+
+def walk_job_upload(
+    directory: Path, excludes: list[str], record: Callable[[Path], None], *, gitignore: bool
+) -> None:
+    """Call ``record(path)`` for every path under ``directory`` that Ray's job upload takes:
+    Ray's own walk (``ray._private.runtime_env.packaging``), so radas's count is what Ray
+    sends."""
+    from ray._private.runtime_env.packaging import _dir_travel, _get_excludes
+
+    _dir_travel(
+        directory, [_get_excludes(directory, list(excludes))], record, include_gitignore=gitignore
+    )
+
+
+def run_config_verbose(run_config: Any) -> Any:
+    """The ``verbose=`` the user gave a ``RunConfig`` (None if none): RunConfig replaces None
+    by its default and keeps what was given in ``_verbose``."""
+    return getattr(run_config, "_verbose", run_config.verbose)
+
+
+def stored_tune_config(tuner_state: dict[str, Any]) -> Any:
+    """The ``TuneConfig`` in an unpickled ``tuner.pkl`` (Tune pickles its ``TunerInternal``'s
+    ``__dict__``), or None."""
+    return tuner_state.get("_tune_config")
+
+
+# The logger of Ray's package upload (a job's working directory): INFO for every upload.
+UPLOAD_LOGGER = "ray._private.runtime_env.packaging"
+
+
+def pop_from_cluster_memory(key: str) -> bytes | None:
+    """The value stored under ``key`` in the connected cluster's key-value store (the GCS),
+    deleted there; None if there is none (``ray.experimental.internal_kv``)."""
+    from ray.experimental import internal_kv
+
+    value = internal_kv._internal_kv_get(key)
+    internal_kv._internal_kv_del(key)
+    return value
+
+
+def forget_registered_trainables() -> None:
+    """Drop what Tune registered in the connected cluster's memory (its trainables), as Tune
+    does at the exit of a process (``ray.tune.registry._unregister_all``)."""
+    from ray.tune.registry import _unregister_all
+
+    _unregister_all()
