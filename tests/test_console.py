@@ -312,7 +312,8 @@ def test_a_trial_radas_runs_again_is_not_announced_as_an_error(project, capfd):
         time.sleep(0.1)
     assert re.search(r"^\(fails_once pid=\d+\) trial i=0 continues$", output, re.MULTILINE)
     assert "from checkpoint" not in output, output  # Ray's "Restored on <ip> from checkpoint"
-    assert "errored" not in output and "unavailable" not in output, output
+    assert "warning" not in output and "errored:" not in output, output
+    assert "unavailable" not in output and "died" not in output, output
     traceback = r"\((?:details|traceback) in (\S+/error\.txt)\)$"
     memory = re.findall(
         r"^\[radas\] runs-again: trial \w+ \(i=0\) ran out of memory \(MemoryError: failed "
