@@ -21,7 +21,7 @@ from typing import Any
 
 from ray import tune
 
-from radas import _files, _ray_patches, _ray_state, _store
+from radas import _files, _ray_compat, _ray_state, _store
 from radas._experiment_info import EXPERIMENT_INFO_FILE, check_owner, describe_param_space
 from radas._locks import experiment_lock
 from radas._retries import retry_failed_trials
@@ -44,7 +44,7 @@ ARCHIVE_DIR = ".archive"
 STATES_KEPT = 2
 SNAPSHOT_WARNING = "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S"
 # Trials send their reports in batches of up to 1000, every 0.5 s (up to 2 s with many trials
-# running: Tune stretches the time with the number of running trials); see _ray_patches.
+# running: Tune stretches the time with the number of running trials); see _ray_compat, fix 2.
 RESULT_BUFFERING = {
     "TUNE_RESULT_BUFFER_LENGTH": "1000",
     "TUNE_RESULT_BUFFER_MIN_TIME_S": "0.5",
@@ -158,7 +158,6 @@ def run_sweep(spec: SweepSpec, *, before_fit: Callable[[], None] | None = None) 
 
 def _run_sweep_locked(spec: SweepSpec, before_fit: Callable[[], None]) -> SweepOutcome:
     before_fit()  # before the Tuner: it registers the trainable with the running Ray
-    _ray_patches.apply()
     started = time.monotonic()
     path = _store.location(spec.experiment_path)
     capacity = largest_node()
@@ -260,8 +259,10 @@ def _tune_environment(quiet: bool) -> Iterator[None]:
     - Results are buffered in the trial's worker (``RESULT_BUFFERING``), unless the user set
       Tune's variables themselves.
     - Tune's messages that contradict radas (its restore advice, "Press CTRL+C", "Failed to
-      fetch metrics") are dropped (``_ray_patches.quiet_ray_logs``), for the whole sweep:
+      fetch metrics") are dropped (``_ray_compat.quiet_ray_logs``), for the whole sweep:
       Tune's restore logs too.
+    - radas's fixes to Tune's code are installed (``_ray_compat.fixes_installed``) and removed
+      after, so a ``tune.Tuner`` of the user's own runs on Ray's code.
     - ``quiet`` (unless ``console.ray_output_wanted``): Ray's INFO and WARNING records, the
       raylet's lines and each errored trial's traceback (``TUNE_PRINT_ALL_TRIAL_ERRORS=0``:
       radas prints one line per errored trial instead) stay off the console, and so does the
@@ -287,7 +288,7 @@ def _tune_environment(quiet: bool) -> Iterator[None]:
     previous = {name: os.environ.get(name) for name in settings}
     os.environ.update(settings)
     try:
-        with _ray_patches.quiet_ray_logs(show_ray_logs=not quiet):
+        with _ray_compat.fixes_installed(), _ray_compat.quiet_ray_logs(not quiet):
             yield
     finally:
         for name, value in previous.items():
@@ -354,6 +355,15 @@ def build_tuner(spec: SweepSpec, capacity: NodeCapacity | None = None) -> tune.T
 
 
 def _tune_config(spec: SweepSpec) -> tune.TuneConfig:
+    """The TuneConfig the user gave, with radas's FIFO scheduler (``_ray_compat``, fix 3) if
+    they gave none; theirs (ASHA, PBT, ...) as given."""
+    tune_config = _given_tune_config(spec)
+    if tune_config.scheduler is None:
+        return dataclasses.replace(tune_config, scheduler=_ray_compat.default_scheduler())
+    return tune_config
+
+
+def _given_tune_config(spec: SweepSpec) -> tune.TuneConfig:
     given = spec.tuner_init_kwargs.get("tune_config")
     function_trainable = is_function_trainable(spec.trainable)
     if isinstance(given, dict):
@@ -405,9 +415,9 @@ def _run_config(spec: SweepSpec, tune_config: tune.TuneConfig) -> tune.RunConfig
 
 
 def _user_verbosity(spec: SweepSpec) -> Any:
-    """The verbose= the user gave RunConfig, or None (RunConfig keeps it in ``_verbose``)."""
+    """The verbose= the user gave RunConfig, or None."""
     given = spec.tuner_init_kwargs.get("run_config")
-    return None if given is None else getattr(given, "_verbose", given.verbose)
+    return None if given is None else _ray_compat.run_config_verbose(given)
 
 
 class SharedGridValues(list):

@@ -452,7 +452,7 @@ class RayJobsBackend:
 def check_working_dir(directory: Path, excludes: list[str], *, cluster_name: str = "") -> int:
     """Bytes of ``directory`` that Ray would upload (honouring .gitignore and ``excludes``);
     too many raise WorkingDirTooLargeError, secret-looking files get a RadasWarning."""
-    from ray._private.runtime_env.packaging import _dir_travel, _get_excludes
+    from radas import _ray_compat
 
     limit_mb = float(os.environ.get("RADAS_MAX_WORKING_DIR_MB", DEFAULT_MAX_WORKING_DIR_MB))
     sizes: dict[Path, int] = {}
@@ -463,12 +463,7 @@ def check_working_dir(directory: Path, excludes: list[str], *, cluster_name: str
 
     include_gitignore = os.environ.get("RAY_RUNTIME_ENV_IGNORE_GITIGNORE", "0") != "1"
     with _quiet_ray_sdk():
-        _dir_travel(
-            directory,
-            [_get_excludes(directory, list(excludes))],
-            record,
-            include_gitignore=include_gitignore,
-        )
+        _ray_compat.walk_job_upload(directory, excludes, record, gitignore=include_gitignore)
     total = sum(sizes.values())
     if total > limit_mb * 2**20:
         biggest = sorted(sizes.items(), key=lambda item: -item[1])[:5]
