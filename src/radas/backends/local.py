@@ -16,6 +16,7 @@ loop, which saves the experiment's state and returns as it does in the main thre
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import copy
 import logging
@@ -46,6 +47,8 @@ _COUNTED_RESOURCES = ("CPU", "GPU", "memory")
 # One local sweep at a time in this process (see the module's docstring), and which one runs.
 _sweep_turn = threading.Lock()
 _running_sweep = ""
+# The event loop that started each thread running a sweep (Ray is restarted on its thread).
+_starting_loops: dict[int, asyncio.AbstractEventLoop] = {}
 # The interrupt event of each thread running a sweep, handed to Tune in place of its own.
 _interrupts: dict[int, threading.Event] = {}
 T = TypeVar("T")
@@ -124,6 +127,7 @@ async def _run_in_sweep_thread(work: Callable[[], T], *, name: str) -> T:
 
     def target() -> None:
         _interrupts[threading.get_ident()] = interrupt
+        _starting_loops[threading.get_ident()] = loop
         result: Any = None
         error: BaseException | None = None
         try:
@@ -132,6 +136,7 @@ async def _run_in_sweep_thread(work: Callable[[], T], *, name: str) -> T:
             error = err
         finally:
             del _interrupts[threading.get_ident()]
+            del _starting_loops[threading.get_ident()]
             _sweep_turn.release()
         with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody waits
             loop.call_soon_threadsafe(settle, result, error)
@@ -241,8 +246,35 @@ def release_leaked_resources() -> None:
         )
         hook = "worker_process_setup_hook"
         runtime_env = {k: v for k, v in _started_with.items() if k != hook}
-        ray.shutdown()
-        ensure_local_ray(runtime_env)
+
+        def restart() -> None:
+            ray.shutdown()
+            ensure_local_ray(runtime_env)
+
+        _on_starting_thread(restart)
+
+
+def _on_starting_thread(work: Callable[[], None]) -> None:
+    """Run ``work`` on the thread whose event loop started this sweep, and wait for it (in
+    any other thread: here). Ray is stopped and started there, as before sweeps had threads
+    of their own: restarted from a sweep's thread, the old session's core worker killed the
+    process ("Failed to connect to GCS"), and ``ray.init`` sets its SIGTERM handler only from
+    the main thread."""
+    loop = _starting_loops.get(threading.get_ident())
+    if loop is None:
+        work()
+        return
+    finished: concurrent.futures.Future[None] = concurrent.futures.Future()
+
+    def run() -> None:
+        try:
+            work()
+            finished.set_result(None)
+        except BaseException as err:  # raised in the sweep's thread
+            finished.set_exception(err)
+
+    loop.call_soon_threadsafe(run)
+    finished.result()
 
 
 def _held_resources() -> dict[str, float]:
