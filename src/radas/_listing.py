@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-import warnings
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -32,7 +31,8 @@ from radas import _locks, _ray_state, _store
 from radas._args import checked_keywords
 from radas._experiment_info import read_experiment_info
 from radas._status import TrialCounts, experiment_status
-from radas.errors import ExperimentDamagedError, RadasError, RadasWarning, StorageError
+from radas.console import collected_warnings
+from radas.errors import ExperimentDamagedError, RadasError, StorageError
 from radas.naming import validate_user_name
 from radas.storage.dirs import check_storage_user_name, storage_roots
 from radas.utils import get_current_user_name
@@ -167,8 +167,7 @@ def read_trial_counts(
     reason when it cannot be read. Damaged files whose intact parts still give the counts
     are named in problem, next to the counts.
     """
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", RadasWarning)
+    with collected_warnings() as damaged:
         try:
             if not _ray_state.has_stored_experiment(experiment_path):
                 return None, NOTHING_STORED
@@ -177,7 +176,6 @@ def read_trial_counts(
             return None, f"damaged: {err}"
         except (OSError, RadasError, ValueError, TypeError, KeyError) as err:
             return None, f"not readable: {type(err).__name__}: {str(err)[:160]}"
-    damaged = [str(w.message) for w in caught if issubclass(w.category, RadasWarning)]
     return TrialCounts.of_trials(trials), " ".join(damaged)
 
 

@@ -8,10 +8,13 @@ place in a notebook or on a terminal, and is one line each time in a log.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sys
 import warnings
+from collections.abc import Iterator
+from contextvars import ContextVar
 from typing import Any, TextIO
 
 from radas.errors import RadasWarning
@@ -75,27 +78,43 @@ def warn(message: str, *, stacklevel: int = 2) -> None:
     ``[radas] warning:`` line.
 
     It obeys the warnings filters like any warning: ``warnings.filterwarnings("ignore",
-    category=radas.RadasWarning)`` silences it, ``"error"`` raises it (the test suite does),
-    and whatever records warnings (``pytest.warns``, ``warnings.catch_warnings(record=True)``,
-    ``logging.captureWarnings``) gets it instead of the line. Only Python's own display to
-    stderr (file, line and source of the warning) is replaced by the ``[radas]`` line. Every
-    call is shown, not only the first from a place ("default" action), like radas's other lines.
+    category=radas.RadasWarning)`` silences it (no line either), ``"error"`` raises it (the
+    test suite does). One that passes is printed as the ``[radas]`` line instead of Python's
+    own display (file, line and source of the warning), and also handed to whatever records
+    warnings (``pytest.warns``, ``warnings.catch_warnings(record=True)``,
+    ``logging.captureWarnings``). Every call is shown, not only the first from a place.
 
     >>> warn("careful", stacklevel=1)  # doctest: +SKIP
     [radas] warning: careful
     """
+    collector = _collector.get()
+    if collector is not None:
+        collector.append(message)
+        return
     with warnings.catch_warnings(record=True) as passed:  # keeps the filters in force
         warnings.warn(message, RadasWarning, stacklevel=stacklevel + 1)
     for warning in passed:  # none when a filter ignores it; "error" has raised above
-        if _warnings_taken_elsewhere():
+        _emit("warning", sys.stderr, (message,))
+        if _warnings_recorded():
             warnings.showwarning(
                 warning.message, warning.category, warning.filename, warning.lineno
             )
-        else:
-            _emit("warning", sys.stderr, (message,))
 
 
-def _warnings_taken_elsewhere() -> bool:
+@contextlib.contextmanager
+def collected_warnings() -> Iterator[list[str]]:
+    """Within: radas's warnings (``warn``) are gathered in the list it gives, neither issued
+    nor printed, for a caller that reports them itself (the listing names a damaged file
+    next to its experiment)."""
+    collector: list[str] = []
+    token = _collector.set(collector)
+    try:
+        yield collector
+    finally:
+        _collector.reset(token)
+
+
+def _warnings_recorded() -> bool:
     """Whether warnings go somewhere other than Python's own display on stderr: a replaced
     ``warnings.showwarning`` (logging.captureWarnings), or a recording ``catch_warnings``
     (it swaps the function that displays them for its list's ``append``)."""
@@ -107,6 +126,7 @@ def _warnings_taken_elsewhere() -> bool:
 
 
 _PYTHON_SHOWWARNING = getattr(warnings, "_showwarning_orig", warnings.showwarning)
+_collector: ContextVar[list[str] | None] = ContextVar("radas_warning_collector", default=None)
 
 
 def print_error(*args: Any) -> None:
