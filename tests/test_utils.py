@@ -5,6 +5,8 @@ from __future__ import annotations
 import doctest
 import os
 import random
+import sys
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -12,7 +14,7 @@ import pytest
 
 import radas
 from radas import utils
-from radas.errors import InvalidArgumentError
+from radas.errors import InvalidArgumentError, RadasWarning
 
 
 def test_docstring_examples_hold():
@@ -64,6 +66,35 @@ def test_print_helpers(capsys):
     captured = capsys.readouterr()
     assert captured.out == "[radas] hello 3\n"
     assert captured.err == "[radas] warning: careful\n[radas] error: broken\n"
+
+
+def test_radas_warnings_obey_the_filters_and_show_as_radas_lines(capsys):
+    from radas.console import collected_warnings, warn
+
+    with pytest.raises(RadasWarning, match="refused"):  # the suite's filter: error
+        warn("refused")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=RadasWarning)
+        warn("ignored")  # filtered out: no line either
+    assert capsys.readouterr().err == ""
+    with pytest.warns(RadasWarning, match="^recorded$"):
+        warn("recorded")  # recorded, and printed
+    assert capsys.readouterr().err == "[radas] warning: recorded\n"
+    with collected_warnings() as collected:
+        warn("for the caller")
+    assert collected == ["for the caller"] and capsys.readouterr().err == ""
+
+
+def test_a_radas_warning_names_the_callers_line():
+    from radas.console import warn
+
+    def library_function():
+        warn("look here", stacklevel=2)
+
+    with pytest.warns(RadasWarning) as warned:
+        calling_line = sys._getframe().f_lineno + 1
+        library_function()
+    assert (warned[0].filename, warned[0].lineno) == (__file__, calling_line)
 
 
 def test_explode_several_list_columns_with_position():
