@@ -101,15 +101,6 @@ def validate_tuner_init_kwargs(tuner_init_kwargs: object) -> dict[str, Any]:
     return dict(tuner_init_kwargs)
 
 
-def metric_and_mode(tuner_init_kwargs: dict[str, Any]) -> tuple[str | None, str | None]:
-    tune_config = tuner_init_kwargs.get("tune_config")
-    if isinstance(tune_config, dict):
-        return tune_config.get("metric"), tune_config.get("mode")
-    if isinstance(tune_config, tune.TuneConfig):
-        return tune_config.metric, tune_config.mode
-    return None, None
-
-
 def is_function_trainable(trainable: Any) -> bool:
     return not (isinstance(trainable, type) and issubclass(trainable, tune.Trainable))
 
