@@ -186,20 +186,18 @@ def test_a_target_that_is_missing_or_changed_is_named():
     assert changed.problem() == (
         "ray.tune.experiment.trial.Trial.handle_error takes (self, exc), not (self, error)"
     )
-    # train_buffered(self, buffer_time_s, max_buffer_length=1000): radas could call it with
-    # two arguments, but not replace it with a function of two
-    called = Target(
-        "ray.tune.trainable.trainable", "Trainable.train_buffered", ("self", "buffer_time_s")
-    )
+    # JSONDecoder.decode(self, s, _w=...): radas could call it as (self, s) (Ray adds such
+    # defaulted parameters to the methods of an actor's class), not replace it by one of those
+    called = Target("json.decoder", "JSONDecoder.decode", ("self", "s"))
     assert called.problem() is None
     replaced = dataclasses.replace(called, replaced=True)
-    assert replaced.problem() == (
-        "ray.tune.trainable.trainable.Trainable.train_buffered takes "
-        "(self, buffer_time_s, max_buffer_length), not (self, buffer_time_s)"
+    assert (
+        replaced.problem() == "json.decoder.JSONDecoder.decode takes (self, s, _w), not (self, s)"
     )
 
 
 def test_fixes_are_installed_for_a_sweep_and_removed_after():
+    import ray.tune.tune as tune_module
     from ray.air.execution._internal.actor_manager import RayActorManager
     from ray.tune.experiment import Trial
 
@@ -210,6 +208,7 @@ def test_fixes_are_installed_for_a_sweep_and_removed_after():
             RayActorManager.__dict__["_actor_task_failed"],
             TuneController.__dict__["_schedule_trial_train"],
             Trial.__dict__["handle_error"],
+            tune_module.__dict__["_setup_signal_catching"],
         ]
 
     rays = current()
@@ -302,6 +301,7 @@ def _rays_process_state() -> dict:
     import logging
     import os
 
+    import ray.tune.tune as tune_module
     from ray.air.execution._internal.actor_manager import RayActorManager
     from ray.tune.experiment import Trial
     from ray.tune.schedulers import FIFOScheduler
@@ -313,6 +313,7 @@ def _rays_process_state() -> dict:
             TuneController.__dict__["_schedule_trial_train"],
             Trial.__dict__["handle_error"],
             FIFOScheduler.__dict__["choose_trial_to_run"],
+            tune_module.__dict__["_setup_signal_catching"],
         ],
         "environment": dict(os.environ),
         "filters": {

@@ -14,7 +14,7 @@ one does not match, radas warns once (a ``RadasWarning`` naming what differs) an
 own behaviour: the same results, with what each fix below removes.
 
 The fixes run only for radas's sweeps, and a ``tune.Tuner`` of the user's own in the same
-process runs on Ray's code: fixes 1, 2 and 4 are installed when a radas sweep starts and
+process runs on Ray's code: fixes 1, 2, 4 and 6 are installed when a radas sweep starts and
 removed when it ends (``fixes_installed``); fix 3 is a scheduler radas hands to its own Tuners
 (``default_scheduler``); fix 5 stays once installed (a worker's lines reach the driver seconds
 after they were written, after the sweep too: Ray's deduplicator holds repeated lines back) but
@@ -56,6 +56,11 @@ in (their ``pid``, from the trials' results), and hands every other line to Ray'
    autoscaler's lines and the trial worker's "Restored on <ip> from checkpoint: ..." (Tune's
    trainable logs it in the worker, out of reach of the driver's logging filters, each time a
    trial continues from its saved state: radas's own lines say which trials run again).
+6. ``tune.run`` gets the event that stops it (as Ctrl-C does: the experiment's state saved)
+   from ``_setup_signal_catching``, which sets it on SIGINT only in the main thread
+   (``ray/tune/tune.py``, line 233 in Ray 2.60). A local radas sweep runs in a thread of its
+   own (``radas.backends.local``): in such a thread (``tune_interrupted_by``) Tune gets radas's
+   event instead, which radas sets on Ctrl-C or when the awaiting task is cancelled.
 
 ``quiet_ray_logs`` also keeps Tune's messages that contradict radas off the console: "Stop
 signal received ... Press CTRL+C" and "Resume experiment with: Tuner.restore(...)" (radas stops
@@ -183,6 +188,8 @@ TARGETS = (
         ("data", "print_file", "ignore_prefix"),
         replaced=True,
     ),
+    # fix 6
+    Target("ray.tune.tune", "_setup_signal_catching", (), replaced=True),
     # quiet_ray_logs: the loggers of the modules that log Tune's contradicting messages
     Target("ray.tune.tune", "logger", None),
     Target("ray.tune.analysis.experiment_analysis", "logger", None),
@@ -209,8 +216,9 @@ def fixes_apply() -> bool:
                 f"{'; '.join(_mismatches)}. Sweeps run on Ray's own code, with the same "
                 "results, but a trial killed for memory ends the experiment (radas cannot "
                 "retry it), reports reach the driver one at a time, Tune's FIFO choice "
-                "scans every trial, and Ray's colour codes and log lines show in error.txt "
-                "files and logs. Install a Ray in that range to have them.",
+                "scans every trial, Ray's colour codes and log lines show in error.txt "
+                "files and logs, and Ctrl-C does not stop a local sweep running in a "
+                "thread. Install a Ray in that range to have them.",
                 RadasWarning,
                 stacklevel=2,
             )
@@ -251,6 +259,7 @@ def fixes_installed() -> Iterator[None]:
 
 def _install() -> None:
     global _printer_installed
+    import ray.tune.tune as tune_module
     from ray.air.execution._internal.actor_manager import RayActorManager
     from ray.tune.execution.tune_controller import TuneController
     from ray.tune.experiment import Trial
@@ -258,6 +267,7 @@ def _install() -> None:
     _replace(RayActorManager, "_actor_task_failed", _wrap_actor_task_failed)
     _replace(TuneController, "_schedule_trial_train", lambda _: _schedule_trial_train)
     _replace(Trial, "handle_error", _wrap_handle_error)
+    _replace(tune_module, "_setup_signal_catching", _wrap_setup_signal_catching)
     _sweep_worker_pids.clear()
     if not _printer_installed:
         from ray._private import worker
@@ -559,6 +569,32 @@ def quiet_ray_logs(show_ray_logs: bool) -> Iterator[None]:
             logger.removeFilter(drop)
         ray_logger.setLevel(level)
         _system_lines_shown = shown
+
+
+# --- fix 6: a sweep in a thread stops on radas's event -----------------------------------------
+
+# The event that stops Tune's fits in a thread (by thread id), as Ctrl-C does in the main one.
+_thread_interrupts: dict[int, threading.Event] = {}
+
+
+@contextlib.contextmanager
+def tune_interrupted_by(event: threading.Event) -> Iterator[None]:
+    """In this thread, for the block: radas's sweeps stop when ``event`` is set, saving the
+    experiment's state as on Ctrl-C (fix 6; without the fixes, Tune's own event, which only
+    a SIGINT in the main thread sets)."""
+    thread = threading.get_ident()
+    _thread_interrupts[thread] = event
+    try:
+        yield
+    finally:
+        del _thread_interrupts[thread]
+
+
+def _wrap_setup_signal_catching(original: Callable[[], Any]) -> Callable[[], Any]:
+    def setup_signal_catching() -> threading.Event:
+        return _thread_interrupts.get(threading.get_ident()) or original()
+
+    return setup_signal_catching
 
 
 # --- private names radas reads or sets (no fix: each is used where it says) ------------------

@@ -7,10 +7,10 @@ one process take turns: they share its one Ray, and two Tune fits at once would 
 Ray itself restarted with another runtime_env or to free leaked resources), so a second one
 waits, saying for which, and starts when the first ends.
 
-Ctrl-C stays graceful: Tune catches SIGINT only when it runs in the main thread
-(``ray.tune.tune._setup_signal_catching``, checked against Ray 2.60), so while a sweep runs in
-radas's thread, radas catches SIGINT in the main thread and hands it to that sweep's Tune
-loop, which saves the experiment's state and returns as it does in the main thread.
+Ctrl-C stays graceful: Tune catches SIGINT only when it runs in the main thread, so while a
+sweep runs in radas's thread, radas catches SIGINT in the main thread and hands it to that
+sweep's Tune loop (``_ray_compat.tune_interrupted_by``, fix 6), which saves the experiment's
+state and returns as it does in the main thread.
 """
 
 from __future__ import annotations
@@ -49,8 +49,6 @@ _sweep_turn = threading.Lock()
 _running_sweep = ""
 # The event loop that started each thread running a sweep (Ray is restarted on its thread).
 _starting_loops: dict[int, asyncio.AbstractEventLoop] = {}
-# The interrupt event of each thread running a sweep, handed to Tune in place of its own.
-_interrupts: dict[int, threading.Event] = {}
 T = TypeVar("T")
 
 
@@ -112,7 +110,6 @@ async def _run_in_sweep_thread(work: Callable[[], T], *, name: str) -> T:
     (the outcome says interrupted). A cancelled caller waits for that, then is cancelled; a
     second Ctrl-C goes to the handler that was there before (e.g. KeyboardInterrupt).
     """
-    _route_tune_interrupts()
     loop = asyncio.get_running_loop()
     done: asyncio.Future[T] = loop.create_future()
     interrupt = threading.Event()
@@ -126,16 +123,15 @@ async def _run_in_sweep_thread(work: Callable[[], T], *, name: str) -> T:
             done.set_exception(error)
 
     def target() -> None:
-        _interrupts[threading.get_ident()] = interrupt
         _starting_loops[threading.get_ident()] = loop
         result: Any = None
         error: BaseException | None = None
         try:
-            result = work()
+            with _ray_compat.tune_interrupted_by(interrupt):
+                result = work()
         except BaseException as err:  # handed to the awaiting task, which raises it
             error = err
         finally:
-            del _interrupts[threading.get_ident()]
             del _starting_loops[threading.get_ident()]
             _sweep_turn.release()
         with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody waits
@@ -173,27 +169,6 @@ def _sigint_sets(interrupt: threading.Event) -> Iterator[None]:
     finally:
         if signal.getsignal(signal.SIGINT) is on_sigint:
             signal.signal(signal.SIGINT, previous)
-
-
-def _route_tune_interrupts() -> None:
-    """Make Tune's fit, run in a sweep thread, stop when that thread's interrupt event is set.
-
-    ``tune.run`` creates its "interrupted" event in ``ray.tune.tune._setup_signal_catching``
-    and installs a SIGINT handler setting it only in the main thread (Ray 2.60, tune.py
-    line 233). Wrapped here: in a thread radas runs a sweep in, it returns radas's event for
-    that thread; anywhere else (a user's own Tuner included) it is Tune's, unchanged.
-    """
-    import ray.tune.tune as tune_module
-
-    original = tune_module._setup_signal_catching
-    if getattr(original, "radas_wrapped", False):
-        return
-
-    def setup_signal_catching() -> threading.Event:
-        return _interrupts.get(threading.get_ident()) or original()
-
-    setup_signal_catching.radas_wrapped = True  # type: ignore[attr-defined]
-    tune_module._setup_signal_catching = setup_signal_catching
 
 
 def ensure_local_ray(runtime_env: dict[str, Any]) -> None:
