@@ -3,16 +3,19 @@
 ``JobServer`` wraps Ray's ``JobSubmissionClient``. Every request it sends waits at most
 ``RADAS_CLUSTER_TIMEOUT_S`` seconds (default 10) for the server to connect and to answer
 (package uploads: ``UPLOAD_TIMEOUT_FACTOR`` times that), and every failure of a call that
-leaves the process goes through one table, ``translate``:
+leaves the process goes through one table, ``translate`` (applied by ``translated``, which
+``JobServer`` wraps around every call and ``clusters.availability`` around its dashboard
+reads):
 
 ===========================================  ==================================================
 what the job client raised                   radas error
 ===========================================  ==================================================
-Ray's ``AuthenticationError`` (401 / 403)    ``ClusterAuthError``: where radas looked for the token
+Ray's ``AuthenticationError``, HTTP 401/403  ``ClusterAuthError``: where radas looked for the token
 a timeout (requests, aiohttp, asyncio)       ``ClusterOfflineError``: did not answer within T s
 connection refused / reset / closed socket   ``ClusterOfflineError``: no job server answers
-404 on the version check, an answer that is  ``ClusterOfflineError``: the address is not a Ray
-not JSON or not Ray's                        job server
+404 on the version check or on a request     ``ClusterOfflineError``: the address is not a Ray
+for no job, an answer that is not JSON or    job server
+not Ray's
 404 on a job                                 ``JobNotFoundError``
 any other HTTP status                        ``ClusterError`` with the status and the answer
 ===========================================  ==================================================
@@ -163,20 +166,30 @@ class JobServer:
             async for chunk in self._client.tail_job_logs(job_id):
                 yield chunk
 
-    @contextlib.contextmanager
-    def errors(self, action: str, job_id: str | None = None) -> Iterator[None]:
+    def errors(self, action: str, job_id: str | None = None) -> contextlib.AbstractContextManager:
         """Translate whatever the job client raises while doing ``action`` (on ``job_id``)."""
-        try:
-            yield
-        except ClusterError:
+        return translated(self.cluster, action, self.timeout_s, self._token_sent, job_id)
+
+
+@contextlib.contextmanager
+def translated(
+    cluster: ClusterConfig,
+    action: str,
+    timeout_s: float,
+    token_sent: bool = True,
+    job_id: str | None = None,
+) -> Iterator[None]:
+    """Raise what the block raises talking to ``cluster`` as the radas error ``translate``
+    gives (chained to the original); RadasErrors and what is not ours pass unchanged."""
+    try:
+        yield
+    except ClusterError:
+        raise
+    except Exception as err:
+        radas_error = translate(err, cluster, action, timeout_s, token_sent, job_id)
+        if radas_error is None:
             raise
-        except Exception as err:
-            translated = translate(
-                err, self.cluster, action, self.timeout_s, self._token_sent, job_id
-            )
-            if translated is None:
-                raise
-            raise translated from err
+        raise radas_error from err
 
 
 def translate(
@@ -195,7 +208,9 @@ def translate(
         f"Check that the cluster runs (a local one: `radas cluster up {cluster.name}`) and its "
         f"address in {config_path()}; `radas clusters` shows which clusters are online."
     )
-    if isinstance(err, AuthenticationError):
+    if isinstance(err, AuthenticationError) or (
+        isinstance(err, HTTPStatusError) and err.status in (401, 403)
+    ):
         problem = "rejected the token radas sent" if token_sent else "requires a token; none found"
         return ClusterAuthError(
             f"{where} {problem} ({action}). radas looks in: "
@@ -205,23 +220,21 @@ def translate(
     if isinstance(err, HTTPStatusError):
         if err.status == 404 and job_id is not None:
             return JobNotFoundError(f"{where} has no job {job_id!r} ({action}): {err}")
+        if err.status == 404:  # every Ray job server has the endpoints radas asks for
+            return _not_ray(where, cluster, err)
         return ClusterError(
             f"{where} refused {action}: {err}. See the job server's log on the head node "
             f"(dashboard.log); {check}"
         )
     if _is_timeout(err):
         return ClusterOfflineError(
-            f"{where} did not answer within {timeout_s:g} s ({action}). The head may be down "
+            f"{where} did not answer within {timeout_s:g} s ({action}; {type(err).__name__}). "
+            "The head may be down "
             f"or overloaded, or something else listens at that address. {check} "
             f"({TIMEOUT_ENV} sets how long radas waits.)"
         )
     if _is_not_ray(err):
-        return ClusterOfflineError(
-            f"{where}: the server there is not a Ray job server ({type(err).__name__}: "
-            f"{err}). The address must be the Ray dashboard / job server address of the head "
-            "(`ray start --head` prints it; port 8265 by default), not the GCS port or "
-            f"another web server. Fix address in [clusters.{cluster.name}] of {config_path()}."
-        )
+        return _not_ray(where, cluster, err)
     if _is_connection_error(err):
         return ClusterOfflineError(
             f"{where} is offline: no Ray job server answered ({action}; {type(err).__name__}). "
@@ -232,6 +245,15 @@ def translate(
     if isinstance(err, requests.RequestException):
         return ClusterError(f"{where}: {action} failed ({type(err).__name__}: {err}). {check}")
     return None
+
+
+def _not_ray(where: str, cluster: ClusterConfig, err: BaseException) -> ClusterOfflineError:
+    return ClusterOfflineError(
+        f"{where}: the server there is not a Ray job server ({type(err).__name__}: "
+        f"{err}). The address must be the Ray dashboard / job server address of the head "
+        "(`ray start --head` prints it; port 8265 by default), not the GCS port or "
+        f"another web server. Fix address in [clusters.{cluster.name}] of {config_path()}."
+    )
 
 
 def _is_timeout(err: BaseException) -> bool:

@@ -130,10 +130,16 @@ def get_cluster_availability(timeout_s: float = 3.0) -> AvailabilityReport:
 
 
 def probe(cluster: ClusterConfig, timeout_s: float = 3.0) -> ClusterStatus:
+    # here, not at the top: radas.clusters (which imports this module) is not yet
+    # initialized when the job client's module imports radas.clusters.config
+    from radas.backends._job_client import translated
+
     try:
         token = cluster.resolve_token()
-        nodes = _get(cluster.address, "/nodes?view=summary", token, timeout_s)["summary"]
-        status = _get(cluster.address, "/api/cluster_status", token, timeout_s)
+        # the job server's error table (backends._job_client), as for every call radas makes
+        with translated(cluster, "reading its nodes and resources", timeout_s, bool(token)):
+            nodes = _get(cluster.address, "/nodes?view=summary", token, timeout_s)["summary"]
+            status = _get(cluster.address, "/api/cluster_status", token, timeout_s)
     except ClusterError as err:
         return ClusterStatus(cluster, online=False, problem=str(err))
     alive = [node for node in nodes if node.get("raylet", {}).get("state") == "ALIVE"]
@@ -178,34 +184,29 @@ def _gb(value: float | None) -> float | None:
 
 
 def alive_nodes(address: str, token: str | None, timeout_s: float = 3.0) -> int:
+    """Nodes alive at ``address``; 0 while its dashboard does not answer (a starting head)."""
+    from radas.backends._job_client import HTTPStatusError
+
     try:
         nodes = _get(address, "/nodes?view=summary", token, timeout_s)["summary"]
-    except ClusterError:
+    except (ClusterError, HTTPStatusError, requests.RequestException, ValueError):
         return 0
     return sum(1 for node in nodes if node.get("raylet", {}).get("state") == "ALIVE")
 
 
 def _get(address: str, path: str, token: str | None, timeout_s: float) -> Any:
+    """The ``data`` of the dashboard's answer to GET ``path``. What fails in transport, an
+    error status or an answer that is not JSON is raised as is, for ``translated``."""
+    from radas.backends._job_client import HTTPStatusError
+
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    try:
-        response = requests.get(f"{address.rstrip('/')}{path}", headers=headers, timeout=timeout_s)
-    except requests.RequestException as err:
-        raise ClusterError(
-            f"no Ray job server answered at {address} ({type(err).__name__})"
-        ) from err
-    if response.status_code in (401, 403):
-        raise ClusterError(
-            f"{address} refused the request ({response.status_code}): the Ray auth token is "
-            "missing or wrong"
-        )
+    response = requests.get(f"{address.rstrip('/')}{path}", headers=headers, timeout=timeout_s)
     if response.status_code != 200:
-        raise ClusterError(
-            f"{address}{path} answered HTTP {response.status_code}"
-            + (": it is not a Ray job server (dashboard)" if response.status_code == 404 else "")
-        )
+        raise HTTPStatusError(response.status_code, response.text)
+    body = response.json()
     try:
-        return response.json()["data"]
-    except (ValueError, KeyError, TypeError) as err:
+        return body["data"]
+    except (KeyError, TypeError) as err:
         raise ClusterError(
             f"{address} answered something other than Ray: it is not a Ray job server "
             "(dashboard) address"
