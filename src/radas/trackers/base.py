@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import importlib
+import json
 import os
 import re
 import time
@@ -23,7 +24,6 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from radas._experiment_info import read_experiment_info
 from radas._secrets import is_secret_key
 from radas.errors import TrackerConfigError, TrackerNotInstalledError
 
@@ -265,8 +265,19 @@ def _running_trial() -> dict[str, Any] | None:
         "trial_id": context.get_trial_id(),
         "experiment_name": context.get_experiment_name(),
         "trial_dir": str(storage.trial_fs_path) if local else None,
-        "experiment": read_experiment_info(storage.experiment_fs_path) if local else None,
+        "experiment": _experiment_record(storage.experiment_fs_path) if local else None,
     }
+
+
+def _experiment_record(experiment_dir: str) -> dict[str, Any] | None:
+    """The record radas stored with the experiment (``radas_experiment.json``, see
+    ``radas._experiment_info``; read here as a plain file, since a trial needs none of the
+    storage layers that module brings), or None."""
+    try:
+        record = json.loads(Path(experiment_dir, "radas_experiment.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
 
 
 def merged_init_kwargs(
