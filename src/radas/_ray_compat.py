@@ -78,7 +78,6 @@ import logging
 import re
 import threading
 import time
-import warnings
 import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -88,8 +87,7 @@ from typing import Any
 from ray.exceptions import OutOfMemoryError, RayActorError, RayTaskError
 from ray.tune.schedulers import FIFOScheduler
 
-from radas.console import end_live_line, is_terminal, strip_ansi
-from radas.errors import RadasWarning
+from radas.console import end_live_line, is_terminal, strip_ansi, warn
 
 # --- what radas relies on, checked before any fix is installed -------------------------------
 
@@ -201,7 +199,7 @@ _mismatches: tuple[str, ...] | None = None
 
 def fixes_apply() -> bool:
     """Whether this Ray matches every target (checked once per process); the first time one
-    does not, a ``RadasWarning`` says which and what radas runs without."""
+    does not, a ``RadasWarning`` (``console.warn``) says which and what radas runs without."""
     global _mismatches
     if _mismatches is None:
         _mismatches = tuple(problem for target in TARGETS if (problem := target.problem()))
@@ -210,7 +208,7 @@ def fixes_apply() -> bool:
 
             from radas._ray_versions import supported_range
 
-            warnings.warn(
+            warn(
                 f"radas's fixes to Ray's internals are off: this Ray ({ray.__version__}) "
                 f"differs from the Ray radas was verified against ({supported_range()}): "
                 f"{'; '.join(_mismatches)}. Sweeps run on Ray's own code, with the same "
@@ -219,13 +217,12 @@ def fixes_apply() -> bool:
                 "scans every trial, Ray's colour codes and log lines show in error.txt "
                 "files and logs, and Ctrl-C does not stop a local sweep running in a "
                 "thread. Install a Ray in that range to have them.",
-                RadasWarning,
                 stacklevel=2,
             )
     return not _mismatches
 
 
-# --- installing fixes 1, 2, 4 (for a sweep) and 5 (once) -------------------------------------
+# --- installing fixes 1, 2, 4, 6 (for a sweep) and 5 (once) ---------------------------------
 
 _install_lock = threading.Lock()
 _sweeps_running = 0  # radas sweeps under fixes_installed in this process
