@@ -60,13 +60,10 @@ def plain(value: Any) -> Any:
 
 
 def refuse_secrets(
-    table: Mapping[str, Any], *, where: str, what: str, instead: str, error: type[RadasError]
+    table: Mapping[str, Any], *, where: str, what: str, advice: str, error: type[RadasError]
 ) -> None:
     """``error`` when ``table`` holds a secret (``password``, ``token``, ...): it names the
-    keys (never their values) and says where the secret should live (``instead``)."""
+    keys (never their values), then ``advice``: where the secret should live instead."""
     found = [key for key in table if is_secret_key(key)]
     if found:
-        raise error(
-            f"{where} stores {what} ({', '.join(found)}). Never put it in the config: remove "
-            f"it and {instead}."
-        )
+        raise error(f"{where} stores {what} ({', '.join(found)}). {advice}")

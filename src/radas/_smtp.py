@@ -126,8 +126,9 @@ def _settings(table: dict[str, Any], *, source: str, password: str | None = None
         table,
         where=source,
         what="the password",
-        instead='name where it lives with password_env = "VAR" or password_file = '
-        '"/path/to/file", or export RADAS_SMTP_PASSWORD',
+        advice="Never put it in the config: remove it and name where it lives with "
+        'password_env = "VAR" or password_file = "/path/to/file", or export '
+        "RADAS_SMTP_PASSWORD.",
         error=EmailConfigError,
     )
     unknown = sorted(set(table) - set(CONFIG_KEYS))

@@ -279,8 +279,8 @@ def _cluster_from_table(name: str, table: dict[str, Any]) -> ClusterConfig:
         table,
         where=where,
         what="a secret",
-        instead='name where the token lives with token_env = "VAR" or token_file = '
-        '"/path/to/token"',
+        advice="Never put the token in the config: remove it and name where it lives with "
+        'token_env = "VAR" or token_file = "/path/to/token".',
         error=ClusterConfigError,
     )
     valid = {f.name for f in fields(ClusterConfig)} - {"name"}
