@@ -14,6 +14,7 @@ from ray import tune
 
 import radas
 from radas import _poll
+from radas.backends._job_client import JobServer
 from radas.backends.ray_jobs import RayJobsBackend
 from radas.clusters import get_cluster
 from radas.errors import ClusterError, ClusterOfflineError
@@ -250,8 +251,20 @@ def cluster_run(name: str):
 
 @pytest.mark.slow
 @pytest.mark.cluster
-def test_two_cluster_experiments_awaited_together_run_together(cluster, project):
+def test_two_cluster_experiments_awaited_together_run_together(cluster, project, monkeypatch):
+    """Also: the loop stays free while a submission uploads. Each upload is made 1 s slower
+    (a slow link, which 127.0.0.1 cannot be); the ticker must tick during it."""
     assert get_cluster("testcluster").cpus_per_node >= 1  # both trials fit at once
+    uploads: list[tuple[float, float]] = []
+    submit_job = JobServer.submit_job
+
+    def slow_submit_job(self, **kwargs):
+        started = time.time()
+        time.sleep(1.0)
+        try:
+            return submit_job(self, **kwargs)
+        finally:
+            uploads.append((started, time.time()))
 
     async def alone():
         started = time.monotonic()
@@ -259,13 +272,28 @@ def test_two_cluster_experiments_awaited_together_run_together(cluster, project)
         return results, time.monotonic() - started
 
     async def together():
+        ticks: list[float] = []
+
+        async def ticker():
+            while True:
+                ticks.append(time.time())
+                await asyncio.sleep(0.1)
+
+        ticking = asyncio.create_task(ticker())
         started = time.monotonic()
         both = await asyncio.gather(cluster_run("together-a"), cluster_run("together-b"))
-        return both, time.monotonic() - started
+        took = time.monotonic() - started
+        ticking.cancel()
+        return both, took, ticks
 
     one, one_s = asyncio.run(alone())
-    both, both_s = asyncio.run(together())
+    monkeypatch.setattr(JobServer, "submit_job", slow_submit_job)
+    both, both_s, ticks = asyncio.run(together())
     assert one["df"]["slept"].tolist() == [20]
     assert [r["df"]["slept"].tolist() for r in both] == [[20], [20]]
     print(f"one experiment {one_s:.1f} s, two together {both_s:.1f} s ({both_s / one_s:.2f}x)")
     assert both_s < 1.5 * one_s, f"two together took {both_s:.1f} s, one alone {one_s:.1f} s"
+    assert len(uploads) == 2
+    for start, end in uploads:
+        during = [tick for tick in ticks if start <= tick <= end]
+        assert len(during) >= 3, f"{len(during)} ticks during a {end - start:.1f} s upload"
