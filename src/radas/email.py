@@ -155,9 +155,9 @@ def experiment_summary(
     error: BaseException | None = None,
 ) -> ExperimentSummary:
     """The notification mail's subject, body and attachments (see ``notify_experiment``)."""
-    results = dict(
-        results or (getattr(error, "results", None) if error is not None else None) or {}
-    )
+    if results is None and error is not None:
+        results = getattr(error, "results", None)  # what a failed run kept
+    results = dict(results or {})
     outcome, tuner = results.get("outcome"), results.get("tuner")
     raw = _safe(lambda: tuner.get_dataframe() if tuner is not None else None)
     raw_df = raw if hasattr(raw, "columns") else None
@@ -178,7 +178,8 @@ def experiment_summary(
         failure=failure,
     )
     done = f" ({trials.finished}/{trials.total} trials done)" if trials else ""
-    subject = f"[radas] {experiment_name} " + (f"FAILED: {failure}" if error else status + done)
+    headline = f"FAILED: {failure}" if error is not None else status + done
+    subject = f"[radas] {experiment_name} {headline}"
 
     lines = [f"radas experiment {experiment_name!r}: {status}", ""]
     if error is not None:
