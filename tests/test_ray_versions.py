@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import ray
 import tomlkit
+from packaging.requirements import Requirement
 
 import radas
 from radas import _job_driver
@@ -31,8 +32,13 @@ def test_the_pin_in_pyproject_is_the_supported_range():
     project = tomlkit.parse((ROOT / "pyproject.toml").read_text())["project"]
     rays = [dep for dep in project["dependencies"] if dep.startswith("ray")]
     assert rays == [pip_requirement()]
-    assert pip_requirement() == f"ray[default,tune]>={OLDEST[0]}.{OLDEST[1]},<2.{NEWEST[1] + 1}"
-    assert supported_range() == "2.55-2.60"
+    (major, first), (_, last) = OLDEST, NEWEST
+    in_range = [f"{major}.{first}.0", f"{major}.{last}.9"]
+    outside = [f"{major}.{first - 1}.9", f"{major}.{last + 1}.0"]
+    allowed = Requirement(pip_requirement()).specifier
+    assert list(allowed.filter(in_range)) == in_range
+    assert list(allowed.filter(outside)) == []
+    assert supported_range() == f"{major}.{first}-{major}.{last}"
 
 
 def test_the_installed_ray_is_supported():
