@@ -5,6 +5,7 @@ from __future__ import annotations
 import doctest
 import os
 import random
+import subprocess
 import sys
 import warnings
 
@@ -83,6 +84,32 @@ def test_radas_warnings_obey_the_filters_and_show_as_radas_lines(capsys):
     with collected_warnings() as collected:
         warn("for the caller")
     assert collected == ["for the caller"] and capsys.readouterr().err == ""
+
+
+THREADS_WARNING = """
+import sys, threading, warnings
+from radas.console import warn
+from radas.errors import RadasWarning
+
+display = (warnings.showwarning, warnings._showwarnmsg_impl)
+sys.setswitchinterval(1e-6)  # threads switch often, as under load
+warnings.simplefilter("ignore", RadasWarning)
+threads = [threading.Thread(target=lambda: [warn("busy") for _ in range(3000)]) for _ in range(8)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+print((warnings.showwarning, warnings._showwarnmsg_impl) == display)
+"""
+
+
+def test_radas_warnings_from_many_threads_leave_the_warnings_machinery_as_it_was():
+    # A local sweep runs in a thread of its own and warns from there. In a fresh interpreter:
+    # pytest's own recording of warnings hides the race this is about.
+    done = subprocess.run(
+        [sys.executable, "-c", THREADS_WARNING], capture_output=True, text=True, check=True
+    )
+    assert done.stdout == "True\n", done.stderr
 
 
 def test_a_radas_warning_names_the_callers_line():

@@ -12,6 +12,7 @@ import contextlib
 import os
 import re
 import sys
+import threading
 import warnings
 from collections.abc import Iterator
 from contextvars import ContextVar
@@ -91,7 +92,9 @@ def warn(message: str, *, stacklevel: int = 2) -> None:
     if collector is not None:
         collector.append(message)
         return
-    with warnings.catch_warnings(record=True) as passed:  # keeps the filters in force
+    # catch_warnings swaps process-wide state: two threads interleaving their swaps (radas
+    # warns from a sweep's thread too) could leave warnings going to a finished list forever
+    with _WARNING_STATE, warnings.catch_warnings(record=True) as passed:  # filters kept
         warnings.warn(message, RadasWarning, stacklevel=stacklevel + 1)
     for warning in passed:  # none when a filter ignores it; "error" has raised above
         _emit("warning", sys.stderr, (message,))
@@ -125,6 +128,7 @@ def _warnings_recorded() -> bool:
     )
 
 
+_WARNING_STATE = threading.Lock()
 _PYTHON_SHOWWARNING = getattr(warnings, "_showwarning_orig", warnings.showwarning)
 _collector: ContextVar[list[str] | None] = ContextVar("radas_warning_collector", default=None)
 
