@@ -14,10 +14,12 @@ from ray import tune
 
 import radas
 from radas import _poll
+from radas._locks import is_held
 from radas.backends._job_client import JobServer
 from radas.backends.ray_jobs import RayJobsBackend
 from radas.clusters import get_cluster
-from radas.errors import ClusterError, ClusterOfflineError
+from radas.errors import ClusterError, ClusterOfflineError, ExperimentRunningError
+from radas.naming import full_experiment_name
 
 # --- the polling helper ---------------------------------------------------------------------
 
@@ -204,6 +206,25 @@ def test_two_local_runs_in_one_process_take_turns(project, capfd):
     assert max(e for _, e in a) <= min(s for s, _ in b), "the sweeps overlapped"
     out = capfd.readouterr().out
     assert "local experiments of one process run one at a time" in out
+
+
+def test_the_same_local_experiment_started_while_it_runs_is_refused_not_queued(project):
+    marks = project / "marks"
+    marks.mkdir()
+
+    async def main():
+        first = asyncio.create_task(local_run("twice", marks, seconds=1.0, trials=4))
+        await _poll.async_wait_until(lambda: is_held(first_path()), 120, what="the first run")
+        with pytest.raises(ExperimentRunningError, match="'twice' is running already"):
+            await local_run("twice", marks, seconds=1.0)
+        return await first
+
+    def first_path() -> str:
+        return radas.get_ray_results_dir("tester") + "/" + full_experiment_name("twice")
+
+    results = asyncio.run(main())
+    assert sorted(results["df"]["config/i"]) == [0, 1, 2, 3]
+    assert len(intervals(marks, "twice")) == 4, "the refused run ran no trial"
 
 
 def test_a_cancelled_local_run_stops_gracefully_and_frees_the_turn(project):

@@ -87,6 +87,16 @@ def _lock_exclusively(descriptor: int) -> None:
         raise BlockingIOError(str(err)) from err
 
 
+def refuse_if_held(experiment_path: _store.AnyPath, experiment_name: str) -> None:
+    """ExperimentRunningError (as ``experiment_lock`` raises it) when a run of the experiment
+    holds its lock now: for a caller that would otherwise wait for its turn and then run the
+    experiment again (``backends.local``)."""
+    if is_held(experiment_path):
+        location = _store.location(experiment_path)
+        path = lock_path(str(location.parent), location.name)
+        raise ExperimentRunningError(_running_message(experiment_name, path))
+
+
 def is_held(experiment_path: _store.AnyPath) -> bool:
     """Whether a run or restore of the experiment at ``experiment_path`` holds its lock now
     (on this host, or on any host sharing a results root that can lock).

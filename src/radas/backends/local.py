@@ -5,7 +5,8 @@ free (a notebook stays responsive, other experiments are followed meanwhile). Lo
 one process take turns: they share its one Ray, and two Tune fits at once would not be safe
 (Tune and radas set process-wide state around a fit: environment variables, Ray's log filters,
 Ray itself restarted with another runtime_env or to free leaked resources), so a second one
-waits, saying for which, and starts when the first ends.
+waits, saying for which, and starts when the first ends (the same experiment, already
+running, is refused: ExperimentRunningError, as from another process).
 
 Ctrl-C stays graceful: Tune catches SIGINT only when it runs in the main thread, so while a
 sweep runs in radas's thread, radas catches SIGINT in the main thread and hands it to that
@@ -30,6 +31,7 @@ from typing import Any, TypeVar
 import ray
 
 from radas import _ray_compat
+from radas._locks import refuse_if_held
 from radas._poll import async_wait_until, wait_until
 from radas._spec import RunTarget, SweepOutcome, SweepSpec
 from radas.console import print_info, print_warning, ray_output_wanted
@@ -60,6 +62,9 @@ class LocalBackend:
 
     async def run(self, spec: SweepSpec, *, runtime_env: dict[str, Any]) -> SweepOutcome:
         global _running_sweep
+        # the same experiment running now is refused, as from another process (waiting for
+        # the turn would run it again afterwards, moving the results just made aside)
+        refuse_if_held(spec.experiment_path, spec.experiment_name)
         await _wait_for_turn(spec.experiment_name)
         _running_sweep = spec.experiment_name
         try:
