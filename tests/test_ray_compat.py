@@ -390,3 +390,27 @@ def test_a_plain_tuner_after_radas_runs_on_rays_code(project, monkeypatch, batch
     worker.print_worker_logs(line, via_radas)
     getattr(worker.print_worker_logs, "ray_version", worker.print_worker_logs)(line, via_ray)
     assert via_radas.getvalue() == via_ray.getvalue() != ""
+
+
+def test_a_job_client_that_differs_is_refused_before_anything_is_sent(monkeypatch):
+    from ray.dashboard.modules.dashboard_sdk import SubmissionClient
+
+    from radas._ray_compat import JOB_CLIENT_TARGETS, job_client
+    from radas.errors import ClusterError
+
+    assert [target.problem() for target in JOB_CLIENT_TARGETS] == [None, None]
+
+    def changed(self, response, retry=False):  # a newer Ray, say
+        raise RuntimeError(response)
+
+    monkeypatch.setattr(SubmissionClient, "_raise_error", changed)
+    with pytest.raises(
+        ClusterError, match=r"SubmissionClient._raise_error takes \(self, response, retry\)"
+    ):
+        job_client(
+            "http://127.0.0.1:1",  # nothing listens: nothing is sent before the check
+            headers={},
+            timeout_s=1,
+            upload_timeout_s=1,
+            http_error=RuntimeError,
+        )

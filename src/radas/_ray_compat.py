@@ -3,8 +3,10 @@
 Elsewhere radas uses Ray's public and developer APIs (``tune.Tuner``, ``tune.Callback``,
 ``TrialScheduler``, ``Trial.storage``, ``get_context().get_storage()``) and reads Tune's files
 through ``radas._ray_state``, whose readers take a file they cannot read as damaged (a
-``RadasWarning``), never as a crash. Here are the rest: fixes to Tune's code, and private names
-radas reads or sets (``ray._private``, underscored attributes).
+``RadasWarning``), never as a crash. Here are the rest: fixes to Tune's code, radas's subclass
+of Ray's job client (``job_client``: timeouts on every request; a Ray whose client differs is
+refused with a ``ClusterError`` before anything is sent), and private names radas reads or sets
+(``ray._private``, underscored attributes).
 
 Ray changes its internals between releases, and radas runs on whatever Ray a cluster has. So
 radas checks every target of its fixes before it changes anything (``TARGETS``: the attribute
@@ -72,6 +74,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import importlib
 import inspect
 import logging
@@ -671,3 +674,91 @@ def forget_registered_trainables() -> None:
     from ray.tune.registry import _unregister_all
 
     _unregister_all()
+
+
+# --- Ray's job client: a timeout on every request, raw requests, the server's Ray version ----
+
+_JOB_SDK = "ray.dashboard.modules.dashboard_sdk"
+# What radas's subclass of Ray's job client overrides (Tune's fixes do not depend on it)
+JOB_CLIENT_TARGETS = (
+    Target(
+        _JOB_SDK,
+        "SubmissionClient._do_request",
+        ("self", "method", "endpoint", "data", "json_data", "kwargs"),
+        replaced=True,
+    ),
+    Target(_JOB_SDK, "SubmissionClient._raise_error", ("self", "r"), replaced=True),
+)
+
+
+def job_client(
+    address: str,
+    *,
+    headers: dict[str, str],
+    timeout_s: float,
+    upload_timeout_s: float,
+    http_error: Callable[[int, str], Exception],
+) -> Any:
+    """Ray's ``JobSubmissionClient`` for ``address`` whose every request waits at most
+    ``timeout_s`` to connect and to be answered (``upload_timeout_s`` for a package upload):
+    Ray 2.60 sends them without a timeout (``SubmissionClient._do_request``). An HTTP error
+    raises ``http_error(status, text)`` instead of Ray's ``RuntimeError``
+    (``_raise_error``). A Ray whose client differs is refused with a ``ClusterError``."""
+    problems = [problem for target in JOB_CLIENT_TARGETS if (problem := target.problem())]
+    if problems:
+        import ray
+
+        from radas._ray_versions import supported_range
+        from radas.errors import ClusterError
+
+        raise ClusterError(
+            f"radas cannot talk to clusters with this Ray ({ray.__version__}): its job client "
+            f"differs from the one radas was verified against ({supported_range()}): "
+            f"{'; '.join(problems)}. Install a Ray in that range."
+        )
+    return _timed_job_client_class()(
+        address,
+        headers=headers,
+        radas_timeouts=(timeout_s, upload_timeout_s),
+        radas_http_error=http_error,
+    )
+
+
+@functools.cache
+def _timed_job_client_class() -> type:
+    from ray.job_submission import JobSubmissionClient
+
+    class TimedJobSubmissionClient(JobSubmissionClient):
+        def __init__(
+            self,
+            address: str,
+            *,
+            radas_timeouts: tuple[float, float],
+            radas_http_error: Callable[[int, str], Exception],
+            **kwargs: Any,
+        ) -> None:
+            self.radas_timeouts = radas_timeouts
+            self.radas_http_error = radas_http_error
+            super().__init__(address, **kwargs)
+
+        def _do_request(self, method: str, endpoint: str, **kwargs: Any) -> Any:
+            connect, answer = self.radas_timeouts
+            kwargs.setdefault("timeout", (connect, answer if method == "PUT" else connect))
+            return super()._do_request(method, endpoint, **kwargs)
+
+        def _raise_error(self, r: Any) -> None:
+            raise self.radas_http_error(r.status_code, r.text)
+
+    return TimedJobSubmissionClient
+
+
+def request(client: Any, method: str, endpoint: str, **kwargs: Any) -> Any:
+    """A request to the job server of ``client`` (made by ``job_client``), as its own calls
+    make them (its timeouts, its headers); returns the ``requests.Response``."""
+    return client._do_request(method, endpoint, **kwargs)
+
+
+def server_ray_version(client: Any) -> str | None:
+    """The Ray version the job server told ``client`` when it connected (Ray 2.55-2.60 keep
+    it in ``_server_ray_version``); None when this client keeps none."""
+    return getattr(client, "_server_ray_version", None)

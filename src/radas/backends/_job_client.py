@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import json
 import logging
 import os
@@ -71,30 +70,6 @@ class HTTPStatusError(RuntimeError):
         self.status = status
 
 
-@functools.cache
-def _timed_client_class() -> type:
-    from ray.job_submission import JobSubmissionClient
-
-    class TimedJobSubmissionClient(JobSubmissionClient):
-        """Ray's client with a timeout on every request (Ray 2.60 sends them without one).
-
-        ``_do_request`` and ``_raise_error`` are Ray's private hooks (checked against 2.60)."""
-
-        def __init__(self, address: str, *, radas_timeout_s: float, **kwargs: Any) -> None:
-            self.radas_timeout_s = radas_timeout_s
-            super().__init__(address, **kwargs)
-
-        def _do_request(self, method: str, endpoint: str, **kwargs: Any) -> Any:
-            wait = self.radas_timeout_s * (UPLOAD_TIMEOUT_FACTOR if method == "PUT" else 1)
-            kwargs.setdefault("timeout", (self.radas_timeout_s, wait))
-            return super()._do_request(method, endpoint, **kwargs)
-
-        def _raise_error(self, r: Any) -> None:
-            raise HTTPStatusError(r.status_code, r.text)
-
-    return TimedJobSubmissionClient
-
-
 class JobServer:
     """One cluster's job server: the calls radas makes, each bounded and translated.
 
@@ -103,26 +78,33 @@ class JobServer:
     """
 
     def __init__(self, cluster: ClusterConfig, timeout_s: float | None = None) -> None:
+        from radas import _ray_compat
+
         self.cluster = cluster
         self.timeout_s = timeout_s or cluster_timeout_s()
         token = cluster.resolve_token()
         self._token_sent = bool(token)
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        client_class = _timed_client_class()
         with self.errors("connecting"), _quiet_ray_sdk(), _configured_address_only():
-            self._client = client_class(
-                cluster.address, headers=headers, radas_timeout_s=self.timeout_s
+            self._client = _ray_compat.job_client(
+                cluster.address,
+                headers=headers,
+                timeout_s=self.timeout_s,
+                upload_timeout_s=self.timeout_s * UPLOAD_TIMEOUT_FACTOR,
+                http_error=HTTPStatusError,
             )
 
     @property
     def ray_version(self) -> str:
         """The Ray version the cluster runs. Ray's client asks the job server's /api/version
-        when it connects and keeps the answer in ``_server_ray_version`` (Ray 2.55-2.60), so
-        reading it costs no request; a Ray that keeps it elsewhere is asked again."""
-        reported = getattr(self._client, "_server_ray_version", None)
+        when it connects and keeps the answer, so reading it costs no request; a client that
+        keeps none asks again."""
+        from radas import _ray_compat
+
+        reported = _ray_compat.server_ray_version(self._client)
         if reported is None:
             with self.errors("asking for the cluster's Ray version"):
-                response = self._client._do_request("GET", "/api/version")
+                response = _ray_compat.request(self._client, "GET", "/api/version")
                 reported = response.json()["ray_version"]
         return str(reported)
 
@@ -153,13 +135,15 @@ class JobServer:
     def put_package(self, uri: str, data: bytes) -> None:
         """Store ``data`` in the cluster's memory (GCS) under ``uri`` (``gcs://<name>.zip``),
         with the upload Ray uses for a job's code; used to hand over secrets (radas._secrets)."""
+        from radas import _ray_compat
+
         protocol, name = uri.split("://", 1)
         with self.errors("handing over the experiment's secrets"):
-            response = self._client._do_request(
-                "PUT", f"/api/packages/{protocol}/{name}", data=data
+            response = _ray_compat.request(
+                self._client, "PUT", f"/api/packages/{protocol}/{name}", data=data
             )
             if response.status_code != 200:
-                self._client._raise_error(response)
+                raise HTTPStatusError(response.status_code, response.text)
 
     async def tail_job_logs(self, job_id: str) -> AsyncIterator[str]:
         with self.errors(f"streaming the output of job {job_id}", job_id), _quiet_ray_sdk():
