@@ -41,6 +41,7 @@ def test_cluster_up_refuses_fractional_cpus_before_starting_anything():
     assert not (cluster_dir(name) / "state.json").exists()
 
 
+@pytest.mark.slow  # a `ray start` that fails, then `cluster down`: 23 s under load
 def test_a_failed_start_says_what_failed_and_nothing_about_results():
     name = unique("fails")
     blocker = Path(_node_temp_dir(name, "head"))  # a file where Ray wants its temp dir

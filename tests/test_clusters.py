@@ -142,6 +142,7 @@ def test_trainable_defined_in_main_script_works(cluster, project):
     assert "TWICE [2, 4, 6]" in completed.stdout
 
 
+@pytest.mark.slow  # two jobs, one stopped mid-run: 44 s under load
 def test_stop_attach_then_restore_completes_without_rerunning(cluster, project):
     marks = project / "marks"
     marks.mkdir()
@@ -188,6 +189,7 @@ def test_stop_attach_then_restore_completes_without_rerunning(cluster, project):
     assert history.groupby("config/i").size().tolist() == [4] * 8  # one row per report
 
 
+@pytest.mark.slow  # two jobs: 41 s under load
 def test_restore_output_says_it_resumed(cluster, project, capfd):
     marks = project / "marks"
     marks.mkdir()
@@ -273,6 +275,7 @@ def test_client_lists_and_stops_only_its_users_jobs(cluster, project, capsys):
     assert "bobs: running on the cluster" in bob.get_job_logs(job.job_id)
 
 
+@pytest.mark.slow  # two jobs, one crashing: 45 s under load
 def test_driver_crash_reports_the_jobs_error_and_restore_continues(cluster, project):
     from ray.tune import Callback
 

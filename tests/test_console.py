@@ -124,6 +124,7 @@ def test_a_sweep_prints_radas_lines_the_trainables_prints_and_one_line_per_error
     assert unexpected == [], output
 
 
+@pytest.mark.slow  # a script starting its own Ray: 21 s under load
 def test_radas_verbose_shows_rays_own_lines(project):
     output = run_script(project, experiments=1, RADAS_VERBOSE="1")
     assert ray_lines(output), output

@@ -35,6 +35,7 @@ def test_grid_returns_one_row_per_trial_with_its_score(project):
     assert results["full_name"] == str(project).replace("/", "_").replace("-", "_") + "_grid"
 
 
+@pytest.mark.slow  # four sweeps: 30 s under load
 def test_every_way_of_reporting(project):
     from ray.air import session
 
@@ -71,6 +72,7 @@ def test_every_way_of_reporting(project):
         assert history.groupby("config/k")["value"].last().tolist() == expected
 
 
+@pytest.mark.slow  # 28 s under load; the decisions: test_flow's restore tests
 def test_errored_trials_are_kept_and_restore_reruns_only_them(project):
     runs_dir = project / "runs"
     runs_dir.mkdir()
@@ -141,6 +143,7 @@ class Quadratic(tune.Trainable):
         return {"x": self.x, "done": self.iteration >= 2}
 
 
+@pytest.mark.slow  # an actor per trial: 27 s under load
 def test_class_trainable(project):
     results = run(
         experiment_name="cls",
