@@ -174,8 +174,9 @@ async def _run_and_analyze(
 ) -> dict[str, Any]:
     experiment_path = _store.location(backend.results_root(user_name)) / full_name
     # another (folder, name) mapping onto this full name: refused before anything runs or is
-    # read (checked again where the sweep runs, under the experiment's lock)
-    check_owner(experiment_path, experiment_name=experiment_name, cwd=cwd)
+    # read (checked again where the sweep runs, under the experiment's lock); off the loop:
+    # the results may be in an object store
+    await asyncio.to_thread(check_owner, experiment_path, experiment_name=experiment_name, cwd=cwd)
 
     def stored_elsewhere() -> str:
         """Where else this name is stored, for a not-found error (looked up only then)."""
@@ -210,7 +211,9 @@ async def _run_and_analyze(
         if choice in ("run", "restore"):
             _validate_trainable(trainable)
             ship_trainable_by_value(trainable)
-        if choice == "restore" and not _ray_state.has_stored_experiment(experiment_path):
+        if choice == "restore" and not await asyncio.to_thread(
+            _ray_state.has_stored_experiment, experiment_path
+        ):
             raise ExperimentNotFoundError(
                 f"Nothing to restore for experiment {experiment_name!r}: no stored state at "
                 f"{experiment_path}. Start it with run_choice='run' (the full name includes the "
