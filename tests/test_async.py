@@ -255,8 +255,9 @@ def test_a_cancelled_local_run_stops_gracefully_and_frees_the_turn(project):
 
 
 def sleep_20(config):
+    began = time.time()
     time.sleep(20)
-    return {"slept": 20}
+    return {"slept": 20, "began": began, "ended": time.time()}
 
 
 def cluster_run(name: str):
@@ -313,8 +314,13 @@ def test_two_cluster_experiments_awaited_together_run_together(cluster, project,
     both, both_s, ticks = asyncio.run(together())
     assert one["df"]["slept"].tolist() == [20]
     assert [r["df"]["slept"].tolist() for r in both] == [[20], [20]]
+    # The measure of "together" is that both trials ran at the same time (followed one after
+    # the other, the second job would start only when the first ended); the time ratio is
+    # printed, not asserted: on a loaded machine two job drivers starting at once can stretch it.
     print(f"one experiment {one_s:.1f} s, two together {both_s:.1f} s ({both_s / one_s:.2f}x)")
-    assert both_s < 1.5 * one_s, f"two together took {both_s:.1f} s, one alone {one_s:.1f} s"
+    began = [r["df"]["began"].iloc[0] for r in both]
+    ended = [r["df"]["ended"].iloc[0] for r in both]
+    assert max(began) < min(ended), f"the trials did not overlap: began {began}, ended {ended}"
     assert len(uploads) == 2
     for start, end in uploads:
         during = [tick for tick in ticks if start <= tick <= end]

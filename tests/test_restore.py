@@ -51,6 +51,14 @@ def start(project: Path, runs: Path, choice: str) -> subprocess.Popen:
     )
 
 
+def recorded_finished(experiment: str) -> list[str]:
+    """The trials the running driver has recorded as finished (radas_trials.json)."""
+    if not Path(experiment).exists():
+        return []
+    records = _ray_state.read_trial_records(experiment)
+    return [trial for trial, record in records.items() if record.get("status") == "TERMINATED"]
+
+
 def starts(runs: Path, i: int) -> int:
     return len(list(runs.glob(f"start-{i}-*")))
 
@@ -61,9 +69,16 @@ def test_interrupted_experiment_resumes_without_rerunning_finished_trials(projec
     runs = project / "runs"
     runs.mkdir()
 
+    experiment = (
+        radas.get_ray_results_dir("tester")
+        + "/"
+        + radas.naming.full_experiment_name("interrupt", cwd=str(project))
+    )
     first = start(project, runs, "run")
     deadline = time.monotonic() + 120
-    while len(list(runs.glob("done-*"))) < 3:
+    # Interrupt once the driver has recorded 3 trials as finished (a trial's "done" file comes
+    # before the driver has its result).
+    while len(recorded_finished(experiment)) < 3:
         assert first.poll() is None, first.communicate()[0]
         assert time.monotonic() < deadline, "trials did not finish in time"
         time.sleep(0.1)
@@ -71,12 +86,6 @@ def test_interrupted_experiment_resumes_without_rerunning_finished_trials(projec
     output, _ = first.communicate(timeout=120)
     assert first.returncode != 0, output
     assert "run_choice='restore'" in output, output
-
-    experiment = (
-        radas.get_ray_results_dir("tester")
-        + "/"
-        + radas.naming.full_experiment_name("interrupt", cwd=str(project))
-    )
     before = {t.config["i"]: t.status for t in _ray_state.load_trial_states(experiment)}
     finished_before = sorted(i for i, status in before.items() if status == "TERMINATED")
     assert 3 <= len(finished_before) < 8, before
