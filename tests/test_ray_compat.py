@@ -376,14 +376,15 @@ def test_a_plain_tuner_after_radas_runs_on_rays_code(project, monkeypatch, batch
     assert second == first == [(0, list(range(1, 21))), (1, list(range(101, 121)))]
     assert batches == first_batches and set(batches) == {1}
     # The workers' lines: radas's printer stays (late lines of its sweep) but hands any other
-    # worker's line to Ray's as it is.
+    # worker's line to Ray's as it is (one of a trainable radas's last sweep did not run: radas
+    # knows its trials' workers by pid and by trainable name).
     line = {
         "ip": "127.0.0.1",
         "pid": 4_000_000,  # no radas trial's worker
         "job": "01000000",
         "is_err": False,
         "lines": ["\x1b[32mRestored on 127.0.0.1 from checkpoint: Checkpoint(x)\x1b[0m"],
-        "actor_name": "counts",
+        "actor_name": "their_own_trainable",
         "task_name": None,
     }
     via_radas, via_ray = io.StringIO(), io.StringIO()

@@ -20,8 +20,9 @@ process runs on Ray's code: fixes 1, 2, 4 and 6 are installed when a radas sweep
 removed when it ends (``fixes_installed``); fix 3 is a scheduler radas hands to its own Tuners
 (``default_scheduler``); fix 5 stays once installed (a worker's lines reach the driver seconds
 after they were written, after the sweep too: Ray's deduplicator holds repeated lines back) but
-outside a sweep it touches only the lines of the worker processes the last sweep's trials ran
-in (their ``pid``, from the trials' results), and hands every other line to Ray's as it is.
+outside a sweep it touches only the lines of the last sweep's trials (their workers' ``pid``,
+from the trials' results, or their trainable's name: a trial run again that only prints sends
+no result from its new worker), and hands every other line to Ray's as it is.
 
 1. A trial's worker killed by Ray's memory monitor fails its pending actor task with
    ``ray.exceptions.OutOfMemoryError``; Tune's actor manager expects only ``RayActorError`` /
@@ -232,8 +233,11 @@ _sweeps_running = 0  # radas sweeps under fixes_installed in this process
 _replaced: list[tuple[Any, str, Any]] = []  # (owner, name, what was there) while installed
 _ABSENT = object()  # the owner inherited the name: removing ours is putting it back
 _printer_installed = False
-# The worker processes (pids) of the trials of the last radas sweep (see the docstring, fix 5).
+# The worker processes (pids) and trainable names of the trials of the last radas sweep (see
+# the docstring, fix 5). Names too: a trial run again that only prints (it continues from its
+# state and reports nothing new) sends no result with its new worker's pid.
 _sweep_worker_pids: set[int] = set()
+_sweep_trainables: set[str] = set()
 
 
 @contextlib.contextmanager
@@ -269,6 +273,7 @@ def _install() -> None:
     _replace(Trial, "handle_error", _wrap_handle_error)
     _replace(tune_module, "_setup_signal_catching", _wrap_setup_signal_catching)
     _sweep_worker_pids.clear()
+    _sweep_trainables.clear()
     if not _printer_installed:
         from ray._private import worker
 
@@ -326,6 +331,7 @@ def _schedule_trial_train(self, trial):
     """``TuneController._schedule_trial_train`` with radas's ``train_buffered`` (fix 2); also
     notes which worker process runs the trial (fix 5)."""
     buffer_length, buffer_time_s = self._maybe_buffer_training(trial)
+    _sweep_trainables.add(trial.trainable_name)
     method_name, args = "train", ()
     if buffer_length > 1:
         method_name, args = "__ray_call__", (train_buffered, buffer_time_s, buffer_length)
@@ -498,7 +504,7 @@ _restored_lines_shown = True
 
 def _printing_worker_logs(original: Callable[..., None]) -> Callable[..., None]:
     def print_worker_logs(data: dict, print_file: Any, ignore_prefix: bool = False) -> None:
-        if not _sweeps_running and data.get("pid") not in _sweep_worker_pids:
+        if not _sweeps_running and not _from_last_sweep(data):
             return original(data, print_file, ignore_prefix)  # not radas's: Ray's as it is
         if data.get("pid") in ("raylet", "autoscaler"):
             if not _system_lines_shown:
@@ -515,6 +521,12 @@ def _printing_worker_logs(original: Callable[..., None]) -> Callable[..., None]:
 
     print_worker_logs.ray_version = original  # type: ignore[attr-defined]  # for the tests
     return print_worker_logs
+
+
+def _from_last_sweep(data: dict) -> bool:
+    """Whether a worker's lines come from a trial of radas's last sweep."""
+    name = data.get("actor_name") or data.get("task_name")
+    return data.get("pid") in _sweep_worker_pids or name in _sweep_trainables
 
 
 # Tune's log records that contradict radas (see the module docstring): (logger's module, text)
