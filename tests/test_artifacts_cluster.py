@@ -45,6 +45,7 @@ def reads_data_and_saves_an_artifact(config):
     return {"total": total}
 
 
+@pytest.mark.slow
 def test_data_dir_in_and_artifacts_out_on_a_cluster(cluster, project):
     data_dir = radas.get_data_dir(USER, run_with=RUN_WITH)
     assert data_dir == str(Path(get_cluster("testcluster").data_root) / USER)
@@ -103,6 +104,7 @@ def scales_an_input_from_s3(config):
     return {"scaled": scale * config["i"]}
 
 
+@pytest.mark.slow
 def test_s3_artifacts_between_client_and_trainables(s3_cluster, s3, project):
     store = rda.init(user_name=USER, run_with=s3_cluster)
     assert store.location == f"s3://{s3.bucket}/cluster-artifacts/{USER}"

@@ -160,6 +160,7 @@ def local_run(name: str, marks: Path, seconds: float, trials: int = 1):
     )
 
 
+@pytest.mark.slow
 def test_the_event_loop_stays_responsive_while_a_local_sweep_runs(project):
     marks = project / "marks"
     marks.mkdir()
@@ -186,6 +187,7 @@ def test_the_event_loop_stays_responsive_while_a_local_sweep_runs(project):
     assert len(during) >= 10, f"{len(during)} ticks while the trial ran, {len(ticks)} in all"
 
 
+@pytest.mark.slow
 def test_two_local_runs_in_one_process_take_turns(project, capfd):
     marks = project / "marks"
     marks.mkdir()
@@ -227,6 +229,7 @@ def test_the_same_local_experiment_started_while_it_runs_is_refused_not_queued(p
     assert len(intervals(marks, "twice")) == 4, "the refused run ran no trial"
 
 
+@pytest.mark.slow
 def test_a_cancelled_local_run_stops_gracefully_and_frees_the_turn(project):
     marks = project / "marks"
     marks.mkdir()

@@ -83,6 +83,7 @@ def in_thread(function, **kwargs):
     return thread, box
 
 
+@pytest.mark.slow
 def test_grid_runs_on_the_cluster_and_is_reanalyzed(cluster, project):
     results = run(
         experiment_name="grid",
@@ -111,6 +112,7 @@ def test_grid_runs_on_the_cluster_and_is_reanalyzed(cluster, project):
     assert "<svg" in Path(again["fig_path"]).read_text()
 
 
+@pytest.mark.slow
 def test_trainable_defined_in_main_script_works(cluster, project):
     (project / "main_script.py").write_text(
         textwrap.dedent(
@@ -214,6 +216,7 @@ def test_restore_output_says_it_resumed(cluster, project, capfd):
     assert [len(list(marks.glob(f"{i}-*"))) for i in range(4)] == [1, 1, 2, 2]
 
 
+@pytest.mark.slow
 def test_attach_follows_a_running_job_to_its_end(cluster, project):
     marks = project / "marks"
     marks.mkdir()
@@ -232,6 +235,7 @@ def test_attach_follows_a_running_job_to_its_end(cluster, project):
     assert len(again["df"]) == 4
 
 
+@pytest.mark.slow
 def test_attach_and_stop_attach_without_a_job_say_what_exists(cluster, project):
     run(experiment_name="exists", trainable=add, param_space={"a": 1, "b": 2})
     with pytest.raises(JobNotFoundError, match=r"No job of experiment 'ghost'.*'exists'"):
@@ -240,6 +244,7 @@ def test_attach_and_stop_attach_without_a_job_say_what_exists(cluster, project):
         run(experiment_name="exists", run_choice="stop_attach")
 
 
+@pytest.mark.slow
 def test_client_lists_and_stops_only_its_users_jobs(cluster, project, capsys):
     marks = project / "marks"
     marks.mkdir()
@@ -358,6 +363,7 @@ def test_wrong_token_missing_token_and_offline(cluster, project, tmp_path, monke
         unregister_cluster(name)
 
 
+@pytest.mark.slow
 def test_working_dir_too_large_is_refused_before_submitting(cluster, project, monkeypatch):
     monkeypatch.setenv("RADAS_MAX_WORKING_DIR_MB", "1")
     (project / "weights.bin").write_bytes(os.urandom(2 * 2**20))
@@ -368,6 +374,7 @@ def test_working_dir_too_large_is_refused_before_submitting(cluster, project, mo
     assert results["df"]["score"].tolist() == [2]
 
 
+@pytest.mark.slow
 def test_cli_lists_and_analyzes(cluster, project, capsys):
     run(experiment_name="cli", trainable=add, param_space=grid())
     assert cli.main(["clusters"]) == 0

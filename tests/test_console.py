@@ -184,6 +184,7 @@ def test_the_eta_shares_the_work_left_among_the_trials_that_run_at_once():
     assert text.endswith("; best loss=0.5; 0:04:00 elapsed, about 0:19:30 left")
 
 
+@pytest.mark.slow
 def test_the_progress_line_comes_every_heartbeat_while_a_trial_runs(tmp_path, capfd):
     from radas.backends.local import ensure_local_ray
 
@@ -218,6 +219,7 @@ def stepping(config):
         time.sleep(0.2)
 
 
+@pytest.mark.slow
 def test_interrupt_and_restore_show_none_of_tunes_contradicting_messages(
     project, capfd, monkeypatch
 ):
@@ -253,6 +255,7 @@ def test_interrupt_and_restore_show_none_of_tunes_contradicting_messages(
 
 
 @pytest.mark.cluster
+@pytest.mark.slow
 def test_a_cluster_runs_streamed_output_is_plain_with_one_line_per_error(cluster, project, capfd):
     def broken(config):
         if config["i"] == 1:

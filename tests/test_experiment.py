@@ -114,6 +114,7 @@ def test_run_moves_earlier_results_aside(project, capsys):
 
 
 @pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="cpu_per_trial=2 needs 2 CPUs")
+@pytest.mark.slow
 def test_runtime_env_and_cpu_per_trial_reach_the_trial(project):
     def inspect_trial(config):
         import ray
@@ -158,6 +159,7 @@ def test_class_trainable(project):
     }
 
 
+@pytest.mark.slow
 def test_dos_run_only_returns_the_tuner(project):
     results = run(
         experiment_name="runonly", trainable=add, param_space={"a": 1, "b": 1}, dos=["run"]

@@ -120,6 +120,7 @@ def timed(function, *args, **kwargs):
 
 @pytest.mark.integrity("error")
 @pytest.mark.parametrize("scheme", ["http://", ""], ids=["http", "no-scheme"])
+@pytest.mark.slow
 def test_a_server_that_never_answers_fails_within_the_bound(
     project, tmp_path, short_timeout, scheme
 ):

@@ -18,6 +18,8 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+
 import radas
 from radas import _ray_state, cli
 from radas._listing import local_results_dir
@@ -93,6 +95,7 @@ def test_damaged_and_foreign_folders_are_listed_without_a_crash():
     assert f"problem of {damaged}: damaged: " in printed.getvalue()
 
 
+@pytest.mark.slow
 def test_a_run_is_listed_running_then_stopped_once_killed(project):
     (project / "grid.py").write_text(GRID_SCRIPT)
     process = subprocess.Popen(

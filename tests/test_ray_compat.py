@@ -104,6 +104,7 @@ def fails_once(config):
         raise RuntimeError("fails the first time")
 
 
+@pytest.mark.slow
 def test_fifo_choice_picks_the_trial_rays_scan_would_pick(project, monkeypatch):
     """At every step of a run and of its restore (errored trials pending again among finished
     ones), radas's FIFO choice equals Ray's own scan over all trials."""

@@ -82,6 +82,7 @@ def needs_two_cpus(config):
 
 
 @needs_two_local_cpus
+@pytest.mark.slow
 def test_memory_errors_are_retried_with_doubled_cpus_only_for_those_trials(project, capsys):
     marks = project / "marks"
     marks.mkdir()
@@ -130,6 +131,7 @@ def test_other_failures_are_not_retried_with_more_resources(project):
     assert results["outcome"].memory_retried == []
 
 
+@pytest.mark.slow
 def test_still_out_of_memory_at_the_largest_node_fails_clearly(project):
     def always_oom(config):
         raise MemoryError("never enough")
@@ -163,6 +165,7 @@ def test_a_request_bigger_than_the_machine_is_refused_before_running(project):
 
 
 @needs_two_local_cpus
+@pytest.mark.slow
 def test_optuna_trials_that_ran_out_of_memory_are_retried_not_duplicated(project):
     from ray.tune.search.optuna import OptunaSearch
 

@@ -133,6 +133,7 @@ def test_local_paths_stay_paths_and_uris_read_and_write_through_the_store(
 
 
 @pytest.mark.integrity("error")
+@pytest.mark.slow
 def test_reading_from_a_store_that_does_not_answer_is_a_clear_error(monkeypatch, radas_home):
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{_closed_port()}")
     uri = "s3://radas-test/results/alice/_home_alice_exp"

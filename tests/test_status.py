@@ -159,6 +159,7 @@ def run_cli(*args: str) -> tuple[int, str]:
     return code, printed.getvalue()
 
 
+@pytest.mark.slow
 def test_cluster_jobs_show_their_trials_or_say_they_cannot(cluster, project):
     from radas.clusters.config import get_cluster, register_cluster, unregister_cluster
 
