@@ -90,11 +90,9 @@ class FakeBackend:
                 out_of_memory.append(trial.trial_id)
             ran += 1
         store(path, trials, spec.cpu_per_trial)
-        return SweepOutcome(
-            experiment_path=str(path),
-            total_trials=len(trials),
-            finished_trials=sum(trial.status == "TERMINATED" for trial in trials),
-            errored_trials=sum(trial.status == "ERROR" for trial in trials),
+        return SweepOutcome.of_trials(
+            str(path),
+            trials,
             already_done=already_done,
             archived_to=archived_to,
             seconds=time.monotonic() - started,
@@ -106,12 +104,7 @@ class FakeBackend:
         """As a cluster's job that has ended: the stored experiment's outcome."""
         self.calls.append(Call("attach", spec.run_choice, copy.copy(spec), stop=stop))
         trials = _ray_state.load_trial_states(spec.experiment_path, running=False)
-        return SweepOutcome(
-            experiment_path=spec.experiment_path,
-            total_trials=len(trials),
-            finished_trials=sum(trial.status == "TERMINATED" for trial in trials),
-            errored_trials=sum(trial.status == "ERROR" for trial in trials),
-        )
+        return SweepOutcome.of_trials(spec.experiment_path, trials)
 
 
 def grid_points(space: dict[str, Any]) -> list[dict[str, Any]]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -86,6 +87,18 @@ class SweepOutcome:
     cpu_per_trial: float | None = None  # what the last retried trials ran with
     memory_retried: list[str] = field(default_factory=list)  # ran out of memory, retried
     out_of_memory: list[str] = field(default_factory=list)  # still out of memory at the cap
+
+    @classmethod
+    def of_trials(cls, experiment_path: str, trials: Iterable[Any], **more: Any) -> SweepOutcome:
+        """The outcome of stored trials (anything with a Tune ``status``), plus ``more``."""
+        counts = TrialCounts.of(trial.status for trial in trials)
+        return cls(
+            experiment_path=experiment_path,
+            total_trials=counts.total,
+            finished_trials=counts.finished,
+            errored_trials=counts.errored,
+            **more,
+        )
 
     @property
     def interrupted(self) -> bool:

@@ -188,11 +188,9 @@ def _run_sweep_locked(spec: SweepSpec, before_fit: Callable[[], None]) -> SweepO
 
         retries = retry_failed_trials(spec, capacity, rerun)
     trials = _ray_state.load_trial_states(path)
-    return SweepOutcome(
-        experiment_path=str(path),
-        total_trials=len(trials),
-        finished_trials=sum(trial.status == "TERMINATED" for trial in trials),
-        errored_trials=sum(trial.status == "ERROR" for trial in trials),
+    return SweepOutcome.of_trials(
+        str(path),
+        trials,
         already_done=already_done,
         archived_to=archived_to,
         seconds=time.monotonic() - started,

@@ -347,12 +347,7 @@ class RayJobsBackend:
                 f"Job {job_id} ended but no results are stored at {spec.experiment_path}; "
                 f"see its output with `radas logs {job_id} --cluster {self.cluster.name}`."
             )
-        return SweepOutcome(
-            experiment_path=spec.experiment_path,
-            total_trials=len(trials),
-            finished_trials=sum(t.status == "TERMINATED" for t in trials),
-            errored_trials=sum(t.status == "ERROR" for t in trials),
-        )
+        return SweepOutcome.of_trials(spec.experiment_path, trials)
 
     def _submit(self, spec: SweepSpec, runtime_env: dict[str, Any], job_id: str) -> str:
         import ray
