@@ -7,7 +7,6 @@ import re
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -28,6 +27,7 @@ from radas.errors import (
     JobNotFoundError,
     WorkingDirTooLargeError,
 )
+from waiting import in_thread, wait_for
 
 pytestmark = pytest.mark.cluster
 RUN_WITH = "cluster:testcluster"
@@ -59,28 +59,6 @@ def counted_sleeper(marks: Path, seconds: float):
         (marks / f"done-{config['i']}-{uuid.uuid4().hex}").touch()
 
     return sleeper
-
-
-def wait_for(condition, timeout_s=120, what="condition"):
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
-
-
-def in_thread(function, **kwargs):
-    """Run run_experiment_sync in a thread (its own event loop); returns (thread, box)."""
-    box: dict = {}
-
-    def target():
-        try:
-            box["results"] = function(**kwargs)
-        except BaseException as err:  # handed to the test
-            box["error"] = err
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    return thread, box
 
 
 @pytest.mark.slow

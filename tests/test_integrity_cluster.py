@@ -31,6 +31,7 @@ from radas.clusters.config import ClusterConfig, get_cluster, unregister_cluster
 from radas.clusters.local import find_local_cluster
 from radas.errors import ClusterError, ClusterOfflineError, RadasError
 from radas.naming import full_experiment_name
+from waiting import in_thread, wait_for
 
 TIMEOUT_S = 3.0  # RADAS_CLUSTER_TIMEOUT_S in these tests
 MARGIN_S = 20.0  # a bound on a hang on a loaded machine, not a benchmark
@@ -225,27 +226,6 @@ def counted_sleeper(marks: Path, seconds: float):
         (marks / f"done-{config['i']}-{uuid.uuid4().hex}").touch()
 
     return sleeper
-
-
-def in_thread(function, *args, **kwargs):
-    box: dict = {}
-
-    def target():
-        try:
-            box["results"] = function(*args, **kwargs)
-        except BaseException as err:  # handed to the test
-            box["error"] = err
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    return thread, box
-
-
-def wait_for(condition, timeout_s=180, what="condition"):
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
 
 
 def driver_processes(name: str) -> list[psutil.Process]:

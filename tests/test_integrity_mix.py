@@ -14,7 +14,6 @@ import socket
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -31,6 +30,7 @@ from radas.errors import (
     NameCollisionError,
     RadasWarning,
 )
+from waiting import wait_for
 
 RACER = textwrap.dedent(
     """
@@ -75,13 +75,6 @@ RACER = textwrap.dedent(
     out.write_text(json.dumps(record))
     """
 )
-
-
-def wait_for(condition, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out after {timeout_s} s waiting for {what}"
-        time.sleep(0.1)
 
 
 def race(project: Path, name: str, run_with: str, *, loser_within_s: float = 180) -> list[dict]:

@@ -12,7 +12,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -23,6 +22,7 @@ from radas import cli
 from radas.clusters import get_cluster_availability
 from radas.errors import ExperimentNotFoundError, RadasWarning
 from radas.naming import full_experiment_name
+from waiting import wait_for
 
 TRAINABLE = textwrap.dedent(
     """
@@ -54,13 +54,6 @@ SCRIPT = TRAINABLE + textwrap.dedent(
     )
     """
 )
-
-
-def wait_for(condition, timeout_s=180, what="condition"):
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.5)
 
 
 def statuses(tuner: radas.Tuner) -> list[str]:

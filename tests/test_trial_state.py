@@ -19,6 +19,7 @@ from ray import tune
 import radas
 from radas.errors import InvalidArgumentError
 from radas.history import HISTORY_DIR, compact_history, load_history, rows_to_table
+from waiting import in_thread, wait_for
 
 EPOCHS = 40
 HOLD_AT = 12  # the first run holds here (state saved) until the test stops it
@@ -55,13 +56,6 @@ def starts(marks: Path, i: int = 0) -> list[int]:
     """The epoch each run of trial i started from, in order."""
     found = sorted(marks.glob(f"start-{i}-*"), key=lambda p: p.stat().st_mtime_ns)
     return [int(p.name.split("-")[2]) for p in found]
-
-
-def wait_for(condition, timeout_s=180, what="condition"):
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 def assert_each_epoch_once(history, i=None):
@@ -211,21 +205,6 @@ def test_outside_a_trial_load_state_is_none_and_report_checks_the_state():
 
 
 # --- clusters: stop_attach then restore; a killed worker node ------------------------------
-
-
-def in_thread(function, **kwargs):
-    """Run ``function(**kwargs)`` in a thread; returns (thread, box with results or error)."""
-    box: dict = {}
-
-    def target():
-        try:
-            box["results"] = function(**kwargs)
-        except BaseException as err:  # handed to the test
-            box["error"] = err
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    return thread, box
 
 
 def history_df(tuner):
