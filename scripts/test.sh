@@ -3,17 +3,57 @@
 # first, so it works on a fresh machine.
 #
 # Without arguments: the whole suite on the newest supported Ray (.venv), then a focused subset
-# on the oldest (scripts/test-oldest-ray.sh, in .venv-ray-oldest); fails if either fails.
+# on the oldest (scripts/test-oldest-ray.sh, in .venv-ray-oldest), then the fast subset
+# (-m "not slow") once more under CPU load; fails if any of them fails.
 # With arguments: only pytest in .venv, with them (e.g. -m "not slow", or a test file).
+# --under-load first (with or without further arguments): the same, with one CPU hog per core
+# (RADAS_TEST_HOGS=N for another count) running the whole time: busy-loop processes of this
+# script's own, ended when it ends, so a run shows what a busy machine does to radas.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/_venv.sh
+
+hogs=()
+start_hogs() {
+  local count="${RADAS_TEST_HOGS:-$(nproc)}"
+  for _ in $(seq "$count"); do
+    (while kill -0 "$$" 2>/dev/null; do :; done) &  # ends with this script, even killed
+    hogs+=("$!")
+  done
+  echo "[radas] under load: $count CPU hogs running (pids ${hogs[*]}), ended with this script"
+}
+stop_hogs() {
+  if [ "${#hogs[@]}" -gt 0 ]; then
+    kill "${hogs[@]}" 2>/dev/null || true
+    wait "${hogs[@]}" 2>/dev/null || true
+    hogs=()
+  fi
+}
+trap stop_hogs EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+under_load=0
+if [ "${1:-}" = "--under-load" ]; then
+  under_load=1
+  shift
+fi
 ensure_venv ".[dev]"
+if [ "$under_load" = 1 ]; then
+  start_hogs
+fi
 if [ "$#" -gt 0 ]; then
-  exec .venv/bin/python -m pytest "$@"
+  .venv/bin/python -m pytest "$@"
+  exit
 fi
 status=0
 .venv/bin/python -m pytest || status=$?
 echo "[radas] the focused subset on the oldest supported Ray (scripts/test-oldest-ray.sh)"
 ./scripts/test-oldest-ray.sh || status=$?
+if [ "$under_load" = 0 ]; then
+  echo "[radas] the fast subset (-m 'not slow') once more, under CPU load"
+  start_hogs
+fi
+.venv/bin/python -m pytest -m "not slow" || status=$?
+stop_hogs
 exit "$status"
