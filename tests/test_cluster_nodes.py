@@ -10,8 +10,11 @@ import pytest
 from ray import tune
 
 import radas
+from waiting import wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+
+HEAD_RESOURCE = "node:__internal_head__"  # Ray gives the head node this resource
 
 
 @pytest.fixture(scope="module")
@@ -24,45 +27,70 @@ def two_nodes():
 
 
 def where_am_i(config):
+    """Marks where it runs (``start-<i>-<head|worker>-...``), then, with ``meet``, waits for a
+    trial on the other node: with one CPU per node, two trials running at once are on two
+    nodes, so the first run spreads however slowly the scheduler learns the worker's CPU."""
     import ray
 
-    (config["marks"] / f"start-{config['i']}-{uuid.uuid4().hex}").touch()
+    node = ray.get_runtime_context().get_node_id()
+    head = any(n["NodeID"] == node and HEAD_RESOURCE in n["Resources"] for n in ray.nodes())
+    role = "head" if head else "worker"
+    (config["marks"] / f"start-{config['i']}-{role}-{uuid.uuid4().hex}").touch()
+    if config["meet"]:
+        other = "worker" if head else "head"
+        deadline = time.monotonic() + 120
+        while not list(config["marks"].glob(f"start-*-{other}-*")):
+            if time.monotonic() > deadline:
+                break  # the test's assertion says what went wrong
+            time.sleep(0.1)
+    elif role == "worker":
+        time.sleep(120)  # until the node is lost with it (the test fails if it is not)
     time.sleep(config["seconds"])
-    return {"node": ray.get_runtime_context().get_node_id()}
+    return {"node": role}
 
 
 def test_trials_run_on_both_nodes_and_survive_losing_one(two_nodes, project):
-    marks = project / "marks"
-    marks.mkdir()
+    spread, lose = project / "spread", project / "lose"
+    spread.mkdir()
+    lose.mkdir()
     first = radas.run_experiment_sync(
         user_name="alice",
         experiment_name="spread",
         trainable=where_am_i,
-        param_space={"i": tune.grid_search(list(range(4))), "seconds": 2, "marks": marks},
+        param_space={
+            "i": tune.grid_search(list(range(4))),
+            "seconds": 0.5,
+            "marks": spread,
+            "meet": True,
+        },
         run_with="cluster:twonodes",
         run_choice="run",
     )
-    assert first["df"]["node"].nunique() == 2
+    assert set(first["df"]["node"]) == {"head", "worker"}, first["df"][["config/i", "node"]]
 
-    def kill_worker_when_busy():
-        deadline = time.monotonic() + 120
-        while len(list(marks.glob("start-*"))) < 4 + 3 and time.monotonic() < deadline:
-            time.sleep(0.1)
+    def kill_worker_when_it_runs_a_trial():
+        wait_for(lambda: list(lose.glob("start-*-worker-*")), what="a trial on the worker")
         two_nodes.kill_worker_node(two_nodes.workers[0])
 
-    killer = threading.Thread(target=kill_worker_when_busy, daemon=True)
+    killer = threading.Thread(target=kill_worker_when_it_runs_a_trial, daemon=True)
     killer.start()
     second = radas.run_experiment_sync(
         user_name="alice",
         experiment_name="lose-a-node",
         trainable=where_am_i,
-        param_space={"i": tune.grid_search(list(range(8))), "seconds": 3, "marks": marks},
+        param_space={
+            "i": tune.grid_search(list(range(6))),
+            "seconds": 1,
+            "marks": lose,
+            "meet": False,  # a trial on the worker runs until the node is lost
+        },
         run_with="cluster:twonodes",
         run_choice="run",
     )
     killer.join(timeout=5)
     assert not two_nodes.workers, "the worker node was not killed"
     df = second["df"]
-    assert sorted(df["config/i"]) == list(range(8))
+    assert sorted(df["config/i"]) == list(range(6))
     assert set(df["status"]) == {"TERMINATED"}, df[["config/i", "status", "error"]]
-    assert second["outcome"].finished_trials == 8
+    assert set(df["node"]) == {"head"}  # the trial lost with the worker finished on the head
+    assert second["outcome"].finished_trials == 6

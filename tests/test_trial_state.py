@@ -11,7 +11,6 @@ import time
 import uuid
 from pathlib import Path
 
-import psutil
 import pyarrow.parquet as pq
 import pytest
 from ray import tune
@@ -250,14 +249,7 @@ def test_trial_on_a_killed_node_continues_from_its_state(two_nodes, project):
 
     def kill_worker_when_both_hold():  # one trial per node: each takes a node's only CPU
         wait_for(lambda: len(list(marks.glob("held-*"))) == 2, what="both trials to hold")
-        node = two_nodes.workers[0]
-        # Ray starts worker processes outside the node's process group: they die with the
-        # machine when a real node is lost, so they die here too.
-        on_node = psutil.Process(node.pid).children(recursive=True)
-        two_nodes.kill_worker_node(node)
-        for process in on_node:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                process.kill()
+        two_nodes.kill_worker_node(two_nodes.workers[0])  # its Ray workers die with it
         (marks / "go").touch()
 
     killer = threading.Thread(target=kill_worker_when_both_hold, daemon=True)

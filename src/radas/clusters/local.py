@@ -96,8 +96,17 @@ class LocalCluster:
         return node
 
     def kill_worker_node(self, node: NodeProcess, sig: int = signal.SIGKILL) -> None:
-        """Kill one worker node's process group (to test what survives a lost node)."""
+        """Kill one worker node the way a lost machine goes: its process group and every
+        process it started (Ray starts its worker processes outside the node's group, and
+        they would otherwise run on), to test what survives a lost node."""
+        try:
+            started = psutil.Process(node.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            started = []
         _kill_group(node.pid, sig)
+        for process in started:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.send_signal(sig)
         self.workers = [w for w in self.workers if w.pid != node.pid]
         self._save()
 
