@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -67,3 +69,27 @@ def test_summary_table_counts_seeds_reaching_the_target(example_modules):
     assert pd.isna(per_trial["epochs_to_target"].tolist()[1])
     summary = example_run.summarize(per_trial)
     assert summary.to_dict("list")["seeds_reaching_target"] == [1]
+
+
+# What a user must never see in the example's output: a crash-looking report from Ray's
+# workers (e.g. "Exception ignored in: <function WeakSet...>" ending in Ray's sigterm_handler's
+# SystemExit when Tune retires an actor), Ray's own log records or a worker's prefixed lines.
+ALARMING = ("Traceback", "Exception ignored", "SystemExit", "WARNING", "ERROR", "(pid=")
+
+
+@pytest.mark.slow
+def test_the_example_script_prints_only_radas_lines_and_its_answer(tmp_path):
+    """The README's first command, as a user runs it (~20 s here, ~1 min under load)."""
+    pytest.importorskip("sklearn")
+    copy = tmp_path / "two_moons"
+    shutil.copytree(EXAMPLE, copy, ignore=shutil.ignore_patterns("*.png", "__pycache__"))
+    done = subprocess.run(
+        [sys.executable, "-u", "run.py"], cwd=copy, capture_output=True, text=True, timeout=540
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-3000:]
+    alarming = [line for line in output.splitlines() if any(a in line for a in ALARMING)]
+    assert not alarming, "\n".join(alarming)
+    assert "Answer: learning speed rises with the learning rate" in done.stdout
+    assert (copy / "learning_curves.png").stat().st_size > 0
+    assert (copy / "epochs_to_target.png").stat().st_size > 0
