@@ -416,3 +416,46 @@ def test_a_job_client_that_differs_is_refused_before_anything_is_sent(monkeypatc
             upload_timeout_s=1,
             http_error=RuntimeError,
         )
+
+
+# What a worker stopped while it started prints (seen under load, 2026-11-29, Ray 2.60).
+SIGTERM_REPORT = [
+    "*** SIGTERM received at time=1795968053 on cpu 1 ***",
+    "PC: @     0x7fa4122a7907  (unknown)  pthread_create",
+    "    @     0x7fa41225a050  (unknown)  (unknown)",
+    "[2026-11-29 16:00:53,295 E 22448 22475] logging.cc:474: *** SIGTERM received at "
+    "time=1795968053 on cpu 1 ***",
+    "[2026-11-29 16:00:53,295 E 22448 22475] logging.cc:474: PC: @     0x7fa4122a7907  "
+    "(unknown)  pthread_create",
+    "[2026-11-29 16:00:53,295 E 22448 22475] logging.cc:474:     @     0x7fa41225a050  "
+    "(unknown)  (unknown)",
+]
+
+
+@pytest.mark.parametrize(
+    ("lines", "quiet", "printed"),
+    [
+        (SIGTERM_REPORT, True, []),
+        (["epoch 3", *SIGTERM_REPORT], True, ["epoch 3"]),
+        (SIGTERM_REPORT, False, SIGTERM_REPORT),  # RADAS_VERBOSE: Ray's lines as they are
+        (  # a crash is never dropped
+            [line.replace("SIGTERM", "SIGSEGV") for line in SIGTERM_REPORT],
+            True,
+            [line.replace("SIGTERM", "SIGSEGV") for line in SIGTERM_REPORT],
+        ),
+    ],
+)
+def test_a_worker_stopped_while_it_starts_says_nothing_while_ray_is_quiet(
+    monkeypatch, lines, quiet, printed
+):
+    from radas import _ray_compat
+
+    monkeypatch.setattr(_ray_compat, "_restored_lines_shown", not quiet)
+    seen: list[list[str]] = []
+    print_worker_logs = _ray_compat._printing_worker_logs(
+        lambda data, print_file, ignore_prefix=False: seen.append(data["lines"])
+    )
+    # a worker no trial ran on (its actor never started), after the sweep
+    data = {"ip": "127.0.0.1", "pid": 4_000_001, "job": "01000000", "is_err": True}
+    print_worker_logs({**data, "lines": lines, "actor_name": "", "task_name": None}, sys.stderr)
+    assert seen == ([printed] if printed else [])

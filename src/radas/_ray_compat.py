@@ -58,7 +58,9 @@ no result from its new worker), and hands every other line to Ray's as it is.
    line first, and while radas keeps Ray quiet (``quiet_ray_logs``) drops the raylet's and
    autoscaler's lines and the trial worker's "Restored on <ip> from checkpoint: ..." (Tune's
    trainable logs it in the worker, out of reach of the driver's logging filters, each time a
-   trial continues from its saved state: radas's own lines say which trials run again).
+   trial continues from its saved state: radas's own lines say which trials run again), and a
+   worker's report of the SIGTERM that stopped it while it started ("*** SIGTERM received
+   ...", its C++ stack: Tune stopping an actor it no longer needs, common under load).
 6. ``tune.run`` gets the event that stops it (as Ctrl-C does: the experiment's state saved)
    from ``_setup_signal_catching``, which sets it on SIGINT only in the main thread
    (``ray/tune/tune.py``, line 233 in Ray 2.60). A local radas sweep runs in a thread of its
@@ -500,10 +502,23 @@ _system_lines_shown = True
 # the driver a moment later (a trial restored near the end of a sweep: after the sweep).
 _RESTORED_LINE = re.compile(r"Restored on \S+ from checkpoint: ")
 _restored_lines_shown = True
+# A worker the raylet stops with SIGTERM before its Python has set Ray's handler (Tune stopping
+# an actor it no longer needs while the actor still starts: seconds on a busy machine) prints
+# the report of Ray's C++ signal handler: "*** SIGTERM received at time=... on cpu N ***", the
+# program counter and "(unknown)" frames, each also through Ray's logging.cc. Nothing failed:
+# dropped with the "Restored" lines (the kill comes late, from any worker of the sweep's job).
+_SIGTERM_HEADER = re.compile(r"\*\*\* SIGTERM received at time=\d+ on cpu \d+ \*\*\*")
+_SIGTERM_REPORT = re.compile(
+    r"\*\*\* SIGTERM received at time=|(^|logging\.cc:\d+: )\s*(PC: )?@ +0x[0-9a-f]+ "
+)
 
 
 def _printing_worker_logs(original: Callable[..., None]) -> Callable[..., None]:
     def print_worker_logs(data: dict, print_file: Any, ignore_prefix: bool = False) -> None:
+        if not _restored_lines_shown and data.get("pid") not in ("raylet", "autoscaler"):
+            data = _without_sigterm_reports(data)
+            if not data.get("lines"):
+                return None
         if not _sweeps_running and not _from_last_sweep(data):
             return original(data, print_file, ignore_prefix)  # not radas's: Ray's as it is
         if data.get("pid") in ("raylet", "autoscaler"):
@@ -521,6 +536,15 @@ def _printing_worker_logs(original: Callable[..., None]) -> Callable[..., None]:
 
     print_worker_logs.ray_version = original  # type: ignore[attr-defined]  # for the tests
     return print_worker_logs
+
+
+def _without_sigterm_reports(data: dict) -> dict:
+    """``data`` without the report of a SIGTERM (see ``_SIGTERM_REPORT``); other signals'
+    reports (a crash) and every other line stay."""
+    lines = data.get("lines", [])
+    if not any(_SIGTERM_HEADER.search(strip_ansi(line)) for line in lines):
+        return data
+    return {**data, "lines": [x for x in lines if not _SIGTERM_REPORT.search(strip_ansi(x))]}
 
 
 def _from_last_sweep(data: dict) -> bool:
