@@ -45,7 +45,7 @@ def signals_its_driver_when_retried(config):
     if not signalled.exists():  # the retry's first attempt only: the restore runs clean
         signalled.touch()
         time.sleep(1)  # the driver waits on Ray now, as during a trial's long epoch
-        os.kill(config["driver"], signal.SIGUSR1)
+        os.kill(config["driver"], signal.SIGUSR2)
         time.sleep(3)
     return {"cpus": cpus}
 
@@ -110,7 +110,8 @@ def test_ray_leaves_an_error_raised_by_a_signal_handler_pending():
 @pytest.mark.slow
 def test_an_error_raised_by_a_signal_handler_during_the_retry_fit_arrives_as_itself(project):
     outcomes: collections.Counter[str] = collections.Counter()
-    previous = signal.signal(signal.SIGUSR1, raise_interrupted)
+    # SIGUSR2: Tune claims SIGUSR1 (and SIGINT) as its stop signal when it runs in the main thread
+    previous = signal.signal(signal.SIGUSR2, raise_interrupted)
     try:
         for n in range(REPEATS):
             (project / f"marks-{n}").mkdir()
@@ -122,7 +123,7 @@ def test_an_error_raised_by_a_signal_handler_during_the_retry_fit_arrives_as_its
             else:
                 outcomes["not raised"] += 1
     finally:
-        signal.signal(signal.SIGUSR1, previous)
+        signal.signal(signal.SIGUSR2, previous)
     # nothing lost: the stored experiment restores and the retried trial finishes
     restored = run(project, REPEATS - 1, "restore")
     assert restored["df"]["status"].tolist() == ["TERMINATED"]
