@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import collections
 import os
+import re
 import signal
 import threading
 import time
@@ -69,7 +70,8 @@ def outcome(err: BaseException) -> str:
     if isinstance(err, Interrupted):
         return "raised as itself"
     cause = type(err.__cause__).__name__ if err.__cause__ else None
-    return f"{type(err).__name__} (cause {cause}): {str(err)[:60]}"
+    text = re.sub(r" at 0x[0-9a-f]+", "", str(err))  # the same outcome counted as one
+    return f"{type(err).__name__} (cause {cause}): {text[:60]}"
 
 
 def raise_interrupted(signum, frame):
