@@ -27,24 +27,26 @@ def two_nodes():
 
 
 def where_am_i(config):
-    """Marks where it runs (``start-<i>-<head|worker>-...``), then, with ``meet``, waits for a
-    trial on the other node: with one CPU per node, two trials running at once are on two
-    nodes, so the first run spreads however slowly the scheduler learns the worker's CPU."""
+    """Marks where it runs (``start-<i>-<head|worker>-...``). A trial on the head waits for a
+    trial on the worker: with one CPU per node, Tune must then start one there (else, with
+    actors reused, the head's quick trials may all end before the worker's actor has started,
+    seconds under load). With ``meet`` the worker's trial waits for the head's in turn; without,
+    it runs until its node is lost with it (the test fails if that does not happen)."""
     import ray
 
     node = ray.get_runtime_context().get_node_id()
     head = any(n["NodeID"] == node and HEAD_RESOURCE in n["Resources"] for n in ray.nodes())
     role = "head" if head else "worker"
     (config["marks"] / f"start-{config['i']}-{role}-{uuid.uuid4().hex}").touch()
-    if config["meet"]:
+    if head or config["meet"]:
         other = "worker" if head else "head"
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 180
         while not list(config["marks"].glob(f"start-*-{other}-*")):
             if time.monotonic() > deadline:
                 break  # the test's assertion says what went wrong
             time.sleep(0.1)
-    elif role == "worker":
-        time.sleep(120)  # until the node is lost with it (the test fails if it is not)
+    else:
+        time.sleep(180)
     time.sleep(config["seconds"])
     return {"node": role}
 
@@ -82,7 +84,7 @@ def test_trials_run_on_both_nodes_and_survive_losing_one(two_nodes, project):
             "i": tune.grid_search(list(range(6))),
             "seconds": 1,
             "marks": lose,
-            "meet": False,  # a trial on the worker runs until the node is lost
+            "meet": False,  # the worker's trial runs until the node is lost
         },
         run_with="cluster:twonodes",
         run_choice="run",
