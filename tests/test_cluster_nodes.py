@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import uuid
@@ -10,6 +11,7 @@ import pytest
 from ray import tune
 
 import radas
+from radas._poll import wait_until
 from waiting import wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
@@ -40,11 +42,13 @@ def where_am_i(config):
     (config["marks"] / f"start-{config['i']}-{role}-{uuid.uuid4().hex}").touch()
     if head or config["meet"]:
         other = "worker" if head else "head"
-        deadline = time.monotonic() + 180
-        while not list(config["marks"].glob(f"start-*-{other}-*")):
-            if time.monotonic() > deadline:
-                break  # the test's assertion says what went wrong
-            time.sleep(0.1)
+        with contextlib.suppress(TimeoutError):  # the test's assertion says what went wrong
+            wait_until(
+                lambda: list(config["marks"].glob(f"start-*-{other}-*")),
+                180,
+                what=f"a trial on the {other}",
+                max_delay_s=0.1,
+            )
     else:
         time.sleep(180)
     time.sleep(config["seconds"])

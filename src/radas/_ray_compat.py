@@ -495,7 +495,9 @@ class _PlainText:
         self.stream.flush()
 
 
-# Whether the raylet's and the autoscaler's lines are shown (not while quiet_ray_logs is on).
+# The "pid" Ray gives the raylet's and the autoscaler's lines, and whether they are shown (not
+# while quiet_ray_logs is on).
+_SYSTEM_PIDS = ("raylet", "autoscaler")
 _system_lines_shown = True
 # The worker's line of ray/tune/trainable/trainable.py (Trainable.restore), and whether it is
 # shown: as the last quiet_ray_logs decided, also after it ended, as a worker's lines reach
@@ -515,13 +517,13 @@ _SIGTERM_REPORT = re.compile(
 
 def _printing_worker_logs(original: Callable[..., None]) -> Callable[..., None]:
     def print_worker_logs(data: dict, print_file: Any, ignore_prefix: bool = False) -> None:
-        if not _restored_lines_shown and data.get("pid") not in ("raylet", "autoscaler"):
+        if not _restored_lines_shown and data.get("pid") not in _SYSTEM_PIDS:
             data = _without_sigterm_reports(data)
             if not data.get("lines"):
                 return None
         if not _sweeps_running and not _from_last_sweep(data):
             return original(data, print_file, ignore_prefix)  # not radas's: Ray's as it is
-        if data.get("pid") in ("raylet", "autoscaler"):
+        if data.get("pid") in _SYSTEM_PIDS:
             if not _system_lines_shown:
                 return None
         elif not _restored_lines_shown:
@@ -542,9 +544,13 @@ def _without_sigterm_reports(data: dict) -> dict:
     """``data`` without the report of a SIGTERM (see ``_SIGTERM_REPORT``); other signals'
     reports (a crash) and every other line stay."""
     lines = data.get("lines", [])
-    if not any(_SIGTERM_HEADER.search(strip_ansi(line)) for line in lines):
+    plain = [strip_ansi(line) for line in lines]
+    if not any(_SIGTERM_HEADER.search(text) for text in plain):
         return data
-    return {**data, "lines": [x for x in lines if not _SIGTERM_REPORT.search(strip_ansi(x))]}
+    kept = [
+        line for line, text in zip(lines, plain, strict=True) if not _SIGTERM_REPORT.search(text)
+    ]
+    return {**data, "lines": kept}
 
 
 def _from_last_sweep(data: dict) -> bool:
