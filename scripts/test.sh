@@ -8,31 +8,12 @@
 # With arguments: only pytest in .venv, with them (e.g. -m "not slow", or a test file).
 # --under-load first (with or without further arguments): the same (without the repeated fast
 # subset: everything already runs under load), with one CPU hog per core
-# (RADAS_TEST_HOGS=N for another count) running the whole time: busy-loop processes of this
-# script's own, ended when it ends, so a run shows what a busy machine does to radas.
+# (RADAS_TEST_HOGS=N for another count) running the whole time (scripts/_load.sh), so a run
+# shows what a busy machine does to radas.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/_venv.sh
-
-hogs=()
-start_hogs() {
-  local count="${RADAS_TEST_HOGS:-$(nproc)}"
-  for _ in $(seq "$count"); do
-    (while kill -0 "$$" 2>/dev/null; do :; done) &  # ends with this script, even killed
-    hogs+=("$!")
-  done
-  echo "[radas] under load: $count CPU hogs running (pids ${hogs[*]}), ended with this script"
-}
-stop_hogs() {
-  if [ "${#hogs[@]}" -gt 0 ]; then
-    kill "${hogs[@]}" 2>/dev/null || true
-    wait "${hogs[@]}" 2>/dev/null || true
-    hogs=()
-  fi
-}
-trap stop_hogs EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+source scripts/_load.sh  # start_hogs / stop_hogs, ended with this script
 
 under_load=0
 if [ "${1:-}" = "--under-load" ]; then
