@@ -18,9 +18,11 @@ assertion message counts each outcome.
 from __future__ import annotations
 
 import collections
+import linecache
 import os
 import re
 import signal
+import sys
 import threading
 import time
 
@@ -28,6 +30,7 @@ import pytest
 from ray import tune
 
 import radas
+from radas._poll import wait_until
 
 REPEATS = int(os.environ.get("RADAS_SIGNAL_REPEATS", "3"))
 
@@ -78,6 +81,25 @@ def raise_interrupted(signum, frame):
     raise Interrupted(f"raised by the handler of signal {signum}")
 
 
+def signal_main_thread_in_ray_wait(sig: int) -> None:
+    """Send this process ``sig`` once its main thread waits in Ray's C code (``ray.wait``'s
+    frame is at its call of ``core_worker.wait``), so the handler runs there, however slow
+    the machine."""
+    main = threading.main_thread().ident
+
+    def in_ray_wait() -> bool:
+        frame = sys._current_frames().get(main)
+        while frame is not None:
+            code = frame.f_code
+            if code.co_name == "wait" and code.co_filename.endswith("_private/worker.py"):
+                return "core_worker.wait(" in linecache.getline(code.co_filename, frame.f_lineno)
+            frame = frame.f_back
+        return False
+
+    wait_until(in_ray_wait, 60, what="the main thread in ray.wait", max_delay_s=0.05)
+    os.kill(os.getpid(), sig)
+
+
 def test_ray_leaves_an_error_raised_by_a_signal_handler_pending():
     """The cause, on Ray itself: a handler's error while ``ray.wait`` waits in the main thread
     comes out as a SystemError. Should a Ray fix this, the test fails and says so."""
@@ -93,14 +115,13 @@ def test_ray_leaves_an_error_raised_by_a_signal_handler_pending():
 
     ref = sleeps.remote()
     previous = signal.signal(signal.SIGUSR2, raise_interrupted)
-    timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGUSR2))  # handled in main
+    sender = threading.Thread(target=signal_main_thread_in_ray_wait, args=(signal.SIGUSR2,))
     try:
         with pytest.raises(BaseException) as info:
-            timer.start()
-            ray.wait([ref], timeout=30)
+            sender.start()
+            ray.wait([ref], timeout=10)  # (Ray returns the pending error when it ends)
     finally:
-        timer.cancel()
-        timer.join()
+        sender.join()
         signal.signal(signal.SIGUSR2, previous)
         ray.cancel(ref, force=True)
     assert outcome(info.value).startswith("SystemError (cause Interrupted)"), (
