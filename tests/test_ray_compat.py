@@ -377,8 +377,8 @@ def test_a_plain_tuner_after_radas_runs_on_rays_code(project, monkeypatch, batch
     assert second == first == [(0, list(range(1, 21))), (1, list(range(101, 121)))]
     assert batches == first_batches and set(batches) == {1}
     # The workers' lines: radas's printer stays (late lines of its sweep) but hands any other
-    # worker's line to Ray's as it is (one of a trainable radas's last sweep did not run: radas
-    # knows its trials' workers by pid and by trainable name).
+    # worker's line to Ray's as it is (one of a trainable no radas sweep ran: radas knows its
+    # trials' workers by pid and by trainable name).
     line = {
         "ip": "127.0.0.1",
         "pid": 4_000_000,  # no radas trial's worker
@@ -459,3 +459,27 @@ def test_a_worker_stopped_while_it_starts_says_nothing_while_ray_is_quiet(
     data = {"ip": "127.0.0.1", "pid": 4_000_001, "job": "01000000", "is_err": True}
     print_worker_logs({**data, "lines": lines, "actor_name": "", "task_name": None}, sys.stderr)
     assert seen == ([printed] if printed else [])
+
+
+def test_a_late_line_of_an_earlier_sweeps_trial_is_printed_plain(monkeypatch):
+    """Under load a trial's print of the first of two sweeps reached the driver after the
+    second had ended: it is still radas's (no colour codes into a pipe)."""
+    import io
+
+    from ray._private import worker
+
+    from radas import _ray_compat
+
+    monkeypatch.setattr(_ray_compat, "_sweep_worker_pids", set())
+    monkeypatch.setattr(_ray_compat, "_sweep_trainables", set())
+    with _ray_compat.fixes_installed():  # the first sweep: its trial ran in worker 4000002
+        _ray_compat._sweep_worker_pids.add(4_000_002)
+    with _ray_compat.fixes_installed():  # the second sweep
+        pass
+    pipe = io.StringIO()
+    line = {"ip": "127.0.0.1", "pid": 4_000_002, "job": "01000000", "is_err": False}
+    worker.print_worker_logs(
+        {**line, "lines": ["TRAINABLE SAYS 0"], "actor_name": "fine", "task_name": None}, pipe
+    )
+    assert pipe.getvalue().startswith("(fine pid=4000002")  # (", ip=..." outside Ray)
+    assert pipe.getvalue().endswith(") TRAINABLE SAYS 0\n")

@@ -19,10 +19,11 @@ The fixes run only for radas's sweeps, and a ``tune.Tuner`` of the user's own in
 process runs on Ray's code: fixes 1, 2, 4 and 6 are installed when a radas sweep starts and
 removed when it ends (``fixes_installed``); fix 3 is a scheduler radas hands to its own Tuners
 (``default_scheduler``); fix 5 stays once installed (a worker's lines reach the driver seconds
-after they were written, after the sweep too: Ray's deduplicator holds repeated lines back) but
-outside a sweep it touches only the lines of the last sweep's trials (their workers' ``pid``,
-from the trials' results, or their trainable's name: a trial run again that only prints sends
-no result from its new worker), and hands every other line to Ray's as it is.
+after they were written, after the sweep too: Ray's deduplicator holds repeated lines back, a
+busy machine delays them) but outside a sweep it touches only the lines of radas's trials
+(their workers' ``pid``, from the trials' results, or their trainable's name: a trial run
+again that only prints sends no result from its new worker), and hands every other line to
+Ray's as it is.
 
 1. A trial's worker killed by Ray's memory monitor fails its pending actor task with
    ``ray.exceptions.OutOfMemoryError``; Tune's actor manager expects only ``RayActorError`` /
@@ -235,9 +236,11 @@ _sweeps_running = 0  # radas sweeps under fixes_installed in this process
 _replaced: list[tuple[Any, str, Any]] = []  # (owner, name, what was there) while installed
 _ABSENT = object()  # the owner inherited the name: removing ours is putting it back
 _printer_installed = False
-# The worker processes (pids) and trainable names of the trials of the last radas sweep (see
-# the docstring, fix 5). Names too: a trial run again that only prints (it continues from its
-# state and reports nothing new) sends no result with its new worker's pid.
+# The worker processes (pids) and trainable names of the trials of radas's sweeps in this
+# process (see the docstring, fix 5): kept after a sweep, as a worker's lines may reach the
+# driver long after it (seen under load: a trial's print of the first of two sweeps arrived
+# after the second had ended). Names too: a trial run again that only prints (it continues
+# from its state and reports nothing new) sends no result with its new worker's pid.
 _sweep_worker_pids: set[int] = set()
 _sweep_trainables: set[str] = set()
 
@@ -274,8 +277,6 @@ def _install() -> None:
     _replace(TuneController, "_schedule_trial_train", lambda _: _schedule_trial_train)
     _replace(Trial, "handle_error", _wrap_handle_error)
     _replace(tune_module, "_setup_signal_catching", _wrap_setup_signal_catching)
-    _sweep_worker_pids.clear()
-    _sweep_trainables.clear()
     if not _printer_installed:
         from ray._private import worker
 
@@ -521,7 +522,7 @@ def _printing_worker_logs(original: Callable[..., None]) -> Callable[..., None]:
             data = _without_sigterm_reports(data)
             if not data.get("lines"):
                 return None
-        if not _sweeps_running and not _from_last_sweep(data):
+        if not _sweeps_running and not _from_a_sweep(data):
             return original(data, print_file, ignore_prefix)  # not radas's: Ray's as it is
         if data.get("pid") in _SYSTEM_PIDS:
             if not _system_lines_shown:
@@ -553,8 +554,8 @@ def _without_sigterm_reports(data: dict) -> dict:
     return {**data, "lines": kept}
 
 
-def _from_last_sweep(data: dict) -> bool:
-    """Whether a worker's lines come from a trial of radas's last sweep."""
+def _from_a_sweep(data: dict) -> bool:
+    """Whether a worker's lines come from a trial of one of radas's sweeps."""
     name = data.get("actor_name") or data.get("task_name")
     return data.get("pid") in _sweep_worker_pids or name in _sweep_trainables
 
