@@ -13,6 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from radas.clusters.local import _is_alive
 from waiting import wait_for
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
@@ -38,14 +39,7 @@ def start_script(body: str) -> tuple[subprocess.Popen, list[int]]:
 
 
 def running(pids: list[int]) -> list[int]:
-    alive = []
-    for pid in pids:
-        try:
-            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-                alive.append(pid)
-        except psutil.NoSuchProcess:
-            pass
-    return alive
+    return [pid for pid in pids if _is_alive(pid)]
 
 
 def test_hogs_end_when_the_script_ends():
