@@ -238,6 +238,39 @@ def test_list_exists_overwrite_and_remove(store):
     assert not store.exists("runs")
 
 
+def test_a_folder_whose_first_artifact_arrives_mid_listing_is_not_listed_as_one(s3):
+    """s3fs lists a prefix, and when that finds nothing it asks the prefix's info; an artifact
+    another host saves between the two makes the prefix a "directory", which s3fs's find
+    returns as the one thing found. The listing must have files only. The other host's save is
+    injected at that exact moment (a wrapper around the real listing call, against the real
+    S3 server): by chance it happened under load, with the bed's marks (tests/test_multihost)."""
+    import boto3
+
+    store = open_store("alice", root=server_url(s3), endpoint_url=s3.endpoint_url)
+    other_host = boto3.client("s3", endpoint_url=s3.endpoint_url)
+    key = store.location.removeprefix(f"s3://{s3.bucket}/") + "/marks/run-1/start_0.txt"
+    real_lsdir = store.fs._lsdir
+
+    async def listing_then_another_hosts_save(path, *args, **kwargs):
+        found = await real_lsdir(path, *args, **kwargs)
+        if path.endswith("/marks/run-1") and not found:
+            other_host.put_object(Bucket=s3.bucket, Key=key, Body=b"started")
+        return found
+
+    store.fs._lsdir = listing_then_another_hosts_save
+    try:
+        listed = store.list("marks/run-1")
+    finally:
+        del store.fs._lsdir
+    assert listed == []  # a moment later, the new artifact:
+    assert store.list("marks/run-1") == ["marks/run-1/start_0.txt"]
+    assert store.list("marks") == ["marks/run-1/start_0.txt"]
+
+
+def server_url(s3) -> str:
+    return s3.url(f"t-{uuid.uuid4().hex[:8]}")
+
+
 def test_symlinks_out_of_the_root_are_refused(tmp_path):
     outside = tmp_path / "outside"
     outside.mkdir()

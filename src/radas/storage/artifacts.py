@@ -535,10 +535,14 @@ class FsspecArtifactStore(_StoreBase):
         parts = self._parts(prefix, allow_empty=True)
         start = self._join(parts)
         with self._translated("Listing", prefix, start):
-            found = self.fs.find(start)
+            found = self.fs.find(start, detail=True)
         root = self.fs._strip_protocol(self.root_path).rstrip("/") + "/"
         names = []
-        for name in found:
+        for name, info in found.items():
+            # files only: when a folder's first artifact lands while s3fs lists it, s3fs
+            # returns the folder itself (as a "directory") as what it found
+            if info.get("type") != "file":
+                continue
             name = self.fs._strip_protocol(name)
             if name.startswith(root) and TEMP_MARKER not in name.rsplit("/", 1)[-1]:
                 names.append(name[len(root) :])
