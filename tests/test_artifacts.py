@@ -43,7 +43,12 @@ def store_kwargs(request, tmp_path) -> dict:
     if request.param == "local":
         return {"root": str(tmp_path / "artifacts")}
     server = request.getfixturevalue("s3")
-    return {"root": server.url(f"t-{uuid.uuid4().hex[:8]}"), "endpoint_url": server.endpoint_url}
+    return {"root": fresh_prefix(server), "endpoint_url": server.endpoint_url}
+
+
+def fresh_prefix(server) -> str:
+    """A new, empty place in the moto bucket: each test's own."""
+    return server.url(f"t-{uuid.uuid4().hex[:8]}")
 
 
 @pytest.fixture
@@ -246,7 +251,7 @@ def test_a_folder_whose_first_artifact_arrives_mid_listing_is_not_listed_as_one(
     S3 server): by chance it happened under load, with the bed's marks (tests/test_multihost)."""
     import boto3
 
-    store = open_store("alice", root=server_url(s3), endpoint_url=s3.endpoint_url)
+    store = open_store("alice", root=fresh_prefix(s3), endpoint_url=s3.endpoint_url)
     other_host = boto3.client("s3", endpoint_url=s3.endpoint_url)
     key = store.location.removeprefix(f"s3://{s3.bucket}/") + "/marks/run-1/start_0.txt"
     real_lsdir = store.fs._lsdir
@@ -265,10 +270,6 @@ def test_a_folder_whose_first_artifact_arrives_mid_listing_is_not_listed_as_one(
     assert listed == []  # a moment later, the new artifact:
     assert store.list("marks/run-1") == ["marks/run-1/start_0.txt"]
     assert store.list("marks") == ["marks/run-1/start_0.txt"]
-
-
-def server_url(s3) -> str:
-    return s3.url(f"t-{uuid.uuid4().hex[:8]}")
 
 
 def test_symlinks_out_of_the_root_are_refused(tmp_path):
