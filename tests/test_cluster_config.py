@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import textwrap
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 import radas
 from radas.clusters import config as cluster_config
 from radas.clusters.config import ClusterConfig
+from radas.clusters.shape import OVERRIDES_ENV, Overrides
 from radas.errors import ClusterAuthError, ClusterConfigError, UnknownClusterError
 
 
@@ -43,12 +45,21 @@ GPU_CLUSTER = textwrap.dedent(
 )
 
 
-def test_clusters_load_with_resource_constants(config_file):
+def test_clusters_load_with_optional_per_node_overrides(config_file):
     config_file.write_text(GPU_CLUSTER)
     gpu = cluster_config.get_cluster("gpu")
     assert gpu.address == "http://10.0.0.5:8265"
-    assert (gpu.cpu_per_node, gpu.gpu_per_node, gpu.gpu_per_cpu) == (32, 8, 0.25)
-    assert gpu.memory_gb_per_cpu == 8
+    assert gpu.overrides() == Overrides(cpus=32, gpus=8, memory_gb=256)
+    assert json.loads(gpu.job_env()[OVERRIDES_ENV]) == {"cpus": 32, "gpus": 8, "memory_gb": 256}
+    # without them the cluster's own node types size the trials: nothing is passed on
+    config_file.write_text(
+        GPU_CLUSTER.replace("cpus_per_node = 32\n", "")
+        .replace("gpus_per_node = 8\n", "")
+        .replace("memory_per_node_gb = 256\n", "")
+    )
+    plain = cluster_config.get_cluster("gpu")
+    assert plain.overrides() == Overrides() and not plain.overrides().any()
+    assert OVERRIDES_ENV not in plain.job_env()
 
 
 def test_register_keeps_other_tables_and_comments(config_file):

@@ -12,6 +12,7 @@ from ray import tune
 import radas
 from radas import resources
 from radas._ray_compat import ActorOutOfMemoryError
+from radas.clusters import shape
 from radas.errors import GPUNotAvailableError, ResourceRequestError, TrialsOutOfMemoryError
 from radas.resources import NodeCapacity
 
@@ -47,11 +48,16 @@ def test_nodes_of_one_size_each_fit_a_trial_of_that_size():
         {"CPU": 1.0, "memory": 22_759_042_900.0},
         {"CPU": 0.5, "memory": 1e9},
     ]
-    request = resources.trial_resources(1, resources.largest_of(nodes))
+    request = resources.trial_resources(1, _largest(nodes))
     assert request == {"cpu": 1, "memory": 22_759_042_816}
     assert all(request["memory"] <= node["memory"] for node in nodes[:3])
-    gpu = resources.largest_of([{"CPU": 8, "GPU": 1, "memory": 9e9}, {"CPU": 8, "memory": 1e9}])
+    gpu = _largest([{"CPU": 8, "GPU": 1, "memory": 9e9}, {"CPU": 8, "memory": 1e9}])
     assert gpu == NodeCapacity(cpus=8, gpus=1, memory_bytes=9e9)  # only nodes of the same size
+
+
+def _largest(nodes: list[dict[str, float]]) -> NodeCapacity | None:
+    """The largest node of a cluster without an autoscaler whose alive nodes are ``nodes``."""
+    return shape.from_reports([{"resources": node} for node in nodes], None, None).largest()
 
 
 def test_failures_are_classified_by_kind():
@@ -145,7 +151,7 @@ def test_still_out_of_memory_at_the_largest_node_fails_clearly(project):
             run_choice="run",
         )
     # doubled from 1 up to the largest node: this machine's CPUs, as the local Ray has them
-    most = resources.largest_node().cpus
+    most = shape.current_largest_node().cpus
     assert len(info.value.trial_ids) == 2 and info.value.cpu_per_trial == most
     assert f"cpu_per_trial={most:g}, the most one node can give" in str(info.value)
     assert "dos=['analyze']" in str(info.value)
@@ -266,7 +272,7 @@ def test_resources_held_between_fits_are_freed_so_a_whole_node_retry_runs(
     monkeypatch.setattr(local, "LEAK_SETTLE_S", 1.0)
     local.ensure_local_ray({})
     assert local._started_with is not None  # radas's own Ray (the only one radas restarts)
-    whole = resources.largest_node().cpus  # this machine's CPUs: the last retry asks for all
+    whole = shape.current_largest_node().cpus  # this machine's CPUs: the last retry asks for all
 
     @ray.remote(num_cpus=1)
     class Holder:

@@ -711,6 +711,66 @@ def pop_from_cluster_memory(key: str) -> bytes | None:
     return value
 
 
+def autoscaler_status() -> dict[str, Any] | None:
+    """What Ray's autoscaler (v1, the cluster launcher's and KubeRay's default) last published
+    in the connected cluster's GCS: ``{"autoscaler_report": {...}, "load_metrics_report":
+    {...}}`` (``ray/autoscaler/_private/monitor.py``, ``Monitor._run``, key
+    ``ray_constants.DEBUG_AUTOSCALING_STATUS``; the dashboard serves the same JSON at
+    ``/api/cluster_status``); None on a cluster without an autoscaler."""
+    import json
+
+    from ray._private import ray_constants
+    from ray.experimental import internal_kv
+
+    try:
+        raw = internal_kv._internal_kv_get(ray_constants.DEBUG_AUTOSCALING_STATUS)
+        return json.loads(raw) if raw else None
+    except Exception:  # an old or damaged record reads as "no autoscaler", never as a crash
+        return None
+
+
+def published_node_types() -> list[dict[str, Any]] | None:
+    """The node types (name, resources, min and max count) a platform published in the GCS
+    (``ray._private.state.GlobalState.get_cluster_config``, KubeRay's and autoscaler v2's
+    ``ClusterConfig``); None when nothing was published (Ray's v1 autoscaler does not)."""
+    from ray._private.state import state
+
+    try:
+        config = state.get_cluster_config()
+    except Exception:
+        return None
+    if config is None or not config.node_group_configs:
+        return None
+    return [
+        {
+            "name": group.name,
+            "resources": {key: float(value) for key, value in group.resources.items()},
+            "min_workers": int(group.min_count),
+            "max_workers": None if group.max_count < 0 else int(group.max_count),
+        }
+        for group in config.node_group_configs
+    ]
+
+
+def autoscaler_config_file(gcs_address: str) -> str | None:
+    """The autoscaling config (YAML) of the v1 autoscaler serving ``gcs_address``, when it runs
+    on this machine (a job's driver runs on the head): the ``--autoscaling-config`` of Ray's
+    monitor process (``ray/autoscaler/_private/monitor.py``, started by ``ray start --head
+    --autoscaling-config``; ``ray up`` passes ``~/ray_bootstrap_config.yaml``)."""
+    import psutil
+
+    for process in psutil.process_iter(["cmdline"]):
+        command = process.info.get("cmdline") or []
+        if not any(part.endswith("autoscaler/_private/monitor.py") for part in command):
+            continue
+        options = dict(
+            part.split("=", 1) for part in command if part.startswith("--") and "=" in part
+        )
+        if options.get("--gcs-address") == gcs_address and options.get("--autoscaling-config"):
+            return options["--autoscaling-config"]
+    return None
+
+
 def forget_registered_trainables() -> None:
     """Drop what Tune registered in the connected cluster's memory (its trainables), as Tune
     does at the exit of a process (``ray.tune.registry._unregister_all``)."""

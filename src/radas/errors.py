@@ -23,6 +23,7 @@ The tree::
     │   ├── ClusterAuthError                       Ray token missing or rejected
     │   ├── WorkingDirTooLargeError                the code to ship is too big
     │   ├── JobNotFoundError                       no such job (for this user)
+    │   ├── NodeLaunchError                        the autoscaler cannot launch a node
     │   └── JobFailedError                         the job's driver failed; results kept
     ├── StorageError                               data dirs, cloud artifacts, result files
     │   ├── StorageFullError (also OSError)        no space left where results are written
@@ -186,6 +187,11 @@ class EmailConfigError(EmailError):
 
 class ResourceRequestError(InvalidArgumentError):
     """A trial asks for more than the largest node of the cluster has."""
+
+
+class NodeLaunchError(ClusterError):
+    """The cluster's autoscaler kept failing to launch nodes while trials waited for one and
+    none ran (a provider error: quota, capacity, a wrong instance type)."""
 
 
 class TrialsOutOfMemoryError(RadasError):

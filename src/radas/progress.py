@@ -7,6 +7,7 @@ loss=0.0312; 0:03:14 elapsed, about 0:05:10 left``
 from __future__ import annotations
 
 import math
+import os
 import time
 from datetime import timedelta
 from typing import Any
@@ -15,11 +16,17 @@ from ray import cloudpickle
 from ray.tune import Callback
 
 from radas import _store
+from radas.clusters import shape as cluster_shape
 from radas.console import LiveLine, print_info, print_warning, strip_ansi
-from radas.resources import classify_failure, largest_node, next_cpu_per_trial
+from radas.errors import NodeLaunchError
+from radas.resources import classify_failure, next_cpu_per_trial
 
 HEARTBEAT_S = 30.0
 MIN_INTERVAL_S = 5.0
+LAUNCH_STATUS_S = 5.0  # how often pending trials ask what the autoscaler is launching
+# How long trials may wait with nothing running while the autoscaler reports failed launches
+LAUNCH_FAILURE_ENV = "RADAS_LAUNCH_FAILURE_S"
+LAUNCH_FAILURE_S = 120.0
 _CONFIG_CHARS = 200
 
 
@@ -57,11 +64,14 @@ class ProgressLine(Callback):
         self._start = self._last_line = time.monotonic()
         self._total: int | None = None
         self._best: float | None = None
-        self._last_counts: tuple[int, ...] | None = None
+        self._last_counts: tuple[Any, ...] | None = None
         self._started_at: dict[str, float] = {}
         self._durations: list[float] = []
         self._most_running = 1
         self._line = LiveLine()
+        self._waiting: str | None = None  # what pending trials wait for (the autoscaler's)
+        self._status_read_at = -math.inf
+        self._failing_since: float | None = None  # launches failing, nothing running
 
     def __getstate__(self) -> dict[str, Any]:
         keep = ("label", "metric", "mode", "heartbeat_s", "min_interval_s")
@@ -113,12 +123,43 @@ class ProgressLine(Callback):
         now = time.monotonic()
         counts = self._counts(trials)
         self._most_running = max(self._most_running, counts[1])
+        self._read_launch_status(pending=counts[2], running=counts[1], now=now)
         since = now - self._last_line
         if since >= self.heartbeat_s or (
-            counts != self._last_counts and since >= self.min_interval_s
+            (*counts, self._waiting) != self._last_counts and since >= self.min_interval_s
         ):
-            self._last_line, self._last_counts = now, counts
+            self._last_line, self._last_counts = now, (*counts, self._waiting)
             self._line.show(self.describe(trials, now))
+
+    def _read_launch_status(self, pending: int, running: int, now: float) -> None:
+        """While trials pend, what the cluster's autoscaler is launching for them (every
+        LAUNCH_STATUS_S seconds; nothing on a cluster without an autoscaler). When it has
+        reported failed launches, and nothing ran, for ``$RADAS_LAUNCH_FAILURE_S`` seconds
+        (120), the sweep ends with a NodeLaunchError instead of waiting for ever."""
+        if not pending:
+            self._waiting = self._failing_since = None
+            return
+        if now - self._status_read_at < LAUNCH_STATUS_S:
+            return
+        self._status_read_at = now
+        try:
+            status = cluster_shape.launch_status()
+        except Exception:  # the status is a courtesy: the sweep goes on without it
+            status = None
+        self._waiting = status.waiting_text() if status is not None else None
+        if status is None or not status.failures or running:
+            self._failing_since = None
+            return
+        self._failing_since = self._failing_since or now
+        if now - self._failing_since >= _launch_failure_s():
+            self._line.close()
+            raise NodeLaunchError(
+                f"{self.label}: the cluster's autoscaler has failed to launch nodes for "
+                f"{now - self._failing_since:.0f} s while {pending} trial(s) waited and none "
+                f"ran ({'; '.join(status.failures)}). Fix the cluster's node provider (quota, "
+                "capacity, instance type), then run_choice='restore' continues the experiment "
+                f"(${LAUNCH_FAILURE_ENV} sets how long radas waits)."
+            )
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         self._line.close()
@@ -141,6 +182,8 @@ class ProgressLine(Callback):
             f"{self.label}: {finished} of {total} trials finished, {running} running, "
             f"{pending} pending, {errored} errored"
         )
+        if self._waiting and pending:
+            text += f"; {self._waiting}"
         if self._best is not None:
             text += f"; best {self.metric}={self._best:.6g}"
         text += f"; {_duration(now - self._start)} elapsed"
@@ -157,6 +200,13 @@ class ProgressLine(Callback):
         ages = [now - self._started_at.get(trial_id, now) for trial_id in running]
         work = pending * mean + sum(max(mean - age, 0.0) for age in ages)
         return work / self._most_running
+
+
+def _launch_failure_s() -> float:
+    try:
+        return float(os.environ.get(LAUNCH_FAILURE_ENV, LAUNCH_FAILURE_S))
+    except ValueError:
+        return LAUNCH_FAILURE_S
 
 
 def _count(trials: list, *statuses: str) -> int:
@@ -239,7 +289,8 @@ def _bigger_cpu_per_trial(trial: Any) -> float | None:
         cpus = trial.placement_group_factory.required_resources.get("CPU", 0.0)
     except AttributeError:
         return None
-    return next_cpu_per_trial(cpus, largest_node()) if cpus > 0 else None
+    largest = cluster_shape.current_largest_node()
+    return next_cpu_per_trial(cpus, largest) if cpus > 0 and largest is not None else None
 
 
 def _store_error(trial: Any, text: str) -> str:

@@ -1,8 +1,9 @@
 """What each trial asks Ray for (``cpu_per_trial``), why a failed trial failed, and GPU checks.
 
 ``cpu_per_trial=c`` asks for ``c`` CPUs and, in proportion, the GPUs and memory that come with
-them on the cluster's largest node: ``c * gpus / cpus`` GPUs and ``c * memory / cpus`` bytes of
-Ray's ``memory`` resource.
+them on the cluster's largest node type (``radas.clusters.shape``: on a cluster that scales, a
+type may have no node yet): ``c * gpus / cpus`` GPUs and ``c * memory / cpus`` bytes of Ray's
+``memory`` resource.
 
 A trial can fail for three kinds of reasons, and radas treats them differently:
 
@@ -53,7 +54,8 @@ class NodeCapacity:
     memory_bytes: float = 0.0
 
     def describe(self) -> str:
-        return f"{self.cpus:g} CPUs, {self.gpus:g} GPUs, {self.memory_bytes / 2**30:.1f} GiB memory"
+        text = f"{self.cpus:g} CPUs, {self.gpus:g} GPUs"
+        return text + (f", {self.memory_bytes / 2**30:.1f} GiB memory" if self.memory_bytes else "")
 
 
 def validate_cpu_per_trial(cpu_per_trial: object) -> float:
@@ -69,41 +71,18 @@ def validate_cpu_per_trial(cpu_per_trial: object) -> float:
     return cpu_per_trial
 
 
-def largest_node() -> NodeCapacity:
-    """The biggest alive node of the connected Ray cluster (most CPUs, then most GPUs)."""
-    import ray
-
-    nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
-    if not nodes:
-        return NodeCapacity(cpus=float(os.cpu_count() or 1))
-    return largest_of(nodes)
-
-
-def largest_of(nodes: list[dict[str, float]]) -> NodeCapacity:
-    """The node with the most CPUs, then GPUs, among Ray's ``Resources`` of ``nodes``, with
-    the least memory among the nodes of that size: Ray measures a node's memory when the node
-    starts, so machines of one kind differ a little, and a trial asking for the most of them
-    would fit on one machine only.
-
-    >>> largest_of([{"CPU": 8, "memory": 30e9}, {"CPU": 8, "memory": 29e9}, {"CPU": 2}])
-    NodeCapacity(cpus=8, gpus=0.0, memory_bytes=29000000000.0)
-    """
-
-    def size(resources: dict[str, float]) -> tuple[float, float]:
-        return resources.get("CPU", 0.0), resources.get("GPU", 0.0)
-
-    cpus, gpus = max(map(size, nodes))
-    memory = min(r.get("memory", 0.0) for r in nodes if size(r) == (cpus, gpus))
-    return NodeCapacity(cpus=cpus, gpus=gpus, memory_bytes=memory)
-
-
-def check_fits(cpu_per_trial: float, capacity: NodeCapacity, where: str) -> None:
-    """Refuse a request no node can satisfy, before anything runs."""
+def check_fits(
+    cpu_per_trial: float, capacity: NodeCapacity, where: str, node_types: str = ""
+) -> None:
+    """Refuse a request no node can satisfy, before anything runs (``node_types``: the
+    cluster's node types, for the message)."""
     if cpu_per_trial > capacity.cpus:
         raise ResourceRequestError(
             f"cpu_per_trial={cpu_per_trial:g} asks for more than the largest node of {where} "
-            f"has ({capacity.describe()}). Use cpu_per_trial <= {capacity.cpus:g}, or a "
-            "cluster with bigger nodes (`radas clusters` lists them)."
+            f"has ({capacity.describe()}"
+            + (f"; its node types: {node_types}" if node_types else "")
+            + f"). Use cpu_per_trial <= {capacity.cpus:g}, or a cluster with bigger nodes "
+            "(`radas clusters` lists them)."
         )
 
 

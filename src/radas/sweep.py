@@ -28,11 +28,13 @@ from radas._retries import retry_failed_trials
 from radas._secrets import with_secrets
 from radas._spec import SweepOutcome, SweepSpec
 from radas._trial_records import TrialRecords  # also the name older tuner.pkl files hold
+from radas.clusters import _shape_record
+from radas.clusters import shape as cluster_shape
 from radas.console import print_info, ray_output_wanted, warn
 from radas.errors import ExperimentNotFoundError, InvalidArgumentError
 from radas.history import HistoryRecorder
 from radas.progress import ProgressLine
-from radas.resources import NodeCapacity, check_fits, largest_node, trial_resources
+from radas.resources import NodeCapacity, check_fits, trial_resources
 
 TUNER_INIT_KEYS = ("tune_config", "run_config")
 RADAS_OWNED_RUN_CONFIG_FIELDS = ("name", "storage_path", "storage_filesystem")
@@ -151,8 +153,7 @@ def _run_sweep_locked(spec: SweepSpec, before_fit: Callable[[], None]) -> SweepO
     before_fit()  # before the Tuner: it registers the trainable with the running Ray
     started = time.monotonic()
     path = _store.location(spec.experiment_path)
-    capacity = largest_node()
-    check_fits(spec.cpu_per_trial, capacity, where=os.environ.get("RADAS_CLUSTER", "this machine"))
+    capacity = _size_trials(spec)
     archived_to = already_done = None
     if spec.run_choice == "run":
         archived_to = archive_previous_results(spec)
@@ -198,6 +199,28 @@ def _run_sweep_locked(spec: SweepSpec, before_fit: Callable[[], None]) -> SweepO
         memory_retried=sorted(retries.memory_retried),
         out_of_memory=sorted(retries.out_of_memory),
     )
+
+
+def _size_trials(spec: SweepSpec) -> NodeCapacity:
+    """The node capacity trials are sized from: the cluster's largest node type (it may have
+    no node yet), with the radas config's overrides; a request no type can hold is refused.
+    On a cluster, what was read is kept next to the results for the client's checks and
+    ``radas clusters`` (``clusters.shape.record``)."""
+    cluster = os.environ.get("RADAS_CLUSTER")
+    where = f"cluster:{cluster}" if cluster else "this machine"
+    sized = cluster_shape.sizing(
+        cluster_shape.from_ray(), cluster_shape.Overrides.from_env(), where
+    )
+    if cluster and os.environ.get("RADAS_RESULTS_ROOT"):
+        _shape_record.record(sized.shape, os.environ["RADAS_RESULTS_ROOT"])
+    if sized.note:
+        print_info(f"{spec.experiment_name}: {sized.note}")
+    if sized.capacity is None:  # nothing known to size from: the trial's CPUs alone
+        return NodeCapacity(cpus=spec.cpu_per_trial)
+    types = sized.shape.types_text() if sized.shape.autoscaling else ""
+    check_fits(spec.cpu_per_trial, sized.capacity, where=where, node_types=types)
+    sized.shape.check_request(trial_resources(spec.cpu_per_trial, sized.capacity), where)
+    return sized.capacity
 
 
 def _restore(

@@ -33,8 +33,10 @@ from radas import _ray_state, _store
 from radas._poll import async_wait_until
 from radas._secrets import HAND_OVER_ENV, hand_over, secret_looking_files
 from radas._spec import RunTarget, SweepOutcome, SweepSpec
-from radas.backends._job_client import HTTPStatusError, JobServer, _quiet_ray_sdk
+from radas.backends._job_client import HTTPStatusError, JobServer, _quiet_ray_sdk, cluster_timeout_s
+from radas.clusters import availability
 from radas.clusters.config import ClusterConfig, config_path
+from radas.clusters.shape import ClusterShape, sizing
 from radas.console import RelayedOutput, print_info, print_warning, ray_output_wanted, warn
 from radas.errors import (
     ClusterError,
@@ -46,7 +48,7 @@ from radas.errors import (
     JobNotFoundError,
     WorkingDirTooLargeError,
 )
-from radas.resources import NodeCapacity, check_fits
+from radas.resources import check_fits, trial_resources
 
 OUTCOME_FILE = "radas_job_outcome.json"
 SPEC_FILE = "spec.pkl"
@@ -238,14 +240,24 @@ class RayJobsBackend:
         )
         return await self._follow_to_outcome(job_id, spec)
 
+    def _check_request_fits(self, spec: SweepSpec) -> None:
+        """Refuse, before submitting, a request no node type of the cluster can hold: sized
+        from the config's overrides where given, else from the cluster's nodes (a cluster
+        without an autoscaler) or from the node types its last radas job read (one with an
+        autoscaler). Where neither is known, the job's driver checks on the cluster."""
+        where = f"cluster:{self.cluster.name}"
+        status = availability.probe(self.cluster, timeout_s=cluster_timeout_s())
+        shape = status.shape or ClusterShape(())
+        sized = sizing(shape, self.cluster.overrides(), where)
+        if sized.capacity is None:
+            return  # nothing known yet: the driver reads the node types on the head
+        types = shape.types_text() if shape.autoscaling else ""
+        check_fits(spec.cpu_per_trial, sized.capacity, where=where, node_types=types)
+        shape.check_request(trial_resources(spec.cpu_per_trial, sized.capacity), where)
+
     def _check_and_submit(self, spec: SweepSpec, runtime_env: dict[str, Any]) -> str:
         """Check that the experiment may start on this cluster, submit it; its job id."""
-        declared = NodeCapacity(
-            cpus=self.cluster.cpus_per_node,
-            gpus=self.cluster.gpus_per_node,
-            memory_bytes=self.cluster.memory_per_node_gb * 2**30,
-        )
-        check_fits(spec.cpu_per_trial, declared, where=f"cluster:{self.cluster.name}")
+        self._check_request_fits(spec)
         _store.check_writable(
             self.cluster.results_root,
             what=f"Nothing was submitted to cluster:{self.cluster.name}; its results_root is "

@@ -10,13 +10,16 @@ meant the first, read as if it were the second.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 import requests
 
+from radas.clusters._shape_record import recorded
 from radas.clusters.config import ClusterConfig, config_path, load_clusters
+from radas.clusters.shape import ClusterShape, Sizing, from_reports, sizing
 from radas.errors import ClusterError
 
 
@@ -32,10 +35,24 @@ class ClusterStatus:
     problem: str | None = None
     # RAM of the machines the nodes run on, in bytes: {"total": ..., "available": ...}
     physical_memory: dict[str, float] = field(default_factory=dict)
+    # its node types, running and launching now (radas.clusters.shape); None when offline
+    shape: ClusterShape | None = None
+    types_read_at: float | None = None  # when a radas job last read the types declared
 
     @property
     def name(self) -> str:
         return self.config.name
+
+    def sizing(self) -> Sizing:
+        """What trials on this cluster are sized from: its largest node type, with the
+        config's overrides."""
+        return sizing(self.shape or ClusterShape(()), self.config.overrides(), self.name)
+
+    @property
+    def gpu_per_cpu(self) -> float:
+        """GPUs that come with one CPU of a trial (``cpu_per_trial * gpu_per_cpu`` GPUs)."""
+        capacity = self.sizing().capacity
+        return capacity.gpus / capacity.cpus if capacity and capacity.cpus else 0.0
 
     def describe(self) -> str:
         c = self.config
@@ -44,16 +61,34 @@ class ClusterStatus:
             lines.append(f"  {c.description}")
         if c.when_to_use:
             lines.append(f"  When to use: {c.when_to_use}")
-        if self.online:
-            lines.append(f"  Free now: {self._free_text()} on {self.nodes} node(s)")
-        else:
+        if not self.online:
             lines.append(f"  Offline: {self.problem}")
-        lines.append(
-            f"  Per node: {c.cpus_per_node:g} CPUs, {c.gpus_per_node:g} GPUs, "
-            f"{c.memory_per_node_gb:g} GiB; gpu_per_cpu={c.gpu_per_cpu:g}. "
-            f"Use run_with='cluster:{c.name}'."
+            lines.append(f"  Use run_with='cluster:{c.name}'.")
+            return "\n".join(lines)
+        lines.append(f"  Free now: {self._free_text()} on {self.nodes} node(s)")
+        shape = self.shape or ClusterShape(())
+        if shape.autoscaling:
+            lines.append(f"  Node types ({self._types_source()}):")
+            lines += [f"    {node_type.describe()}" for node_type in shape.node_types]
+            lines += [f"  Launch failed: {failure}" for failure in shape.failures]
+        capacity = self.sizing().capacity
+        origin = "set in the radas config" if c.overrides().any() else "its largest node type"
+        sized = (
+            f"{capacity.describe()} ({origin}); gpu_per_cpu={self.gpu_per_cpu:g}"
+            if capacity
+            else "not known until a radas job reads the node types on the head"
         )
+        lines.append(f"  Trials sized from: {sized}. Use run_with='cluster:{c.name}'.")
         return "\n".join(lines)
+
+    def _types_source(self) -> str:
+        if self.types_read_at is None:
+            return (
+                "the autoscaler's report; each type's resources and bounds are read by the "
+                "first radas job"
+            )
+        age = max(0.0, time.time() - self.types_read_at)
+        return f"declared types as the last radas job read them {_age(age)} ago, counts now"
 
     def _free_text(self) -> str:
         if self.free:
@@ -113,12 +148,43 @@ class AvailabilityReport:
                     "total_memory_gb": _gb(s.total.get("memory")),
                     "free_ram_gb": _gb(s.physical_memory.get("available")),
                     "total_ram_gb": _gb(s.physical_memory.get("total")),
+                    "autoscaling": bool(s.shape and s.shape.autoscaling),
+                    "launching_nodes": sum(s.shape.launching().values()) if s.shape else 0,
+                    "node_types": _types_text(s),
+                    "gpu_per_cpu": s.gpu_per_cpu if s.online else None,
                     "description": s.config.description,
                     "when_to_use": s.config.when_to_use,
                 }
                 for s in self.clusters
             ]
         )
+
+    def node_types(self) -> pd.DataFrame:
+        """One row per node type of each online cluster: running, launching, max_workers
+        (None: no bound known) and its resources each."""
+        rows = []
+        for status in self.clusters:
+            for node_type in status.shape.node_types if status.shape else ():
+                rows.append(
+                    {
+                        "cluster": status.name,
+                        "node_type": node_type.name,
+                        "running": node_type.running,
+                        "launching": node_type.launching,
+                        "min_workers": node_type.min_workers,
+                        "max_workers": node_type.max_workers,
+                        "cpus": node_type.cpus,
+                        "gpus": node_type.gpus,
+                        "memory_gb": _gb(node_type.resources.get("memory")),
+                    }
+                )
+        return pd.DataFrame(rows)
+
+
+def _types_text(status: ClusterStatus) -> str | None:
+    if status.shape is None or not status.shape.autoscaling:
+        return None
+    return "; ".join(node_type.describe() for node_type in status.shape.node_types)
 
 
 def get_cluster_availability(timeout_s: float = 3.0) -> AvailabilityReport:
@@ -143,6 +209,7 @@ def probe(cluster: ClusterConfig, timeout_s: float = 3.0) -> ClusterStatus:
     except ClusterError as err:
         return ClusterStatus(cluster, online=False, problem=str(err))
     alive = [node for node in nodes if node.get("raylet", {}).get("state") == "ALIVE"]
+    shape, read_at = cluster_shape(cluster, alive, status)
     total: dict[str, float] = {}
     for node in alive:
         for key, value in node["raylet"].get("resourcesTotal", {}).items():
@@ -157,7 +224,44 @@ def probe(cluster: ClusterConfig, timeout_s: float = 3.0) -> ClusterStatus:
         total=total,
         free=free,
         physical_memory=_physical_memory(alive),
+        shape=shape,
+        types_read_at=read_at,
     )
+
+
+def cluster_shape(
+    cluster: ClusterConfig, alive: list[dict[str, Any]], status: dict[str, Any]
+) -> tuple[ClusterShape, float | None]:
+    """The cluster's shape as the client can see it: the nodes alive and the autoscaler's
+    report (both from the job server), with the node types the last radas job on it read
+    (``shape.recorded``: the job server does not serve the autoscaler's config). Returns the
+    shape and when the types were read (None: not yet)."""
+    nodes = [
+        {
+            "resources": node["raylet"].get("resourcesTotal", {}),
+            "node_id": node["raylet"].get("nodeId"),
+            "ip": node.get("ip"),
+        }
+        for node in alive
+    ]
+    report = status.get("clusterStatus")
+    if not (report or {}).get("autoscalerReport"):
+        return from_reports(nodes, None, None), None
+    previous = recorded(cluster.results_root)
+    declared = None
+    if previous is not None and previous[0].autoscaling:
+        declared = [
+            {
+                "name": t.name,
+                "resources": t.resources,
+                "min_workers": t.min_workers,
+                "max_workers": t.max_workers,
+            }
+            for t in previous[0].node_types
+            if t.resources
+        ] or None
+    shape = from_reports(nodes, report, declared, previous[0].source if declared else "")
+    return shape, previous[1] if declared else None
 
 
 def _physical_memory(nodes: list[dict[str, Any]]) -> dict[str, float]:
@@ -173,6 +277,14 @@ def _physical_memory(nodes: list[dict[str, Any]]) -> dict[str, float]:
         "total": float(sum(mem[0] for mem in machines.values())),
         "available": float(sum(mem[1] for mem in machines.values())),
     }
+
+
+def _age(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.0f} h"
 
 
 def _gib(value: float) -> str:

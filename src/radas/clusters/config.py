@@ -15,9 +15,9 @@ The file is ``$RADAS_CONFIG``, else ``~/.config/radas/config.toml``::
                                              # for a URI results_root, else
                                              # <data_root>/.radas-artifacts
     artifact_endpoint_url = "http://10.0.0.9:9000"  # optional; an S3-compatible server (MinIO)
-    cpus_per_node = 32
-    gpus_per_node = 8
-    memory_per_node_gb = 256
+    cpus_per_node = 32                       # optional overrides: radas reads the
+    gpus_per_node = 8                        # cluster's node types (its autoscaler's,
+    memory_per_node_gb = 256                 # or the nodes alive) and uses these instead
     token_env = "LAB_GPU_RAY_TOKEN"          # where the Ray auth token comes from:
     token_file = "~/.ray/lab-gpu.token"      # an env var and/or a file, never the token itself
 
@@ -43,6 +43,7 @@ from urllib.parse import urlsplit
 import tomlkit
 
 from radas._config import config_path, plain, read_config, refuse_secrets, write_config
+from radas.clusters.shape import OVERRIDES_ENV, Overrides
 from radas.console import warn
 from radas.errors import ClusterAuthError, ClusterConfigError, UnknownClusterError
 
@@ -67,9 +68,10 @@ class ClusterConfig:
     cold_data_root: str = ""
     description: str = ""
     when_to_use: str = ""
-    cpus_per_node: float = 1
-    gpus_per_node: float = 0
-    memory_per_node_gb: float = 0
+    # Overrides of what the cluster says of its largest node type (None: the cluster's own)
+    cpus_per_node: float | None = None
+    gpus_per_node: float | None = None
+    memory_per_node_gb: float | None = None
     token_env: str | None = None
     token_file: str | None = None
     managed_by_radas: bool = False
@@ -77,22 +79,10 @@ class ClusterConfig:
     artifact_endpoint_url: str | None = None  # S3-compatible server, e.g. http://host:9000
     results_endpoint_url: str | None = None  # the same, for an s3:// results_root
 
-    @property
-    def cpu_per_node(self) -> float:
-        return self.cpus_per_node
-
-    @property
-    def gpu_per_node(self) -> float:
-        return self.gpus_per_node
-
-    @property
-    def gpu_per_cpu(self) -> float:
-        """GPUs that come with one CPU of a trial (``cpu_per_trial * gpu_per_cpu`` GPUs)."""
-        return self.gpus_per_node / self.cpus_per_node if self.cpus_per_node else 0.0
-
-    @property
-    def memory_gb_per_cpu(self) -> float:
-        return self.memory_per_node_gb / self.cpus_per_node if self.cpus_per_node else 0.0
+    def overrides(self) -> Overrides:
+        """The per-node numbers this config gives (each None when not given): they replace
+        what the cluster says of its largest node type (``radas.clusters.shape``)."""
+        return Overrides(self.cpus_per_node, self.gpus_per_node, self.memory_per_node_gb)
 
     def token_sources(self) -> list[str]:
         """Where the token is looked for, in order, for messages."""
@@ -138,6 +128,8 @@ class ClusterConfig:
             "RADAS_ARTIFACT_ENDPOINT_URL": cluster_artifact_endpoint_url(self),
             "RADAS_RESULTS_ENDPOINT_URL": self.results_endpoint_url,
         }
+        if self.overrides().any():
+            optional[OVERRIDES_ENV] = self.overrides().to_env()
         return {
             "RADAS_CLUSTER": self.name,
             "RADAS_RESULTS_ROOT": self.results_root,
@@ -303,7 +295,7 @@ def _cluster_from_table(name: str, table: dict[str, Any]) -> ClusterConfig:
             _check_value(where, item.name, values[item.name])
     values["address"] = _job_server_url(where, values["address"])
     _check_results_store(where, values)
-    if values.get("cpus_per_node", 1) <= 0:
+    if values.get("cpus_per_node", 1) <= 0:  # (absent: the cluster's own)
         raise ClusterConfigError(f"{where}: cpus_per_node must be positive.")
     return ClusterConfig(name=name, **values)
 
