@@ -33,6 +33,7 @@ esac
 exec "$venv/bin/python" -m pytest \
   tests/test_ray_versions.py \
   tests/test_ray_compat.py \
+  tests/test_shape.py \
   tests/test_history_fidelity.py \
   tests/test_restore.py \
   "tests/test_clusters.py::test_grid_runs_on_the_cluster_and_is_reanalyzed" \

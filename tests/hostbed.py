@@ -249,8 +249,6 @@ class HostBed:
                 "results_root": results_root,
                 "data_root": data_root,
                 "cold_data_root": cold_data_root,
-                "cpus_per_node": self.num_cpus,
-                "memory_per_node_gb": 1,
                 "token_file": str(self.token_file),
                 "artifact_root": f"s3://{self.s3_bucket}/{artifact_prefix}",
                 "artifact_endpoint_url": self.s3_endpoint_url,

@@ -17,7 +17,6 @@ from radas import _poll
 from radas._locks import is_held
 from radas.backends._job_client import JobServer
 from radas.backends.ray_jobs import RayJobsBackend
-from radas.clusters import get_cluster
 from radas.errors import ClusterError, ClusterOfflineError, ExperimentRunningError
 from radas.naming import full_experiment_name
 
@@ -280,7 +279,7 @@ def cluster_run(name: str):
 def test_two_cluster_experiments_awaited_together_run_together(cluster, project, monkeypatch):
     """Also: the loop stays free while a submission uploads. Each upload is made 1 s slower
     (a slow link, which 127.0.0.1 cannot be); the ticker must tick during it."""
-    assert get_cluster("testcluster").cpus_per_node >= 1  # both trials fit at once
+    assert cluster.head.num_cpus >= 2  # both trials fit at once
     uploads: list[tuple[float, float]] = []
     submit_job = JobServer.submit_job
 

@@ -255,3 +255,15 @@ def test_a_launch_that_keeps_failing_is_reported_not_waited_on(
     assert "quota exceeded for cpu2" in message
     assert "the autoscaler's last launch failed: cpu2: quota exceeded" in capsys.readouterr().out
     assert time.monotonic() - started < 180
+    # the quota is back: the experiment continues where it stopped
+    bed.fail_launch_file.unlink()
+    restored = radas.run_experiment_sync(
+        user_name="alice",
+        experiment_name="no-quota",
+        trainable=epochs,
+        param_space={"i": 0, "epochs": 1, "seconds": 0, "marks": tmp_path},
+        run_with=f"cluster:{NAME}",
+        cpu_per_trial=1,
+        run_choice="restore",
+    )
+    assert list(restored["df"]["status"]) == ["TERMINATED"]

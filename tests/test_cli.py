@@ -86,7 +86,8 @@ def test_every_flag_of_cluster_up_down_and_clusters():
         section = listing.stdout.split(f"{name}  [status: ")[1].split("\n\n")[0]
         assert section.startswith("online]"), section
         assert "on 2 node(s)" in section and f"run_with='cluster:{name}'" in section
-        assert "Per node: 2 CPUs, 1 GPUs" in section
+        # sized from the cluster's own largest node (the head: 2 CPUs, 1 GPU), no config numbers
+        assert "Trials sized from: 2 CPUs, 1 GPUs" in section and "its largest node type" in section
     finally:
         down = radas_command("cluster", "down", name, "--force")
     assert down.returncode == 0, down.stdout + down.stderr

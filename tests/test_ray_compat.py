@@ -197,6 +197,12 @@ def test_a_target_that_is_missing_or_changed_is_named():
     )
 
 
+def test_what_the_cluster_shape_readers_use_is_there():
+    from radas._ray_compat import SHAPE_TARGETS
+
+    assert [target.problem() for target in SHAPE_TARGETS] == [None] * len(SHAPE_TARGETS)
+
+
 def test_fixes_are_installed_for_a_sweep_and_removed_after():
     import ray.tune.tune as tune_module
     from ray.air.execution._internal.actor_manager import RayActorManager

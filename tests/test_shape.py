@@ -104,6 +104,18 @@ def test_a_request_is_refused_only_when_no_type_holds_it():
         cluster.check_request({"cpu": 1, "TPU": 1}, "cluster:c")
 
 
+def test_the_dashboards_camel_case_is_read_back_to_the_types_names():
+    """The dashboard's JSON turns every key to camelCase, type names too; a head without an
+    autoscaling config reports each node as a type of its own (``node_<id>``)."""
+    declared = [{"name": "worker_gpu", "resources": {"CPU": 4, "GPU": 1}, "max_workers": 2}]
+    report = {"autoscalerReport": {"activeNodes": {"workerGpu": 1}, "pendingLaunches": {}}}
+    cluster = shape.from_reports([], report, declared)
+    assert [(t.name, t.running) for t in cluster.node_types] == [("worker_gpu", 1)]
+    readonly = {"autoscalerReport": {"activeNodes": {"node" + "F73F9578Bdef" + "0" * 44: 1}}}
+    plain = shape.from_reports(ALIVE, readonly, None)
+    assert not plain.autoscaling and plain.largest() == NodeCapacity(2, 0, 15e9)
+
+
 def test_types_no_config_declares_are_known_only_from_their_nodes():
     reported = shape.from_reports(ALIVE[:1], LAUNCHING, None)
     assert reported.autoscaling and reported.largest() is None  # cpu2's size is not known

@@ -711,6 +711,17 @@ def pop_from_cluster_memory(key: str) -> bytes | None:
     return value
 
 
+# What the cluster-shape readers below rely on (they read, never patch: on a Ray where one
+# differs they answer None, and radas sizes trials from the nodes alive, as without an
+# autoscaler); tests/test_ray_compat.py checks them on the newest and the oldest Ray.
+SHAPE_TARGETS = (
+    Target("ray._private.ray_constants", "DEBUG_AUTOSCALING_STATUS", None),
+    Target("ray._private.state", "GlobalState.get_cluster_config", ("self",)),
+    Target("ray.experimental.internal_kv", "_internal_kv_get", ("key", "namespace")),
+    Target("ray.autoscaler._private.monitor", "Monitor._run", ("self",)),
+)
+
+
 def autoscaler_status() -> dict[str, Any] | None:
     """What Ray's autoscaler (v1, the cluster launcher's and KubeRay's default) last published
     in the connected cluster's GCS: ``{"autoscaler_report": {...}, "load_metrics_report":

@@ -238,7 +238,8 @@ def start_local_cluster(
     except BaseException:
         cluster._end_processes()
         raise
-    memory = memory_gb or round(psutil.virtual_memory().total / 2**30, 1)
+    # no per-node numbers: radas reads the cluster's nodes (memory_gb, when given, is the
+    # override of Ray's memory resource per node)
     register_cluster(
         ClusterConfig(
             name=name,
@@ -248,10 +249,8 @@ def start_local_cluster(
             results_root=str(state_dir / "ray-results"),
             data_root=str(state_dir / "data"),
             cold_data_root=str(state_dir / "cold-data"),
-            cpus_per_node=num_cpus,
-            gpus_per_node=num_gpus,
-            memory_per_node_gb=memory,
             token_file=str(token_file),
+            memory_per_node_gb=memory_gb,
             managed_by_radas=True,
         )
     )

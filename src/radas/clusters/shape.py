@@ -27,12 +27,16 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from radas.errors import ResourceRequestError
 from radas.resources import NodeCapacity
 
+# a node type of Ray's read-only provider (one per node), as Ray names it and as the dashboard
+# spells it in camelCase
+_READONLY_TYPE = re.compile(r"node_?[0-9a-fA-F]{56}")
 OVERRIDES_ENV = "RADAS_NODE_OVERRIDES"  # the config's per-node numbers, for the job's driver
 
 
@@ -251,12 +255,13 @@ def from_reports(
     ``declared_types``: ``[{"name", "resources", "min_workers", "max_workers"}]`` or None.
     """
     report = _key(status or {}, "autoscaler_report") or {}
-    if not report and not declared_types:
+    if not declared_types and not _launches_nodes(report):
         return ClusterShape(_types_of_alive(alive_nodes))
-    running = dict(_key(report, "active_nodes") or {})
-    for name, count in (_key(report, "idle_nodes") or {}).items():
+    known = {declared["name"] for declared in declared_types or []}
+    running = _by_type_name(_key(report, "active_nodes") or {}, known)
+    for name, count in _by_type_name(_key(report, "idle_nodes") or {}, known).items():
         running[name] = max(running.get(name, 0), count)
-    launching = dict(_key(report, "pending_launches") or {})
+    launching = _by_type_name(_key(report, "pending_launches") or {}, known)
     for pending in _key(report, "pending_nodes") or []:
         if len(pending) >= 2:
             launching[pending[1]] = launching.get(pending[1], 0) + 1
@@ -291,6 +296,32 @@ def from_reports(
         failures=tuple(_failures(report)),
         source=source or "the autoscaler's report",
     )
+
+
+def _by_type_name(counts: dict[str, int], known: set[str]) -> dict[str, int]:
+    """``counts`` keyed by the node types' own names. The dashboard's JSON has every key in
+    camelCase, type names included (``worker_gpu`` -> ``workerGpu``,
+    ``ray.dashboard.utils.to_camel_case``); the types' own names come from their config."""
+    camel = {_camel_case(name): name for name in known}
+    return {name if name in known else camel.get(name, name): n for name, n in counts.items()}
+
+
+def _camel_case(name: str) -> str:
+    first, *rest = name.split("_")
+    return first + "".join(part.title() for part in rest)
+
+
+def _launches_nodes(report: dict[str, Any]) -> bool:
+    """Whether the autoscaler's report comes from one that launches nodes. A head started
+    without an autoscaling config runs Ray's monitor with a read-only provider, which reports
+    each alive node as a type of its own, ``node_<node id>``
+    (``ray.autoscaler._private.util.format_readonly_node_type``)."""
+    names = {
+        *(_key(report, "active_nodes") or {}),
+        *(_key(report, "idle_nodes") or {}),
+        *(_key(report, "pending_launches") or {}),
+    }
+    return bool(names) and not all(_READONLY_TYPE.fullmatch(name) for name in names)
 
 
 def types_from_autoscaler_config(config: dict[str, Any]) -> list[dict[str, Any]]:
@@ -328,7 +359,7 @@ def from_ray() -> ClusterShape:
     status = _ray_compat.autoscaler_status()
     declared = _ray_compat.published_node_types()
     source = "the node types published in the cluster's GCS"
-    if declared is None and status is not None:
+    if declared is None and _key(status or {}, "autoscaler_report"):
         declared, source = _declared_by_autoscaler_config()
     return from_reports(alive, status, declared, source)
 
@@ -415,9 +446,8 @@ def _failures(report: dict[str, Any]) -> list[str]:
     for name, record in (availabilities or {}).items():
         if _key(record, "is_available") is False:
             info = _key(record, "unavailable_node_information") or {}
-            texts.append(
-                f"{name}: {_key(info, 'description') or _key(info, 'category') or 'failed'}"
-            )
+            reason = _key(info, "description") or _key(info, "category") or "failed"
+            texts.append(f"{_key(record, 'node_type') or name}: {reason}")
     for failed in _key(report, "failed_nodes") or []:
         if len(failed) >= 2 and not any(t.startswith(f"{failed[1]}:") for t in texts):
             texts.append(f"{failed[1]}: a node failed to start")
