@@ -156,7 +156,10 @@ class AutoscalingBed:
         for node in self.launched():
             _kill_tree(node["pids"])
         roots = [str(self.root)]
+        mine = {os.getpid(), *(parent.pid for parent in psutil.Process().parents())}
         for process in psutil.process_iter(["pid"]):
+            if process.pid in mine:
+                continue
             with contextlib.suppress(psutil.Error, ProcessLookupError, PermissionError):
                 cwd = process.cwd()
                 if any(cwd == root or cwd.startswith(root + os.sep) for root in roots):
