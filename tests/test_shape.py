@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 from radas import progress
+from radas._ray_compat import v2_status_as_v1
 from radas.clusters import shape
 from radas.errors import NodeLaunchError, ResourceRequestError
 from radas.resources import NodeCapacity, trial_resources
@@ -145,6 +146,44 @@ def test_without_an_autoscaler_the_alive_nodes_are_the_types():
     assert not cluster.autoscaling and cluster.largest() == NodeCapacity(2, 0, 15e9)
     sized = shape.sizing(cluster, shape.Overrides(), "this machine")
     assert sized.capacity == NodeCapacity(2, 0, 15e9) and sized.note is None
+
+
+def test_autoscaler_v2s_status_reads_as_v1s_report():
+    """KubeRay's autoscaler v2 publishes its status in the GCS, not v1's record: built here
+    from Ray's own v2 schema (no live v2 autoscaler on this bed)."""
+    from ray.autoscaler.v2.schema import ClusterStatus, LaunchRequest, NodeInfo
+
+    def node(kind: str, node_id: str) -> NodeInfo:
+        return NodeInfo(
+            instance_type_name="m5.xlarge",
+            ray_node_type_name=kind,
+            instance_id=f"i-{node_id}",
+            ip_address="10.0.0.1",
+            node_id=node_id,
+        )
+
+    def launch(kind: str, count: int, details: str | None = None) -> LaunchRequest:
+        return LaunchRequest(
+            instance_type_name="m5.xlarge",
+            ray_node_type_name=kind,
+            count=count,
+            state=LaunchRequest.Status.PENDING,
+            request_ts_s=0,
+            details=details,
+        )
+
+    status = ClusterStatus(
+        active_nodes=[node("head", HEAD), node("cpu2", WORKER)],
+        pending_launches=[launch("cpu2", 1)],
+        failed_launches=[launch("gpu4", 1, "InsufficientInstanceCapacity")],
+    )
+    report = v2_status_as_v1(status)
+    declared = shape.types_from_autoscaler_config(CONFIG)
+    cluster = shape.from_reports(ALIVE, report, declared)
+    cpu2 = {t.name: t for t in cluster.node_types}["cpu2"]
+    assert (cpu2.running, cpu2.launching, cpu2.resources["memory"]) == (1, 1, 15e9)
+    assert cluster.failures == ("gpu4: InsufficientInstanceCapacity",)
+    assert cluster.waiting_text().startswith("waiting for 1 × cpu2 the autoscaler is launching")
 
 
 def test_a_shape_survives_its_record():

@@ -719,6 +719,9 @@ SHAPE_TARGETS = (
     Target("ray._private.state", "GlobalState.get_cluster_config", ("self",)),
     Target("ray.experimental.internal_kv", "_internal_kv_get", ("key", "namespace")),
     Target("ray.autoscaler._private.monitor", "Monitor._run", ("self",)),
+    Target("ray.autoscaler.v2.sdk", "get_cluster_status", ("gcs_address", "timeout")),
+    Target("ray.autoscaler.v2.utils", "is_autoscaler_v2", ("fetch_from_server", "gcs_client")),
+    Target("ray.autoscaler.v2.schema", "LaunchRequest", None),
 )
 
 
@@ -735,9 +738,61 @@ def autoscaler_status() -> dict[str, Any] | None:
 
     try:
         raw = internal_kv._internal_kv_get(ray_constants.DEBUG_AUTOSCALING_STATUS)
-        return json.loads(raw) if raw else None
+        if raw:
+            return json.loads(raw)
+        return _autoscaler_v2_status()
     except Exception:  # an old or damaged record reads as "no autoscaler", never as a crash
         return None
+
+
+def _autoscaler_v2_status() -> dict[str, Any] | None:
+    """Autoscaler v2 (KubeRay's default on recent Ray) publishes no v1 record: its status
+    comes from the GCS (``ray.autoscaler.v2.sdk.get_cluster_status``), in v1's shape here."""
+    import ray
+    from ray.autoscaler.v2.sdk import get_cluster_status
+    from ray.autoscaler.v2.utils import is_autoscaler_v2
+
+    if not is_autoscaler_v2(fetch_from_server=True):
+        return None
+    return v2_status_as_v1(get_cluster_status(ray.get_runtime_context().gcs_address))
+
+
+def v2_status_as_v1(status: Any) -> dict[str, Any]:
+    """A v2 ``ClusterStatus`` (``ray/autoscaler/v2/schema.py``) as v1's ``autoscaler_report``."""
+
+    def by_type(items: list[Any], count: Callable[[Any], int] = lambda _: 1) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for item in items:
+            counts[item.ray_node_type_name] = counts.get(item.ray_node_type_name, 0) + count(item)
+        return counts
+
+    launching = by_type(status.pending_launches, lambda request: request.count)
+    for name, count in by_type(status.pending_nodes).items():
+        launching[name] = launching.get(name, 0) + count
+    failed = {
+        request.ray_node_type_name: {
+            "node_type": request.ray_node_type_name,
+            "is_available": False,
+            "unavailable_node_information": {
+                "category": "LaunchFailed",
+                "description": request.details or "the launch failed",
+            },
+        }
+        for request in status.failed_launches
+    }
+    return {
+        "autoscaler_report": {
+            "active_nodes": by_type(status.active_nodes),
+            "idle_nodes": by_type(status.idle_nodes),
+            "pending_launches": launching,
+            "node_availability_summary": {"node_availabilities": failed},
+            "node_type_mapping": {
+                node.node_id: node.ray_node_type_name
+                for node in [*status.active_nodes, *status.idle_nodes]
+                if node.node_id
+            },
+        }
+    }
 
 
 def published_node_types() -> list[dict[str, Any]] | None:
