@@ -151,7 +151,7 @@ def test_without_an_autoscaler_the_alive_nodes_are_the_types():
 def test_autoscaler_v2s_status_reads_as_v1s_report():
     """KubeRay's autoscaler v2 publishes its status in the GCS, not v1's record: built here
     from Ray's own v2 schema (no live v2 autoscaler on this bed)."""
-    from ray.autoscaler.v2.schema import ClusterStatus, LaunchRequest, NodeInfo
+    from ray.autoscaler.v2.schema import ClusterStatus, LaunchRequest, NodeInfo, Stats
 
     def node(kind: str, node_id: str) -> NodeInfo:
         return NodeInfo(
@@ -176,6 +176,7 @@ def test_autoscaler_v2s_status_reads_as_v1s_report():
         active_nodes=[node("head", HEAD), node("cpu2", WORKER)],
         pending_launches=[launch("cpu2", 1)],
         failed_launches=[launch("gpu4", 1, "InsufficientInstanceCapacity")],
+        stats=Stats(gcs_request_time_s=0.0),  # (required on Ray 2.55)
     )
     report = v2_status_as_v1(status)
     declared = shape.types_from_autoscaler_config(CONFIG)
