@@ -6,11 +6,13 @@ same code against the live autoscaler."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from radas import progress
 from radas._ray_compat import v2_status_as_v1
-from radas.clusters import shape
+from radas.clusters import _shape_record, shape
 from radas.errors import NodeLaunchError, ResourceRequestError
 from radas.resources import NodeCapacity, trial_resources
 
@@ -189,7 +191,7 @@ def test_autoscaler_v2s_status_reads_as_v1s_report():
 
 def test_a_shape_survives_its_record():
     cluster = shape.from_reports(ALIVE, RUNNING, shape.types_from_autoscaler_config(CONFIG))
-    assert shape.ClusterShape.from_json(cluster.to_json()) == cluster
+    assert shape.ClusterShape.from_dict(json.loads(json.dumps(cluster.to_dict()))) == cluster
 
 
 def test_pending_trials_show_what_is_launching_and_give_up_on_failing_launches(monkeypatch):
@@ -211,3 +213,21 @@ def test_pending_trials_show_what_is_launching_and_give_up_on_failing_launches(m
         line._read_launch_status(pending=2, running=0, now=110.0)
     line._read_launch_status(pending=0, running=0, now=120.0)
     assert line._waiting is None
+
+
+def test_a_damaged_or_unwritable_record_is_gone_without_a_crash(tmp_path):
+    """The record the driver leaves for the client is a convenience: a damaged one reads as
+    none (the client then leaves the check to the driver), and a results root that cannot
+    take it does not stop the sweep."""
+    cluster = shape.from_reports(ALIVE, RUNNING, shape.types_from_autoscaler_config(CONFIG))
+    _shape_record.record(cluster, str(tmp_path))
+    kept, read_at = _shape_record.recorded(str(tmp_path))
+    assert kept == cluster and read_at > 0
+    record = tmp_path / _shape_record.RECORD_FILE
+    for damage in ("", "{not json", '{"read_at": 1}', '{"shape": {"node_types": [{"x": 1}]}}'):
+        record.write_text(damage)
+        assert _shape_record.recorded(str(tmp_path)) is None, damage
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    _shape_record.record(cluster, str(blocked))  # raises nothing
+    assert _shape_record.recorded(str(blocked)) is None

@@ -34,7 +34,7 @@ from radas.console import print_info, ray_output_wanted, warn
 from radas.errors import ExperimentNotFoundError, InvalidArgumentError
 from radas.history import HistoryRecorder
 from radas.progress import ProgressLine
-from radas.resources import NodeCapacity, check_fits, trial_resources
+from radas.resources import NodeCapacity, trial_resources
 
 TUNER_INIT_KEYS = ("tune_config", "run_config")
 RADAS_OWNED_RUN_CONFIG_FIELDS = ("name", "storage_path", "storage_filesystem")
@@ -215,12 +215,9 @@ def _size_trials(spec: SweepSpec) -> NodeCapacity:
         _shape_record.record(sized.shape, os.environ["RADAS_RESULTS_ROOT"])
     if sized.note:
         print_info(f"{spec.experiment_name}: {sized.note}")
-    if sized.capacity is None:  # nothing known to size from: the trial's CPUs alone
-        return NodeCapacity(cpus=spec.cpu_per_trial)
-    types = sized.shape.types_text() if sized.shape.autoscaling else ""
-    check_fits(spec.cpu_per_trial, sized.capacity, where=where, node_types=types)
-    sized.shape.check_request(trial_resources(spec.cpu_per_trial, sized.capacity), where)
-    return sized.capacity
+    sized.check(spec.cpu_per_trial, where)
+    # nothing known to size from: the trial's CPUs alone
+    return sized.capacity or NodeCapacity(cpus=spec.cpu_per_trial)
 
 
 def _restore(

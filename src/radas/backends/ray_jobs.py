@@ -36,7 +36,6 @@ from radas._spec import RunTarget, SweepOutcome, SweepSpec
 from radas.backends._job_client import HTTPStatusError, JobServer, _quiet_ray_sdk, cluster_timeout_s
 from radas.clusters import availability
 from radas.clusters.config import ClusterConfig, config_path
-from radas.clusters.shape import ClusterShape, sizing
 from radas.console import RelayedOutput, print_info, print_warning, ray_output_wanted, warn
 from radas.errors import (
     ClusterError,
@@ -48,7 +47,6 @@ from radas.errors import (
     JobNotFoundError,
     WorkingDirTooLargeError,
 )
-from radas.resources import check_fits, trial_resources
 
 OUTCOME_FILE = "radas_job_outcome.json"
 SPEC_FILE = "spec.pkl"
@@ -245,15 +243,8 @@ class RayJobsBackend:
         from the config's overrides where given, else from the cluster's nodes (a cluster
         without an autoscaler) or from the node types its last radas job read (one with an
         autoscaler). Where neither is known, the job's driver checks on the cluster."""
-        where = f"cluster:{self.cluster.name}"
         status = availability.probe(self.cluster, timeout_s=cluster_timeout_s())
-        shape = status.shape or ClusterShape(())
-        sized = sizing(shape, self.cluster.overrides(), where)
-        if sized.capacity is None:
-            return  # nothing known yet: the driver reads the node types on the head
-        types = shape.types_text() if shape.autoscaling else ""
-        check_fits(spec.cpu_per_trial, sized.capacity, where=where, node_types=types)
-        shape.check_request(trial_resources(spec.cpu_per_trial, sized.capacity), where)
+        status.sizing().check(spec.cpu_per_trial, where=f"cluster:{self.cluster.name}")
 
     def _check_and_submit(self, spec: SweepSpec, runtime_env: dict[str, Any]) -> str:
         """Check that the experiment may start on this cluster, submit it; its job id."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from dataclasses import asdict
 
 from radas import _files, _store
 from radas.clusters.shape import ClusterShape
@@ -22,7 +21,7 @@ RECORD_FILE = ".radas-node-types.json"
 def record(shape: ClusterShape, results_root: str) -> None:
     """Keep ``shape`` in the cluster's results root for the client (best effort: a cluster
     whose results root cannot take it runs all the same)."""
-    data = json.dumps({"read_at": time.time(), "shape": asdict(shape)})
+    data = json.dumps({"read_at": time.time(), "shape": shape.to_dict()})
     with contextlib.suppress(OSError, StorageError):
         _files.write_atomic(_store.location(results_root) / RECORD_FILE, data)
 
@@ -32,6 +31,6 @@ def recorded(results_root: str) -> tuple[ClusterShape, float] | None:
     or unreadable."""
     try:
         data = json.loads((_store.location(results_root) / RECORD_FILE).read_text())
-        return ClusterShape.from_json(json.dumps(data["shape"])), float(data["read_at"])
+        return ClusterShape.from_dict(data["shape"]), float(data["read_at"])
     except Exception:  # missing, damaged, unreachable: the client goes without it
         return None

@@ -46,7 +46,8 @@ class ClusterStatus:
     def sizing(self) -> Sizing:
         """What trials on this cluster are sized from: its largest node type, with the
         config's overrides."""
-        return sizing(self.shape or ClusterShape(()), self.config.overrides(), self.name)
+        where = f"cluster:{self.name}"
+        return sizing(self.shape or ClusterShape(()), self.config.overrides(), where)
 
     @property
     def gpu_per_cpu(self) -> float:
@@ -248,20 +249,10 @@ def cluster_shape(
     if not (report or {}).get("autoscalerReport"):
         return from_reports(nodes, None, None), None
     previous = recorded(cluster.results_root)
-    declared = None
-    if previous is not None and previous[0].autoscaling:
-        declared = [
-            {
-                "name": t.name,
-                "resources": t.resources,
-                "min_workers": t.min_workers,
-                "max_workers": t.max_workers,
-            }
-            for t in previous[0].node_types
-            if t.resources
-        ] or None
-    shape = from_reports(nodes, report, declared, previous[0].source if declared else "")
-    return shape, previous[1] if declared else None
+    if previous is None or not previous[0].autoscaling or not previous[0].declared_types():
+        return from_reports(nodes, report, None), None
+    shape, read_at = previous
+    return from_reports(nodes, report, shape.declared_types(), shape.source), read_at
 
 
 def _physical_memory(nodes: list[dict[str, Any]]) -> dict[str, float]:

@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from radas.errors import ResourceRequestError
-from radas.resources import NodeCapacity
+from radas.resources import NodeCapacity, check_fits, trial_resources
 
 # a node type of Ray's read-only provider (one per node), as Ray names it and as the dashboard
 # spells it in camelCase
@@ -158,14 +158,21 @@ class ClusterShape:
             )
         return failed or None
 
-    def to_json(self) -> str:
-        return json.dumps(asdict(self))
+    def declared_types(self) -> list[dict[str, Any]] | None:
+        """The types whose resources are known, as ``from_reports`` takes them declared;
+        None when there are none (the client adds the autoscaler's counts of now)."""
+        keys = ("name", "resources", "min_workers", "max_workers")
+        declared = [{key: getattr(t, key) for key in keys} for t in self.node_types if t.resources]
+        return declared or None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
     @classmethod
-    def from_json(cls, text: str) -> ClusterShape:
-        data = json.loads(text)
-        types = tuple(NodeType(**t) for t in data.pop("node_types"))
-        return cls(types, **{k: tuple(v) if k == "failures" else v for k, v in data.items()})
+    def from_dict(cls, data: dict[str, Any]) -> ClusterShape:
+        types = tuple(NodeType(**t) for t in data["node_types"])
+        rest = {k: tuple(v) if k == "failures" else v for k, v in data.items() if k != "node_types"}
+        return cls(types, **rest)
 
 
 @dataclass(frozen=True)
@@ -196,6 +203,16 @@ class Sizing:
     capacity: NodeCapacity | None  # None: not known (an autoscaler whose types were not read)
     note: str | None = None
     shape: ClusterShape = field(default_factory=lambda: ClusterShape(()))
+
+    def check(self, cpu_per_trial: float, where: str) -> None:
+        """Refuse ``cpu_per_trial`` when no node type can hold the trial it makes (its CPUs
+        above the largest type's, or its GPU share or memory on no type); nothing to check
+        while the capacity is not known."""
+        if self.capacity is None:
+            return
+        types = self.shape.types_text() if self.shape.autoscaling else ""
+        check_fits(cpu_per_trial, self.capacity, where=where, node_types=types)
+        self.shape.check_request(trial_resources(cpu_per_trial, self.capacity), where)
 
 
 def sizing(shape: ClusterShape, overrides: Overrides, where: str) -> Sizing:
@@ -265,13 +282,13 @@ def from_reports(
     for pending in _key(report, "pending_nodes") or []:
         if len(pending) >= 2:
             launching[pending[1]] = launching.get(pending[1], 0) + 1
-    memory = _memory_by_type(alive_nodes, _key(report, "node_type_mapping") or {})
+    measured = _resources_by_type(alive_nodes, _key(report, "node_type_mapping") or {})
     types: dict[str, NodeType] = {}
     for declared in declared_types or []:
         name = declared["name"]
         resources = {k: float(v) for k, v in (declared.get("resources") or {}).items()}
-        if name in memory and "memory" not in resources:
-            resources["memory"] = memory[name]
+        if "memory" in measured.get(name, {}) and "memory" not in resources:
+            resources["memory"] = measured[name]["memory"]
         types[name] = NodeType(
             name,
             resources,
@@ -285,9 +302,8 @@ def from_reports(
             name, {}, running=int(running.get(name, 0)), launching=int(launching.get(name, 0))
         )
     if not declared_types:  # each type's resources as its running nodes have them
-        known = _resources_by_type(alive_nodes, _key(report, "node_type_mapping") or {})
         types = {
-            name: NodeType(t.name, known.get(name, {}), t.running, t.launching)
+            name: NodeType(t.name, measured.get(name, {}), t.running, t.launching)
             for name, t in types.items()
         }
     return ClusterShape(
@@ -430,14 +446,6 @@ def _resources_by_type(
             resources["memory"] = min(known[name]["memory"], resources.get("memory", math.inf))
         known[name] = resources
     return known
-
-
-def _memory_by_type(alive_nodes: list[dict[str, Any]], mapping: dict[str, str]) -> dict[str, float]:
-    return {
-        name: resources["memory"]
-        for name, resources in _resources_by_type(alive_nodes, mapping).items()
-        if "memory" in resources
-    }
 
 
 def _failures(report: dict[str, Any]) -> list[str]:
