@@ -17,8 +17,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -243,22 +245,12 @@ def start_autoscaling_bed(
         **(env or {}),
     }
     head_cpus = 0
-    command = [
-        *local._ray_command(),
-        "start",
-        "--head",
-        "--block",
-        "--node-ip-address=127.0.0.1",
-        "--dashboard-host=127.0.0.1",
-        f"--port={gcs_port}",
-        f"--dashboard-port={dashboard_port}",
+    command = local.head_command(
+        [gcs_port, dashboard_port],
+        root / "head-tmp",
         f"--num-cpus={head_cpus}",
-        "--include-dashboard=true",
-        f"--temp-dir={root / 'head-tmp'}",
         f"--autoscaling-config={config_file}",
-        *local._free_port_flags(worker=False),
-        "--disable-usage-stats",
-    ]
+    )
     if head_resources:
         command.append(f"--resources={json.dumps(head_resources)}")
     log = root / "head.log"
@@ -324,3 +316,17 @@ def wait_seconds_for(predicate, timeout_s: float, what: str) -> float:
     started = time.monotonic()
     wait_until(predicate, timeout_s, what=what)
     return time.monotonic() - started
+
+
+@contextlib.contextmanager
+def proved_bed(name: str, worker_types: dict[str, NodeType], **options: Any):
+    """A bed in a fresh short folder under /tmp (Ray's socket paths are limited), proved with
+    a plain job first, stopped and removed after."""
+    root = Path(tempfile.mkdtemp(prefix=f"bed-{name}-", dir="/tmp"))
+    bed = start_autoscaling_bed(name, root, worker_types, **options)
+    try:
+        bed.prove()
+        yield bed
+    finally:
+        bed.stop()
+        shutil.rmtree(root, ignore_errors=True)

@@ -8,8 +8,6 @@ provider takes 12 s more to launch (as a cloud machine boots for a minute)."""
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -18,7 +16,7 @@ import pytest
 from ray import tune
 
 import radas
-from autoscaling_bed import NodeType, start_autoscaling_bed
+from autoscaling_bed import NodeType, proved_bed
 from radas.clusters import _shape_record, get_cluster_availability
 from radas.clusters.config import get_cluster, register_cluster
 from radas.errors import JobFailedError, ResourceRequestError
@@ -31,16 +29,9 @@ NAME = "auto"
 
 @pytest.fixture(scope="module")
 def bed():
-    root = Path(tempfile.mkdtemp(prefix="rb-", dir="/tmp"))  # short: Ray's socket paths
-    bed = start_autoscaling_bed(
-        NAME, root, {"cpu2": NodeType({"CPU": 2}, max_workers=2)}, idle_timeout_minutes=0.25
-    )
-    try:
-        bed.prove()
+    types = {"cpu2": NodeType({"CPU": 2}, max_workers=2)}
+    with proved_bed(NAME, types, idle_timeout_minutes=0.25) as bed:
         yield bed
-    finally:
-        bed.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture
@@ -67,6 +58,27 @@ def epochs(config):
         radas.report({"epoch": epoch, "node": node}, state={"epoch": epoch + 1})
 
 
+def sweep(name: str, param_space: dict, *, cluster: str = NAME, **arguments):
+    """A sweep of ``epochs`` trials on ``cluster`` (1 CPU each unless given; a new run unless
+    ``run_choice`` says otherwise)."""
+    return radas.run_experiment_sync(
+        **{
+            "user_name": "alice",
+            "experiment_name": name,
+            "trainable": epochs,
+            "param_space": param_space,
+            "run_with": f"cluster:{cluster}",
+            "cpu_per_trial": 1,
+            "run_choice": "run",
+            **arguments,
+        }
+    )
+
+
+def one_epoch(marks) -> dict:
+    return {"i": 0, "epochs": 1, "seconds": 0, "marks": marks}
+
+
 def test_a_sweep_scales_from_zero_says_what_it_waits_for_and_keeps_busy_nodes(
     scaled_to_zero, project, capsys
 ):
@@ -75,20 +87,15 @@ def test_a_sweep_scales_from_zero_says_what_it_waits_for_and_keeps_busy_nodes(
     launched_before = len(bed.launched())
     marks = project / "marks"
     marks.mkdir()
-    results = radas.run_experiment_sync(
-        user_name="alice",
-        experiment_name="from-zero",
-        trainable=epochs,
-        # each trial runs ~20 s, longer than the 15 s after which an idle node goes
-        param_space={
+    # each trial runs ~20 s, longer than the 15 s after which an idle node goes
+    results = sweep(
+        "from-zero",
+        {
             "i": tune.grid_search([0, 1, 2, 3]),
             "epochs": 20,
             "seconds": 1.0,
             "marks": marks,
         },
-        run_with=f"cluster:{NAME}",
-        cpu_per_trial=1,
-        run_choice="run",
     )
     out = capsys.readouterr().out
     df = results["df"]
@@ -122,15 +129,7 @@ def test_a_request_no_node_type_holds_is_refused_naming_the_types(
     # no node runs and no type was read yet: the client cannot tell, the job's driver reads
     # the types on the head and refuses
     with pytest.raises(JobFailedError) as failed:
-        radas.run_experiment_sync(
-            user_name="alice",
-            experiment_name="too-big",
-            trainable=epochs,
-            param_space={"i": 0, "epochs": 1, "seconds": 0, "marks": tmp_path},
-            run_with=f"cluster:{NAME}",
-            cpu_per_trial=3,
-            run_choice="run",
-        )
+        sweep("too-big", one_epoch(tmp_path), cpu_per_trial=3)
     assert "cpu_per_trial=3 asks for more than the largest node of cluster:auto" in str(
         failed.value
     )
@@ -139,30 +138,14 @@ def test_a_request_no_node_type_holds_is_refused_naming_the_types(
     # before anything is submitted
     assert record.exists()
     with pytest.raises(ResourceRequestError, match=r"cpu_per_trial=3 .* its node types: .*cpu2"):
-        radas.run_experiment_sync(
-            user_name="alice",
-            experiment_name="too-big",
-            trainable=epochs,
-            param_space={"i": 0, "epochs": 1, "seconds": 0, "marks": tmp_path},
-            run_with=f"cluster:{NAME}",
-            cpu_per_trial=3,
-            run_choice="run",
-        )
+        sweep("too-big", one_epoch(tmp_path), cpu_per_trial=3)
     # a GPU no type has (the config claims one per node): refused, naming what it asks for
     claimed = get_cluster(NAME)
     register_cluster(
         type(claimed)(**{**claimed.__dict__, "name": "auto-claims-gpu", "gpus_per_node": 1})
     )
     with pytest.raises(ResourceRequestError, match=r"ask for 1 CPUs, 0.5 GPUs, and no node type"):
-        radas.run_experiment_sync(
-            user_name="alice",
-            experiment_name="gpu-wanted",
-            trainable=epochs,
-            param_space={"i": 0, "epochs": 1, "seconds": 0, "marks": tmp_path},
-            run_with="cluster:auto-claims-gpu",
-            cpu_per_trial=1,
-            run_choice="run",
-        )
+        sweep("gpu-wanted", one_epoch(tmp_path), cluster="auto-claims-gpu")
 
 
 def test_a_node_taken_away_under_a_trial_continues_elsewhere(scaled_to_zero, project, capsys):
@@ -179,14 +162,9 @@ def test_a_node_taken_away_under_a_trial_continues_elsewhere(scaled_to_zero, pro
 
     killer = threading.Thread(target=take_the_node_of_trial_0, daemon=True)
     killer.start()
-    results = radas.run_experiment_sync(
-        user_name="alice",
-        experiment_name="preempted",
-        trainable=epochs,
-        param_space={"i": tune.grid_search([0, 1]), "epochs": 12, "seconds": 0.5, "marks": marks},
-        run_with=f"cluster:{NAME}",
-        cpu_per_trial=1,
-        run_choice="run",
+    results = sweep(
+        "preempted",
+        {"i": tune.grid_search([0, 1]), "epochs": 12, "seconds": 0.5, "marks": marks},
     )
     killer.join(timeout=10)
     out = capsys.readouterr().out
@@ -240,14 +218,9 @@ def test_a_launch_that_keeps_failing_is_reported_not_waited_on(
     bed.fail_launch_file.write_text("quota exceeded for cpu2 (the test's provider)")
     started = time.monotonic()
     with pytest.raises(JobFailedError) as failed:
-        radas.run_experiment_sync(
-            user_name="alice",
-            experiment_name="no-quota",
-            trainable=epochs,
-            param_space={"i": 0, "epochs": 1, "seconds": 0, "marks": tmp_path},
-            run_with=f"cluster:{NAME}",
-            cpu_per_trial=1,
-            run_choice="run",
+        sweep(
+            "no-quota",
+            one_epoch(tmp_path),
             runtime_env={"env_vars": {"RADAS_LAUNCH_FAILURE_S": "15"}},
         )
     message = str(failed.value)
@@ -257,13 +230,5 @@ def test_a_launch_that_keeps_failing_is_reported_not_waited_on(
     assert time.monotonic() - started < 180
     # the quota is back: the experiment continues where it stopped
     bed.fail_launch_file.unlink()
-    restored = radas.run_experiment_sync(
-        user_name="alice",
-        experiment_name="no-quota",
-        trainable=epochs,
-        param_space={"i": 0, "epochs": 1, "seconds": 0, "marks": tmp_path},
-        run_with=f"cluster:{NAME}",
-        cpu_per_trial=1,
-        run_choice="restore",
-    )
+    restored = sweep("no-quota", one_epoch(tmp_path), run_choice="restore")
     assert list(restored["df"]["status"]) == ["TERMINATED"]

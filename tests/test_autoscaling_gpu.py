@@ -7,15 +7,12 @@ scripts/gpu-check.sh's, on a machine with one."""
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
-from pathlib import Path
 
 import pytest
 from ray import tune
 
 import radas
-from autoscaling_bed import NodeType, start_autoscaling_bed
+from autoscaling_bed import NodeType, proved_bed
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -24,20 +21,10 @@ NAME = "autogpu"
 
 @pytest.fixture(scope="module")
 def gpu_bed():
-    root = Path(tempfile.mkdtemp(prefix="rg-", dir="/tmp"))  # short: Ray's socket paths
-    bed = start_autoscaling_bed(
-        NAME,
-        root,
-        {"gpu4": NodeType({"CPU": 4, "GPU": 1}, max_workers=1)},
-        idle_timeout_minutes=0.25,
-    )
-    try:
-        bed.prove()
+    types = {"gpu4": NodeType({"CPU": 4, "GPU": 1}, max_workers=1)}
+    with proved_bed(NAME, types, idle_timeout_minutes=0.25) as bed:
         bed.wait_scaled_to(0)
         yield bed
-    finally:
-        bed.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def gpu_share(config):

@@ -208,22 +208,9 @@ def start_local_cluster(
     ports = _free_ports(2)
     gcs_address, address = f"127.0.0.1:{ports[0]}", f"http://127.0.0.1:{ports[1]}"
     log = state_dir / "head.log"
-    command = [
-        *_ray_command(),
-        "start",
-        "--head",
-        "--block",
-        "--node-ip-address=127.0.0.1",
-        "--dashboard-host=127.0.0.1",
-        f"--port={ports[0]}",
-        f"--dashboard-port={ports[1]}",
-        f"--num-cpus={num_cpus}",
-        f"--num-gpus={num_gpus}",
-        "--include-dashboard=true",
-        f"--temp-dir={_node_temp_dir(name, 'head')}",
-        *_free_port_flags(worker=False),
-        "--disable-usage-stats",
-    ]
+    command = head_command(
+        ports, _node_temp_dir(name, "head"), f"--num-cpus={num_cpus}", f"--num-gpus={num_gpus}"
+    )
     head = NodeProcess(_spawn(command, node_env, log), num_cpus, num_gpus, str(log))
     cluster = LocalCluster(name, address, gcs_address, head, env=node_env)
     cluster._save()
@@ -375,6 +362,26 @@ def _stop_jobs(server: JobServer, job_ids: list[str]) -> None:
 # for every process of the cluster); but `ray start` itself refuses extra nodes with cluster
 # mode off, so its launcher (_ray_compat.LOOPBACK_RAY_START) turns it back on and keeps
 # --node-ip-address as given.
+
+
+def head_command(ports: list[int], temp_dir: str | Path, *flags: str) -> list[str]:
+    """``ray start --head --block`` on 127.0.0.1 with the GCS and dashboard (job server) on
+    ``ports``, free ports for the rest, and ``flags`` (``--num-cpus=2``, ...)."""
+    return [
+        *_ray_command(),
+        "start",
+        "--head",
+        "--block",
+        "--node-ip-address=127.0.0.1",
+        "--dashboard-host=127.0.0.1",
+        f"--port={ports[0]}",
+        f"--dashboard-port={ports[1]}",
+        *flags,
+        "--include-dashboard=true",
+        f"--temp-dir={temp_dir}",
+        *_free_port_flags(worker=False),
+        "--disable-usage-stats",
+    ]
 
 
 def _ray_command() -> list[str]:
