@@ -193,6 +193,20 @@ def test_restore_output_says_it_resumed(cluster, project, capfd):
     assert set(second["df"]["status"]) == {"TERMINATED"}
     assert [len(list(marks.glob(f"{i}-*"))) for i in range(4)] == [1, 1, 2, 2]
 
+    # every trial finished: a restore answers from the store, submitting no job
+    jobs = radas.get_client(user_name="alice", run_with=RUN_WITH).list_experiments()
+    started = time.monotonic()
+    third = run(
+        experiment_name="resume", trainable=half_broken, param_space=space, run_choice="restore"
+    )
+    seconds = time.monotonic() - started
+    assert "nothing to continue: 4 of 4 trials finished" in capfd.readouterr().out
+    assert third["outcome"].already_done == 4 and set(third["df"]["status"]) == {"TERMINATED"}
+    after = radas.get_client(user_name="alice", run_with=RUN_WITH).list_experiments()
+    assert len(after) == len(jobs)  # no job submitted
+    assert [len(list(marks.glob(f"{i}-*"))) for i in range(4)] == [1, 1, 2, 2]
+    print(f"restore of a finished experiment answered in {seconds:.2f} s")
+
 
 @pytest.mark.slow
 def test_attach_follows_a_running_job_to_its_end(cluster, project):

@@ -106,3 +106,42 @@ def test_interrupted_experiment_resumes_without_rerunning_finished_trials(projec
         assert starts(runs, i) == 1, f"trial i={i} finished before the interruption but re-ran"
     for i in set(range(8)) - set(finished_before):
         assert len(list(runs.glob(f"done-{i}-*"))) >= 1
+
+
+@pytest.mark.slow  # a local sweep and a restore: ~10 s
+def test_restore_of_a_finished_experiment_answers_from_the_store(project, capfd):
+    import ray.cloudpickle as cloudpickle
+    from ray import tune
+
+    def double(config):
+        return {"value": config["i"] * 2}
+
+    kwargs = dict(
+        user_name="tester",
+        experiment_name="finished",
+        trainable=double,
+        param_space={"i": tune.grid_search([0, 1, 2])},
+    )
+    first = radas.run_experiment_sync(**kwargs, run_choice="run")
+    path = Path(first["experiment_path"])
+    states = sorted(path.glob("experiment_state-*.json"))
+    capfd.readouterr()
+    started = time.monotonic()
+    again = radas.run_experiment_sync(**kwargs, run_choice="restore")
+    seconds = time.monotonic() - started
+    assert "nothing to continue: 3 of 3 trials finished" in capfd.readouterr().out
+    assert again["outcome"].already_done == 3
+    assert sorted(again["df"]["value"]) == [0, 2, 4]
+    assert sorted(path.glob("experiment_state-*.json")) == states  # Tune did not run
+    print(f"restore of a finished experiment answered in {seconds:.2f} s")
+
+    # the searcher had not made every trial (a run killed between two trials): Tune runs
+    newest = states[-1].name.removeprefix("experiment_state-")
+    searcher_file = path / f"basic-variant-state-{newest}"
+    searcher = cloudpickle.loads(searcher_file.read_bytes())
+    assert searcher["_finished"] is True
+    searcher_file.write_bytes(cloudpickle.dumps({**searcher, "_finished": False}))
+    resumed = radas.run_experiment_sync(**kwargs, run_choice="restore")
+    output = capfd.readouterr().out
+    assert "nothing to continue" not in output and "resuming from" in output
+    assert sorted(resumed["df"]["value"]) == [0, 2, 4]

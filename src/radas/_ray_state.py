@@ -120,6 +120,36 @@ def newest_state(
     return None
 
 
+def search_finished(experiment_path: _store.AnyPath) -> bool | None:
+    """Whether Tune's searcher had made every trial it will make, by the searcher state saved
+    with the newest experiment state (grid / random: ``basic-variant-state``; a searcher:
+    ``search_gen_state``); None when that cannot be told (not saved, unreadable)."""
+    found = newest_state(experiment_path)
+    if found is None:
+        return None
+    session = found[0].name.removeprefix("experiment_state-")
+    for prefix in ("basic-variant-state-", "search_gen_state-"):
+        searcher_state = found[0].with_name(prefix + session)
+        try:
+            import ray.cloudpickle as cloudpickle  # Tune writes these with it
+
+            state = cloudpickle.loads(searcher_state.read_bytes())
+        except FileNotFoundError:
+            continue
+        except Exception:  # damaged, or a class this process cannot import: not known
+            return None
+        if not isinstance(state, dict):
+            return None
+        if "_finished" in state:  # BasicVariantGenerator's own attributes
+            return bool(state["_finished"])
+        if "finished" in state:  # SearchGenerator.get_state()
+            return bool(state["finished"]) or state.get("counter", 0) >= state.get(
+                "total_samples", float("inf")
+            )
+        return None
+    return None
+
+
 def read_trial_records(experiment_path: _store.AnyPath) -> dict[str, dict[str, Any]]:
     """radas's own record of every trial (resources; config, status and last result once it
     ended). A damaged file is warned about and read as empty."""

@@ -221,7 +221,11 @@ async def _run_and_analyze(
             )
         if choice == "restore":
             _warn_ignored_param_space(experiment_path, experiment_name, param_space)
-        outcome = await _execute(backend, spec, choice, runtime_env)
+            outcome = await asyncio.to_thread(
+                _nothing_to_continue, experiment_path, experiment_name
+            )
+        if outcome is None:
+            outcome = await _execute(backend, spec, choice, runtime_env)
         _report_outcome(spec, outcome)
         if outcome.out_of_memory:
             raise TrialsOutOfMemoryError(
@@ -357,6 +361,24 @@ def _warn_ignored_param_space(
         "(the stored results are moved to .archive/)."
     )
     warn(message, stacklevel=2)
+
+
+def _nothing_to_continue(
+    experiment_path: _store.Location, experiment_name: str
+) -> SweepOutcome | None:
+    """The stored outcome when a restore has nothing to do (every trial finished and the
+    searcher made all it will make), answered from the store without starting Ray or a job;
+    None when something may continue (errored trials run again) or it cannot be told."""
+    trials = _ray_state.load_trial_states(experiment_path)
+    if not trials or any(not trial.finished for trial in trials):
+        return None
+    if not _ray_state.search_finished(experiment_path):
+        return None
+    print_info(
+        f"{experiment_name}: nothing to continue: {len(trials)} of {len(trials)} trials "
+        "finished; the stored results are used (run_choice='run' runs it again from scratch)."
+    )
+    return SweepOutcome.of_trials(str(experiment_path), trials, already_done=len(trials))
 
 
 def _report_outcome(spec: SweepSpec, outcome: SweepOutcome) -> None:
