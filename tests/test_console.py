@@ -337,3 +337,59 @@ def test_a_trial_radas_runs_again_is_not_announced_as_an_error(project, capfd):
     # the retries' own lines follow
     assert "1 trial(s) ran out of memory with cpu_per_trial=1" in output, output
     assert "1 trial(s) lost their node or worker" in output, output
+
+
+SIMILAR_LINES_SCRIPT = textwrap.dedent(
+    """
+    import time
+    from ray import tune
+    from ray.tune.search.optuna import OptunaSearch
+    import radas
+
+    def trainable(config):
+        print(f"starting at epoch {config['epoch']}", flush=True)
+        time.sleep(0.5)
+        return {"score": config["epoch"]}
+
+    radas.run_experiment_sync(
+        user_name="tester", experiment_name="similar", trainable=trainable,
+        param_space={"epoch": tune.grid_search([3, 5, 7])}, run_choice="run",
+    )
+    radas.run_experiment_sync(
+        user_name="tester", experiment_name="optuna", trainable=trainable,
+        param_space={"epoch": tune.randint(0, 100)}, run_choice="run",
+        tuner_init_kwargs={"tune_config": tune.TuneConfig(
+            search_alg=OptunaSearch(), metric="score", mode="max", num_samples=2)},
+    )
+    print("=== END", flush=True)
+    """
+)
+
+
+@pytest.mark.slow  # a fresh process starts Ray and runs two sweeps: ~20 s
+def test_lines_that_differ_only_in_numbers_all_reach_the_console_and_optuna_stays_quiet(
+    project,
+):
+    """Ray's deduplicator would print "starting at epoch 3 [repeated 3x across cluster]" and
+    lose 5 and 7 for good (issue 23); Optuna's INFO records are not radas's or the trial's."""
+    (project / "sweeps.py").write_text(SIMILAR_LINES_SCRIPT)
+    environment = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    environment.pop("RADAS_VERBOSE", None)
+    completed = subprocess.run(
+        [sys.executable, "sweeps.py"],
+        cwd=project,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=300,
+        env=environment,
+        check=False,
+    )
+    output = completed.stdout
+    assert completed.returncode == 0, output
+    for epoch in (3, 5, 7):
+        assert re.search(rf"^\(trainable pid=\d+\) starting at epoch {epoch}$", output, re.M), (
+            output
+        )
+    assert "repeated" not in output, output
+    assert "A new study created" not in output and "[I " not in output, output

@@ -16,7 +16,7 @@ one does not match, radas warns once (a ``RadasWarning`` naming what differs) an
 own behaviour: the same results, with what each fix below removes.
 
 The fixes run only for radas's sweeps, and a ``tune.Tuner`` of the user's own in the same
-process runs on Ray's code: fixes 1, 2, 4 and 6 are installed when a radas sweep starts and
+process runs on Ray's code: fixes 1, 2, 4, 6 and 7 are installed when a radas sweep starts and
 removed when it ends (``fixes_installed``); fix 3 is a scheduler radas hands to its own Tuners
 (``default_scheduler``); fix 5 stays once installed (a worker's lines reach the driver seconds
 after they were written, after the sweep too: Ray's deduplicator holds repeated lines back, a
@@ -67,6 +67,12 @@ Ray's as it is.
    (``ray/tune/tune.py``, line 233 in Ray 2.60). A local radas sweep runs in a thread of its
    own (``radas.backends.local``): in such a thread (``tune_interrupted_by``) Tune gets radas's
    event instead, which radas sets on Ctrl-C or when the awaiting task is cancelled.
+
+7. Ray's driver folds lines that repeat across workers (``RAY_DEDUP_LOGS``, read once at
+   import: ``ray/_private/ray_logging/__init__.py``, ``LogDeduplicator.deduplicate``) and
+   treats lines differing only in numbers as repeats: "starting at epoch 3" of one trial and
+   "starting at epoch 5" of two others printed as one line "[repeated 3x]", the others' numbers
+   lost for good (a job's log is the driver's output). During a sweep every line is printed.
 
 ``quiet_ray_logs`` also keeps Tune's messages that contradict radas off the console: "Stop
 signal received ... Press CTRL+C" and "Resume experiment with: Tuner.restore(...)" (radas stops
@@ -195,6 +201,8 @@ TARGETS = (
     ),
     # fix 6
     Target("ray.tune.tune", "_setup_signal_catching", (), replaced=True),
+    # fix 7
+    Target("ray._private.ray_logging", "RAY_DEDUP_LOGS", None),
     # quiet_ray_logs: the loggers of the modules that log Tune's contradicting messages
     Target("ray.tune.tune", "logger", None),
     Target("ray.tune.analysis.experiment_analysis", "logger", None),
@@ -269,6 +277,7 @@ def fixes_installed() -> Iterator[None]:
 def _install() -> None:
     global _printer_installed
     import ray.tune.tune as tune_module
+    from ray._private import ray_logging
     from ray.air.execution._internal.actor_manager import RayActorManager
     from ray.tune.execution.tune_controller import TuneController
     from ray.tune.experiment import Trial
@@ -277,6 +286,7 @@ def _install() -> None:
     _replace(TuneController, "_schedule_trial_train", lambda _: _schedule_trial_train)
     _replace(Trial, "handle_error", _wrap_handle_error)
     _replace(tune_module, "_setup_signal_catching", _wrap_setup_signal_catching)
+    _replace(ray_logging, "RAY_DEDUP_LOGS", lambda _: False)  # fix 7
     if not _printer_installed:
         from ray._private import worker
 
@@ -498,7 +508,7 @@ class _PlainText:
 
 # The "pid" Ray gives the raylet's and the autoscaler's lines, and whether they are shown (not
 # while quiet_ray_logs is on).
-_SYSTEM_PIDS = ("raylet", "autoscaler")
+_SYSTEM_PIDS = ("raylet", "autoscaler", "gcs_server")
 _system_lines_shown = True
 # The worker's line of ray/tune/trainable/trainable.py (Trainable.restore), and whether it is
 # shown: as the last quiet_ray_logs decided, also after it ended, as a worker's lines reach

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import logging
 import os
 import pickle
 import shutil
@@ -296,10 +297,17 @@ def _tune_environment(quiet: bool) -> Iterator[None]:
         settings["TUNE_PRINT_ALL_TRIAL_ERRORS"] = "0"
     previous = {name: os.environ.get(name) for name in settings}
     os.environ.update(settings)
+    # Optuna's INFO records ("A new study created in memory", one per trial it tells) are
+    # Ray-like noise on a quiet console: WARNING and up only, as for Ray's loggers.
+    optuna_logger = logging.getLogger("optuna")
+    optuna_level = optuna_logger.level
+    if quiet:
+        optuna_logger.setLevel(max(optuna_level, logging.WARNING))
     try:
         with _ray_compat.fixes_installed(), _ray_compat.quiet_ray_logs(not quiet):
             yield
     finally:
+        optuna_logger.setLevel(optuna_level)
         for name, value in previous.items():
             if value is None:
                 os.environ.pop(name, None)
