@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -164,6 +165,21 @@ def test_radas_owns_run_config_name_and_storage(field):
         ({"plot_kwargs": [("x", "a")]}, "plot_kwargs must be a dict"),
         ({"plot_format": "jpeg"}, "plot_format='jpeg'"),
         ({"plot_path": "fig.bmp"}, "suffix"),
+        # issue 23: each of these was a raw error of Ray, matplotlib or copy, or went unnoticed
+        ({"cpu_per_trial": 1e-9}, r"below 0\.0001, the smallest share"),
+        ({"matplotlib_rcParams_update": {"bogus.key": 1}}, "'bogus.key' is not a matplotlib"),
+        ({"matplotlib_rcParams_update": {"font.sise": 1}}, "did you mean 'font.size'"),
+        ({"matplotlib_rcParams_update": {"font.size": "huge"}}, r"\['font.size'\] = 'huge'"),
+        ({"param_space": {"f": threading.Lock()}}, r"param_space\['f'\] = .* cannot be copied"),
+        ({"param_space": {"lr": {"grid_search": []}}}, r"tune.grid_search\(\[\]\)"),
+        ({"param_space": {"a": {"b": {"grid_search": []}}}}, r"param_space\['a'\]\['b'\]"),
+        (
+            {"param_space": {"a/b": 1, "a": {"b": 2}}},
+            r"param_space\['a'\]\['b'\] and param_space\['a/b'\] both become the column "
+            "'config/a/b'",
+        ),
+        ({"yes": "no"}, "yes must be bool, got str"),
+        ({"dos": ["analyze"], "run_choice": "bogus"}, "run_choice='bogus' is not valid"),
     ],
 )
 def test_other_bad_arguments(overrides, match):

@@ -89,6 +89,10 @@ def cluster_table(name: str = "lab", **overrides: str) -> str:
         ({"artifact_root": '""'}, "artifact_root = '' is not valid"),
         ({"adress": '"http://h:1"'}, "unknown key(s) ['adress']"),
         ({"address": None}, "is missing address"),
+        # issue 23: resolved against each process's working directory
+        ({"results_root": '"relative/results"'}, "results_root = 'relative/results' is a rel"),
+        ({"data_root": '"data"'}, "data_root = 'data' is a relative path"),
+        ({"artifact_root": '"./art"'}, "artifact_root = './art' is a relative path"),
     ],
 )
 def test_a_wrong_value_in_the_cluster_table_names_key_and_file(config_file, overrides, says):
@@ -98,6 +102,25 @@ def test_a_wrong_value_in_the_cluster_table_names_key_and_file(config_file, over
     message = str(caught.value)
     assert says in message
     assert "[clusters.lab]" in message and str(config_file) in message
+
+
+def test_one_s3_root_on_two_servers_is_a_config_error(config_file):
+    s3 = {"results_root": '"s3://lab/results"', "data_root": None, "cold_data_root": None}
+    config_file.write_text(
+        cluster_table("a", **s3, results_endpoint_url='"http://127.0.0.1:9000"')
+        + cluster_table("b", **s3, results_endpoint_url='"http://127.0.0.1:9001"')
+    )
+    with pytest.raises(ClusterConfigError) as caught:
+        cluster_config.load_clusters()
+    message = str(caught.value)
+    assert "[clusters.a] and [clusters.b]" in message and "different S3 servers" in message
+    assert 'results_root = "s3://lab/results-b"' in message
+    # one server, or distinct prefixes: fine
+    config_file.write_text(
+        cluster_table("a", **s3, results_endpoint_url='"http://127.0.0.1:9000"')
+        + cluster_table("b", **{**s3, "results_root": '"s3://lab/results-b"'})
+    )
+    assert sorted(cluster_config.load_clusters()) == ["a", "b"]
 
 
 @pytest.mark.parametrize(
@@ -323,3 +346,89 @@ def test_cli_refuses_bad_cluster_names_with_exit_1(config_file, capsys, argv, sa
     config_file.write_text(textwrap.dedent(cluster_table()))
     assert cli.main(argv) == 1
     assert says in capsys.readouterr().err
+
+
+# --- issue 23: raw errors of Python, Ray or argparse become radas errors ---------------------
+
+
+def test_report_of_something_else_than_a_dict_is_refused():
+    with pytest.raises(InvalidArgumentError, match=r"takes a dict of metrics, got list.*'loss'"):
+        radas.report([1, 2])
+
+
+@pytest.mark.parametrize("path", [None, 123])
+def test_a_tuner_of_something_else_than_a_path_is_refused(path):
+    with pytest.raises(InvalidArgumentError, match="path \\(or URI\\) of a stored experiment"):
+        radas.Tuner(path)
+
+
+def test_config_seed_of_something_else_than_a_config_is_refused():
+    with pytest.raises(InvalidArgumentError, match="takes the trial's config dict, got NoneType"):
+        radas.utils.config_seed(None)
+    assert radas.utils.config_seed({"seed": 3}) == 3
+
+
+@pytest.mark.parametrize("root", ["ftp://x/y", "http://example.invalid/a", "sftp://h/p"])
+def test_an_artifact_root_of_an_unsupported_scheme_is_refused_before_any_network(root, monkeypatch):
+    import socket
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("the network was used")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_network)
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    from radas import cloud_artifact
+
+    scheme = root.split("://")[0]
+    with pytest.raises(InvalidArgumentError, match=f"uses {scheme}://, which radas does not"):
+        cloud_artifact.init(user_name="alice", root=root)
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["--num-gpus", "nan"], "num_gpus=nan is not a number of CPUs or GPUs"),
+        (["--num-cpus", "inf"], "num_cpus=inf is not a number of CPUs or GPUs"),
+        (["--worker-cpus=nan", "--workers", "1"], "worker_cpus=nan is not a number"),
+    ],
+)
+def test_cluster_up_with_a_count_that_is_not_finite_exits_1(capsys, radas_home, argv, says):
+    name = "not-finite"
+    assert cli.main(["cluster", "up", name, *argv]) == 1
+    assert says in capsys.readouterr().err
+    assert not (radas_home / "clusters" / name).exists()
+
+
+@pytest.mark.parametrize("kind", ["missing", "file"])
+def test_cli_analyze_with_a_dir_that_is_not_a_folder_exits_1(project, capsys, kind):
+    target = project / "nonexistent"
+    if kind == "file":
+        target.write_text("x")
+    assert cli.main(["analyze", "X", "--dir", str(target)]) == 1
+    says = "is not a directory" if kind == "file" else "does not exist"
+    assert f"--dir {target} {says}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind", ["missing folder", "a folder"])
+def test_cli_analyze_csv_that_cannot_be_written_exits_1_before_reading(project, capsys, kind):
+    csv = "no/such/out.csv" if kind == "missing folder" else "adir"
+    if kind == "a folder":
+        (project / "adir").mkdir()
+    # the experiment does not exist either: the --csv check comes first
+    assert cli.main(["analyze", "nothing-here", "--csv", csv]) == 1
+    err = capsys.readouterr().err
+    says = "does not exist. Create it first" if kind == "missing folder" else "is a directory"
+    assert says in err and "No stored results" not in err
+    assert not (project / "no").exists()
+
+
+def test_a_relative_radas_home_is_refused_before_anything_is_created(project, monkeypatch):
+    monkeypatch.setenv("RADAS_HOME", "relhome")
+    with pytest.raises(radas.errors.StorageError, match="RADAS_HOME=relhome is a relative path"):
+        radas.run_experiment_sync(
+            user_name="alice",
+            experiment_name="rel",
+            trainable=lambda config: {"x": 1},
+            run_choice="run",
+        )
+    assert list(project.iterdir()) == []

@@ -65,6 +65,8 @@ class AnalysisOptions:
             value = getattr(self, name)
             if value is not None and not isinstance(value, dict):
                 raise InvalidArgumentError(f"{name} must be a dict, got {type(value).__name__}.")
+        if self.matplotlib_rcParams_update:
+            _check_rc_params(self.matplotlib_rcParams_update)
         if self.plot_format is not None and self.plot_format not in PLOT_FORMATS:
             raise InvalidArgumentError(
                 f"plot_format={self.plot_format!r} is not valid: use one of "
@@ -87,6 +89,29 @@ class AnalysisOptions:
                     f"Create it first (mkdir -p {folder}), or give a path in an existing "
                     "folder. Nothing was run."
                 )
+
+
+def _check_rc_params(update: dict[str, Any]) -> None:
+    """Refuse an unknown rcParams key or a value matplotlib cannot use, before anything runs."""
+    import difflib
+
+    import matplotlib as mpl
+
+    for key, value in update.items():
+        if key not in mpl.rcParams:
+            close = difflib.get_close_matches(str(key), list(mpl.rcParams), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise InvalidArgumentError(
+                f"matplotlib_rcParams_update: {key!r} is not a matplotlib setting{hint}. "
+                "matplotlib.rcParams.keys() lists them, e.g. {'font.size': 12}."
+            )
+        try:
+            mpl.RcParams({key: value})
+        except (ValueError, TypeError) as err:
+            raise InvalidArgumentError(
+                f"matplotlib_rcParams_update[{key!r}] = {value!r} is not valid: {err}. "
+                f"The current value shows the kind expected: {mpl.rcParams[key]!r}."
+            ) from err
 
 
 @dataclass

@@ -220,25 +220,39 @@ def _logs(args: argparse.Namespace) -> int:
 def _analyze(args: argparse.Namespace) -> None:
     import seaborn as sns
 
-    from radas.experiment import run_experiment_sync
+    from radas._store import is_uri
+    from radas.errors import InvalidArgumentError
+    from radas.experiment import analyze_stored_sync, run_experiment_sync
 
     plot_kwargs = {key: getattr(args, key) for key in ("x", "y", "hue", "col", "style")}
     plot_kwargs = {key: value for key, value in plot_kwargs.items() if value is not None}
     # -o and --csv are relative to where the command runs, not to --dir
     output = os.path.abspath(args.output) if args.output else None
-    csv = os.path.abspath(args.csv) if args.csv else None
-    os.chdir(args.dir)
-    results = run_experiment_sync(
-        user_name=args.user,
-        experiment_name=args.experiment,
-        run_with=args.run_with,
-        dos=["analyze"],
+    csv = _csv_target(args.csv) if args.csv else None
+    analysis_options = dict(
         tuner_to_df_fn=(lambda tuner: tuner.get_history_dataframe()) if args.history else None,
         plot_fn=getattr(sns, args.plot) if plot_kwargs else None,
         plot_kwargs=plot_kwargs,
         plot_path=output,
         plot_format=None if output else ("png" if plot_kwargs else None),
     )
+    if is_uri(args.experiment):  # a stored experiment's URI: read from there, no name
+        results = analyze_stored_sync(args.experiment, user_name=args.user, **analysis_options)
+    else:
+        if not os.path.isdir(args.dir):
+            what = "is not a directory" if os.path.exists(args.dir) else "does not exist"
+            raise InvalidArgumentError(
+                f"--dir {args.dir} {what}: give the directory the experiment was run from "
+                "(its full name includes it), or leave --dir out to use this one."
+            )
+        os.chdir(args.dir)
+        results = run_experiment_sync(
+            user_name=args.user,
+            experiment_name=args.experiment,
+            run_with=args.run_with,
+            dos=["analyze"],
+            **analysis_options,
+        )
     df = results["df"]
     print(df.head(20).to_string())
     partial = "partial: the experiment is still running; " if results["partial"] else ""
@@ -248,6 +262,26 @@ def _analyze(args: argparse.Namespace) -> None:
         print(f"DataFrame written to {csv}")
     if results["fig_path"]:
         print(f"figure: {results['fig_path']}")
+
+
+def _csv_target(csv: str) -> str:
+    """``--csv``'s file as an absolute path, refused before anything is read when it cannot
+    be written: its folder missing, or a folder in its place."""
+    from radas.errors import InvalidArgumentError
+
+    target = os.path.abspath(csv)
+    folder = os.path.dirname(target)
+    if os.path.isdir(target):
+        raise InvalidArgumentError(
+            f"--csv {csv}: {target} is a directory; give a file name, e.g. "
+            f"--csv {os.path.join(csv, 'results.csv')}."
+        )
+    if not os.path.isdir(folder):
+        raise InvalidArgumentError(
+            f"--csv {csv}: the folder {folder} does not exist. Create it first "
+            f"(mkdir -p {folder}), or give a path in an existing folder."
+        )
+    return target
 
 
 if __name__ == "__main__":

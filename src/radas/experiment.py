@@ -13,6 +13,7 @@ thread: matplotlib's pyplot keeps global state and GUI backends want the main th
 from __future__ import annotations
 
 import asyncio
+import copy
 import inspect
 import os
 import sys
@@ -23,7 +24,7 @@ from typing import Any
 import pandas as pd
 
 from radas import _listing, _ray_state, _store, analysis, email
-from radas._args import checked_keywords, one_of
+from radas._args import checked_keywords, of_type, one_of
 from radas._experiment_info import (
     check_owner,
     describe_param_space,
@@ -111,6 +112,9 @@ async def run_experiment(
     cwd = os.getcwd()
     full_name = full_experiment_name(experiment_name, cwd=cwd)
     dos = _validate_dos(dos)
+    # checked whatever dos holds: a wrong value is a mistake even where it is not used
+    one_of("run_choice", run_choice, (*RUN_CHOICES, None))
+    of_type("yes", yes, bool, "yes=True (start without asking when nothing is stored)")
     backend = get_backend(run_with)
     options = analysis.AnalysisOptions(
         tuner_to_df_fn=tuner_to_df_fn,
@@ -288,6 +292,30 @@ def run_experiment_sync(*args: Any, **kwargs: Any) -> dict[str, Any]:
 
 
 run_experiment_sync.__signature__ = inspect.signature(run_experiment)  # type: ignore[attr-defined]
+
+
+def analyze_stored_sync(experiment_path: str, *, user_name: str, **options: Any) -> dict[str, Any]:
+    """``dos=["analyze"]`` of the experiment stored at ``experiment_path`` (a path or a URI
+    such as ``s3://lab/results/alice/_home_alice_proj_lr``), for ``radas analyze URI``:
+    ``options`` are run_experiment's analysis arguments; the figure's default folder is
+    ``user_name``'s."""
+    options_ = analysis.AnalysisOptions(**options)
+    tuner = Tuner(experiment_path)
+    results: dict[str, Any] = {
+        "df": None,
+        "fig": None,
+        "fig_path": None,
+        "tuner": tuner,
+        "experiment_path": tuner.experiment_path,
+        "full_name": _store.location(tuner.experiment_path).name,
+        "run_with": None,
+        "run_choice": None,
+        "outcome": None,
+        "partial": tuner.is_running,
+    }
+    default_figure_path = figures_dir(validate_user_name(user_name)) / results["full_name"]
+    asyncio.run(_analyze(results, options_, default_figure_path=default_figure_path))
+    return results
 
 
 def resolve_run_choice(
@@ -502,7 +530,43 @@ def _validate_param_space(param_space: object) -> dict[str, Any]:
             f"param_space must be a dict, got {type(param_space).__name__}: for example "
             "param_space={'lr': tune.loguniform(1e-4, 1e-1), 'seed': tune.grid_search([0, 1])}."
         )
+    columns: dict[str, str] = {}  # config column -> the key path it came from
+    for path, value in _param_space_leaves(param_space):
+        shown = "".join(f"[{key!r}]" for key in path)
+        if isinstance(value, dict) and set(value) == {"grid_search"} and not value["grid_search"]:
+            raise InvalidArgumentError(
+                f"param_space{shown} is tune.grid_search([]): a grid over no values makes no "
+                "trials. Give at least one value, e.g. tune.grid_search([0.1]), or leave the "
+                "key out."
+            )
+        column = "/".join(str(key) for key in path)
+        if column in columns:
+            raise InvalidArgumentError(
+                f"param_space{shown} and param_space{columns[column]} both become the column "
+                f"'config/{column}' (nested keys are joined with '/'): one would hide the "
+                "other. Rename one of them without '/'."
+            )
+        columns[column] = shown
+        try:
+            copy.deepcopy(value)  # Tune copies the param_space for each trial
+        except Exception as err:
+            raise InvalidArgumentError(
+                f"param_space{shown} = {value!r} cannot be copied for each trial "
+                f"({type(err).__name__}: {err}). Pass plain values (numbers, strings, lists, "
+                "tune.choice(...)); create locks, connections or open files inside the "
+                "trainable instead."
+            ) from err
     return param_space
+
+
+def _param_space_leaves(space: dict[str, Any], path: tuple[Any, ...] = ()) -> Any:
+    """(key path, value) of every value of a param_space, nested dicts walked into (a
+    ``tune.grid_search`` is a leaf)."""
+    for key, value in space.items():
+        if isinstance(value, dict) and value and set(value) != {"grid_search"}:
+            yield from _param_space_leaves(value, (*path, key))
+        else:
+            yield (*path, key), value
 
 
 def _validate_runtime_env(runtime_env: object) -> dict[str, Any]:

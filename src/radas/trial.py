@@ -44,6 +44,11 @@ def report(metrics: dict[str, Any], *, checkpoint: Any = None, state: Any = _NO_
 
     from radas._ray_compat import CHECKPOINT_LOGGER
 
+    if not isinstance(metrics, dict):
+        raise InvalidArgumentError(
+            f"radas.report() takes a dict of metrics, got {type(metrics).__name__}: name each "
+            "value, e.g. radas.report({'loss': loss, 'epoch': epoch})."
+        )
     if state is _NO_STATE:
         tune.report(metrics, checkpoint=checkpoint)
         return

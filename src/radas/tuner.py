@@ -67,6 +67,13 @@ class Tuner:
         read, besides the experiment's lock): ``run_experiment`` passes it for clusters, where
         a run whose results are in an object store holds its lock out of this machine's
         sight."""
+        if not isinstance(experiment_path, (str, os.PathLike)):
+            raise InvalidArgumentError(
+                f"radas.Tuner() takes the path (or URI) of a stored experiment, got "
+                f"{type(experiment_path).__name__}: for example "
+                "radas.Tuner('~/.radas/ray-results/alice/_home_alice_proj_lr_sweep'); "
+                "`radas ls` lists the paths."
+            )
         self.experiment_path = str(_store.location(os.path.expanduser(experiment_path)))
         self._job_running = job_running
         with self._reading():

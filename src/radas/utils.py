@@ -59,6 +59,11 @@ def config_seed(config: Mapping[str, Any], key: str = "seed") -> int:
     >>> config_seed({"lr": 0.1, "seed": 7})
     7
     """
+    if not isinstance(config, Mapping):
+        raise InvalidArgumentError(
+            f"config_seed() takes the trial's config dict, got {type(config).__name__}: call "
+            "it as config_seed(config) with the config your trainable received."
+        )
     if key in config:
         return set_seed(config[key])
     text = json.dumps(config, sort_keys=True, default=repr)

@@ -21,8 +21,11 @@ The file is ``$RADAS_CONFIG``, else ``~/.config/radas/config.toml``::
     token_env = "LAB_GPU_RAY_TOKEN"          # where the Ray auth token comes from:
     token_file = "~/.ray/lab-gpu.token"      # an env var and/or a file, never the token itself
 
-The token is looked up in ``token_env``, then ``token_file``, then Ray's own places
-(``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH``, ``~/.ray/auth_token``).
+The token is looked up in ``token_env``, then ``token_file``; a cluster whose entry names
+neither gets no token: radas never sends the token of Ray's own places (``RAY_AUTH_TOKEN``,
+``~/.ray/auth_token``) to an address that did not ask for it (name them, e.g.
+``token_env = "RAY_AUTH_TOKEN"``, to use them). Local clusters radas starts name their own
+token file.
 S3 credentials come from the standard AWS variables and files on each machine
 (``AWS_ACCESS_KEY_ID``, ``~/.aws/credentials``, ...), never from this file. Without
 ``results_endpoint_url`` an ``s3://`` results root goes to ``AWS_ENDPOINT_URL`` if set, else AWS.
@@ -85,39 +88,37 @@ class ClusterConfig:
         return Overrides(self.cpus_per_node, self.gpus_per_node, self.memory_per_node_gb)
 
     def token_sources(self) -> list[str]:
-        """Where the token is looked for, in order, for messages."""
+        """Where the token is looked for, in order, for messages (empty: nowhere)."""
         sources = []
         if self.token_env:
             sources.append(f"${self.token_env}")
         if self.token_file:
             sources.append(self.token_file)
-        return [*sources, "$RAY_AUTH_TOKEN", "$RAY_AUTH_TOKEN_PATH", "~/.ray/auth_token"]
+        return sources
 
     def resolve_token(self) -> str | None:
-        """The Ray auth token for this cluster; None when none is configured or found.
+        """The Ray auth token for this cluster, from the ``token_env`` or ``token_file`` its
+        entry names; None when it names neither. Ray's own places (``RAY_AUTH_TOKEN``,
+        ``~/.ray/auth_token``) are never read unless named: their token is for the cluster
+        they were made for, not for whatever address an entry gives.
 
         When the cluster names a ``token_env`` or ``token_file`` and neither yields a token,
         that is a ClusterAuthError naming both (the cluster expects one).
         """
-        if self.token_env or self.token_file:
-            if self.token_env and os.environ.get(self.token_env, "").strip():
-                return os.environ[self.token_env].strip()
-            if self.token_file and Path(self.token_file).expanduser().is_file():
-                token = read_token_file(Path(self.token_file).expanduser())
-                if token:
-                    return token
-            raise ClusterAuthError(
-                f"Cluster {self.name!r} needs a Ray auth token, but none was found in "
-                f"{' or '.join(self.token_sources()[:-3])}. Export the variable or write the "
-                f"token to the file (one line, mode 600), or fix token_env/token_file in "
-                f"{config_path()}."
-            )
-        if os.environ.get("RAY_AUTH_TOKEN", "").strip():
-            return os.environ["RAY_AUTH_TOKEN"].strip()
-        for candidate in (os.environ.get("RAY_AUTH_TOKEN_PATH"), "~/.ray/auth_token"):
-            if candidate and Path(candidate).expanduser().is_file():
-                return read_token_file(Path(candidate).expanduser()) or None
-        return None
+        if not (self.token_env or self.token_file):
+            return None
+        if self.token_env and os.environ.get(self.token_env, "").strip():
+            return os.environ[self.token_env].strip()
+        if self.token_file and Path(self.token_file).expanduser().is_file():
+            token = read_token_file(Path(self.token_file).expanduser())
+            if token:
+                return token
+        raise ClusterAuthError(
+            f"Cluster {self.name!r} needs a Ray auth token, but none was found in "
+            f"{' or '.join(self.token_sources())}. Export the variable or write the "
+            f"token to the file (one line, mode 600), or fix token_env/token_file in "
+            f"{config_path()}."
+        )
 
     def job_env(self) -> dict[str, str]:
         """Environment variables a radas job carries to its driver and trials, so code running
@@ -224,6 +225,7 @@ def load_clusters() -> dict[str, ClusterConfig]:
                 f'([clusters.{name}] with address = "http://host:8265", results_root = ...).'
             )
         clusters[name] = _cluster_from_table(name, dict(table))
+    _check_one_endpoint_per_store(clusters)
     return clusters
 
 
@@ -294,6 +296,7 @@ def _cluster_from_table(name: str, table: dict[str, Any]) -> ClusterConfig:
         if item.name in values:
             _check_value(where, item.name, values[item.name])
     values["address"] = _job_server_url(where, values["address"])
+    _check_roots_absolute(where, values)
     _check_results_store(where, values)
     if values.get("cpus_per_node", 1) <= 0:  # (absent: the cluster's own)
         raise ClusterConfigError(f"{where}: cpus_per_node must be positive.")
@@ -318,6 +321,42 @@ def _check_value(where: str, key: str, value: Any) -> None:
             f"{where}: {key} = {value!r} is not valid; it must be a non-empty string in "
             f'quotes, e.g. {key} = "{example}".'
         )
+
+
+def _check_roots_absolute(where: str, values: dict[str, Any]) -> None:
+    """A root that is a path is absolute: a relative one would be resolved against each
+    process's working directory (the client's, the job driver's, every trial's)."""
+    for key in ("results_root", *DATA_ROOT_KEYS, "artifact_root"):
+        root = values.get(key)
+        if not root or "://" in root or root.startswith("~"):
+            continue
+        if not posixpath.isabs(root):
+            raise ClusterConfigError(
+                f"{where}: {key} = {root!r} is a relative path, which the client, the job "
+                "and every trial would each resolve against their own working directory. "
+                f'Give an absolute path shared by this machine and every node, e.g. {key} = "'
+                f'/mnt/shared/{root}", or an object store URI (s3://bucket/prefix).'
+            )
+
+
+def _check_one_endpoint_per_store(clusters: dict[str, ClusterConfig]) -> None:
+    """One results_root URI, one S3 server: a stored experiment's URI is read through the
+    endpoint configured for its root, which must not depend on which cluster is meant."""
+    seen: dict[str, ClusterConfig] = {}
+    for cluster in clusters.values():
+        if "://" not in cluster.results_root:
+            continue
+        root = cluster.results_root.rstrip("/")
+        other = seen.setdefault(root, cluster)
+        if other.results_endpoint_url != cluster.results_endpoint_url:
+            raise ClusterConfigError(
+                f"[clusters.{other.name}] and [clusters.{cluster.name}] in {config_path()} "
+                f"both keep their results at {root} but on different S3 servers "
+                f"(results_endpoint_url {other.results_endpoint_url or 'not set'} and "
+                f"{cluster.results_endpoint_url or 'not set'}): a stored experiment's URI "
+                "would not say which server holds it. Give one of them another prefix, e.g. "
+                f'results_root = "{root}-{cluster.name}".'
+            )
 
 
 def _check_results_store(where: str, values: dict[str, Any]) -> None:

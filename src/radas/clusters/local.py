@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import re
 import secrets
@@ -251,6 +252,11 @@ def start_local_cluster(
 
 def _whole(name: str, count: float) -> int:
     """A node's CPU or GPU count as `ray start` takes it: a whole number (2.0 -> 2)."""
+    if not math.isfinite(count):
+        raise InvalidArgumentError(
+            f"{name}={count:g} is not a number of CPUs or GPUs: give a whole number, e.g. "
+            f"{name}={1 if name != 'num_gpus' else 0}."
+        )
     if count < 0 or count != int(count):
         raise InvalidArgumentError(
             f"{name}={count:g}: a node of a local cluster has a whole number of CPUs and GPUs "

@@ -53,6 +53,9 @@ STALE_TEMP_S = 3600.0
 # Where an upload is atomic by itself (visible only when complete) and files can be discarded.
 ATOMIC_UPLOAD_PROTOCOLS = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss"})
 S3_PROTOCOLS = frozenset({"s3", "s3a"})
+# The URL schemes an artifact root may have: object stores, and fsspec's in-process "memory"
+# (for tests). Anything else (ftp://, http://, sftp://...) is refused before any network use.
+ARTIFACT_URL_PROTOCOLS = ATOMIC_UPLOAD_PROTOCOLS | {"memory"}
 # Parts of uploads and ranges of downloads on object stores: small enough that a save or load
 # holds little more than the object itself in memory, big enough for few requests per GiB.
 OBJECT_BLOCK_SIZE = 16 * 2**20
@@ -381,6 +384,13 @@ class FsspecArtifactStore(_StoreBase):
     ) -> None:
         self.user_name = check_storage_user_name(user_name)
         self.protocol = root.split("://", 1)[0].lower()
+        if self.protocol not in ARTIFACT_URL_PROTOCOLS:
+            raise InvalidArgumentError(
+                f"The artifact root {root!r} uses {self.protocol}://, which radas does not "
+                "store artifacts on: use a local or shared path, or an object store URL ("
+                + ", ".join(f"{p}://" for p in sorted(ATOMIC_UPLOAD_PROTOCOLS))
+                + "), e.g. root='s3://bucket/prefix'."
+            )
         self.endpoint_url = endpoint_url
         options = dict(storage_options or {})
         if self.protocol in S3_PROTOCOLS:
