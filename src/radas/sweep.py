@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import pickle
+import re
 import shutil
 import sys
 import sysconfig
@@ -229,13 +230,32 @@ def _restore(
     _rebuild_damaged_tuner_file(spec, capacity)
     # The trainable's resources apply to every trial that is still pending.
     experiment_path, filesystem = _store.arrow_source(_store.location(spec.experiment_path))
-    return tune.Tuner.restore(
-        experiment_path,
-        storage_filesystem=filesystem,
-        trainable=_trainable_with_resources(spec, cpu_per_trial, capacity),
-        param_space=share_grid_values(spec.param_space),
-        resume_unfinished=True,
-        resume_errored=resume_errored,
+    try:
+        return tune.Tuner.restore(
+            experiment_path,
+            storage_filesystem=filesystem,
+            trainable=_trainable_with_resources(spec, cpu_per_trial, capacity),
+            param_space=share_grid_values(spec.param_space),
+            resume_unfinished=True,
+            resume_errored=resume_errored,
+        )
+    except ValueError as err:
+        if "Invalid `trainable`" not in str(err):
+            raise
+        raise _renamed_trainable_error(spec, err) from err
+
+
+def _renamed_trainable_error(spec: SweepSpec, err: ValueError) -> InvalidArgumentError:
+    """Tune's refusal of a trainable whose name is not the stored one, said radas's way."""
+    stored = re.search(r"expected '([^']*)'", str(err))
+    was = f" {stored.group(1)!r}" if stored else ""
+    now = getattr(spec.trainable, "__name__", type(spec.trainable).__name__)
+    return InvalidArgumentError(
+        f"{spec.experiment_name}: restore needs the trainable the experiment was started "
+        f"with, named{was or ' as it was'}; this one is named {now!r} (Tune finds a stored "
+        f"experiment's trainable by its name). Rename it back{was and ' to' + was} to "
+        "continue the stored trials, or start afresh with run_choice='run' (the stored "
+        "results are moved to .archive/)."
     )
 
 
