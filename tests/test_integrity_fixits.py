@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import os
 
+import pandas as pd
 import pytest
 
 import radas
-from conftest import add
+from conftest import add, grid_ab
 from radas.errors import InvalidArgumentError
 
 
@@ -47,4 +48,34 @@ def test_restore_with_the_trainable_renamed_says_so_and_how_to_restore(project):
     assert restored["outcome"].finished_trials == 2
 
 
-assert add  # conftest's helpers are shared by the tests below
+@pytest.mark.integrity("error")
+@pytest.mark.slow
+def test_radas_analyze_of_an_experiment_uri_reads_it_from_the_store(project, capsys, monkeypatch):
+    import pyarrow.fs as pafs
+
+    from moto_s3 import moto_s3_server
+    from radas import cli
+
+    ran = radas.run_experiment_sync(
+        user_name="alice",
+        experiment_name="to-s3",
+        trainable=add,
+        param_space=grid_ab(),
+        run_choice="run",
+        dos=["run"],
+    )
+    with moto_s3_server() as s3:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", s3.endpoint_url)  # no cluster names this store
+        uri = s3.url(f"results/alice/{ran['full_name']}")
+        pafs.copy_files(
+            ran["experiment_path"],
+            uri.removeprefix("s3://"),
+            destination_filesystem=pafs.S3FileSystem(endpoint_override=s3.endpoint_url),
+        )
+        figure = project / "f.png"
+        argv = ["analyze", uri, "--plot", "barplot", "--x", "config/a", "--y", "score"]
+        assert cli.main([*argv, "-o", str(figure), "--csv", "out.csv"]) == 0
+    out = capsys.readouterr().out
+    assert f"(6 rows; stored at {uri})" in out
+    assert figure.stat().st_size > 1000
+    assert sorted(pd.read_csv(project / "out.csv")["score"]) == [11, 12, 13, 21, 22, 23]
