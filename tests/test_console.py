@@ -393,3 +393,37 @@ def test_lines_that_differ_only_in_numbers_all_reach_the_console_and_optuna_stay
         )
     assert "repeated" not in output, output
     assert "A new study created" not in output and "[I " not in output, output
+
+
+@pytest.mark.slow  # a local sweep in this process: ~8 s
+def test_each_trials_output_is_kept_in_its_folder_and_radas_logs_prints_it(project, capsys):
+    from radas import cli
+
+    def talkative(config):
+        print(f"stdout of {config['i']}", flush=True)
+        print(f"stderr of {config['i']}", file=sys.stderr, flush=True)
+        return {"score": config["i"]}
+
+    results = radas.run_experiment_sync(
+        user_name="tester",
+        experiment_name="talk",
+        trainable=talkative,
+        param_space={"i": tune.grid_search([1, 2])},
+        run_choice="run",
+    )
+    df = results["tuner"].get_dataframe()
+    output = results["tuner"].get_trial_output()
+    assert sorted(output) == sorted(df["trial_id"])
+    for trial_id, i in zip(df["trial_id"], df["config/i"], strict=True):
+        assert output[trial_id] == f"stdout of {i}\nstderr of {i}\n"
+    first = df["trial_id"].iloc[0]
+    assert results["tuner"].get_trial_output(first) == {first: output[first]}
+    with pytest.raises(radas.errors.InvalidArgumentError, match="No trial 'nope'"):
+        results["tuner"].get_trial_output("nope")
+
+    capsys.readouterr()
+    assert cli.main(["logs", "--experiment", "talk", "--user", "tester"]) == 0
+    printed = capsys.readouterr().out
+    for trial_id, i in zip(df["trial_id"], df["config/i"], strict=True):
+        assert f"=== trial {trial_id}\nstdout of {i}\nstderr of {i}\n" in printed, printed
+    assert cli.main(["logs", "--user", "tester"]) == 1  # neither a job nor an experiment

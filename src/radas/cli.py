@@ -6,6 +6,7 @@
     radas ls [--cluster NAME] [--user U] [--json]  your stored experiments (or a cluster's jobs)
     radas stop JOB_ID --cluster NAME [--user U]
     radas logs JOB_ID --cluster NAME [--user U] [--follow]
+    radas logs --experiment NAME [--trial ID] [--run-with W] [--dir D]  what its trials printed
     radas analyze EXPERIMENT --plot lineplot --x A --y B [--hue C] [-o fig.png]
 
 A radas error prints its message and exits with status 1.
@@ -96,7 +97,24 @@ def build_parser() -> argparse.ArgumentParser:
         return sub
 
     job_command("stop", "stop one of your jobs gracefully (restore continues it)", _stop)
-    logs = job_command("logs", "print (or --follow) a job's output", _logs)
+    logs = commands.add_parser(
+        "logs",
+        help="print (or --follow) a job's output, or what an experiment's trials printed",
+    )
+    logs.add_argument("job_id", nargs="?", help="a job id (with --cluster)")
+    logs.add_argument("--cluster", help="cluster name from the config (with JOB_ID)")
+    logs.add_argument("--user", default=get_current_user_name(), help="default: you")
+    logs.add_argument(
+        "--experiment",
+        help="instead of a job: print what each trial of this experiment printed, as kept in "
+        "its folder (also a local run's, also after the job's log is gone)",
+    )
+    logs.add_argument("--trial", help="with --experiment: this trial only")
+    logs.add_argument(
+        "--run-with", default="local", help="with --experiment: 'local' or 'cluster:<name>'"
+    )
+    logs.add_argument("--dir", default=".", help="with --experiment: the directory it was run from")
+    logs.set_defaults(handler=_logs)
     logs.add_argument(
         "--follow",
         action="store_true",
@@ -206,6 +224,19 @@ def _stop(args: argparse.Namespace) -> None:
 
 
 def _logs(args: argparse.Namespace) -> int:
+    from radas.errors import InvalidArgumentError
+
+    if args.experiment is not None:
+        if args.job_id is not None:
+            raise InvalidArgumentError(
+                "radas logs takes a JOB_ID (with --cluster) or --experiment NAME, not both."
+            )
+        return _trial_output(args)
+    if args.job_id is None or args.cluster is None:
+        raise InvalidArgumentError(
+            "radas logs needs JOB_ID and --cluster NAME (a job's output), or --experiment "
+            "NAME (what its trials printed)."
+        )
     client = _client(args)
     if not args.follow:
         print(client.get_job_logs(args.job_id), end="")
@@ -215,6 +246,26 @@ def _logs(args: argparse.Namespace) -> int:
     print(f"job {args.job_id}: {status}")
     every_trial_errored = counts is not None and 0 < counts.errored == counts.total
     return 0 if job_status in ("SUCCEEDED", "STOPPED") and not every_trial_errored else 1
+
+
+def _trial_output(args: argparse.Namespace) -> int:
+    from radas import _store
+    from radas.backends import get_backend
+    from radas.naming import full_experiment_name
+    from radas.tuner import Tuner
+
+    cwd = os.path.abspath(args.dir)
+    backend = get_backend(args.run_with)
+    path = _store.location(backend.results_root(args.user)) / full_experiment_name(
+        args.experiment, cwd=cwd
+    )
+    output = Tuner(str(path)).get_trial_output(args.trial)
+    for trial_id, text in output.items():
+        print(f"=== trial {trial_id}")
+        print(text, end="" if text.endswith("\n") else "\n")
+    if not output:
+        print(f"(no trial of {args.experiment} printed anything that radas kept; {path})")
+    return 0
 
 
 def _analyze(args: argparse.Namespace) -> None:

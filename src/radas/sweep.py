@@ -37,6 +37,7 @@ from radas.errors import ExperimentNotFoundError, InvalidArgumentError
 from radas.history import HistoryRecorder
 from radas.progress import ProgressLine
 from radas.resources import NodeCapacity, trial_resources
+from radas.trial import with_output_kept
 
 TUNER_INIT_KEYS = ("tune_config", "run_config")
 RADAS_OWNED_RUN_CONFIG_FIELDS = ("name", "storage_path", "storage_filesystem")
@@ -487,6 +488,7 @@ def share_grid_values(space: Any) -> Any:
 def _trainable_with_resources(
     spec: SweepSpec, cpu_per_trial: float, capacity: NodeCapacity | None
 ) -> Any:
-    """The trainable Tune runs: the spec's, with its secrets in each trial's environment."""
-    trainable = with_secrets(spec.trainable, spec.secrets)
+    """The trainable Tune runs: the spec's, with its secrets in each trial's environment and
+    its output kept in its folder (``trial.with_output_kept``)."""
+    trainable = with_output_kept(with_secrets(spec.trainable, spec.secrets))
     return tune.with_resources(trainable, trial_resources(cpu_per_trial, capacity))

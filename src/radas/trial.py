@@ -11,10 +11,17 @@ the latest two of each trial unless the run_config sets its own ``checkpoint_con
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import os
+import sys
 import tempfile
+import threading
+import time
 import warnings
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from radas.errors import InvalidArgumentError
@@ -148,3 +155,120 @@ def current_experiment() -> dict[str, Any] | None:
     info["trial_id"] = context.get_trial_id()
     info["trial_name"] = context.get_trial_name()
     return info
+
+
+# --- each trial's own output, kept in its folder ------------------------------------------------
+
+OUTPUT_FILE = "radas_output.log"
+OUTPUT_LIMIT_BYTES = 10 * 2**20  # kept per trial (per run of it); the console shows it all
+_OUTPUT_UPLOAD_S = 10.0  # an object store has no append: the file is written again this often
+
+
+def with_output_kept(trainable: Any) -> Any:
+    """``trainable`` (a function) with what it prints to ``sys.stdout`` / ``sys.stderr`` also
+    appended to ``radas_output.log`` in its trial's folder, so no line depends on the console
+    (``radas logs --experiment``). Class trainables are returned as they are. Output written
+    below Python (a C library, a subprocess writing to the file descriptors) is not seen."""
+    if isinstance(trainable, type):
+        return trainable
+
+    @functools.wraps(trainable)
+    def run_keeping_output(*args: Any, **kwargs: Any) -> Any:
+        with _kept_output():
+            return trainable(*args, **kwargs)
+
+    return run_keeping_output
+
+
+class _OutputFile:
+    """Text appended to a trial's output file: straight to a local file; to an object store,
+    the whole text again every ``_OUTPUT_UPLOAD_S`` seconds and at the end."""
+
+    def __init__(self, location: Any) -> None:
+        self._lock = threading.Lock()
+        self._clock = time.monotonic
+        self._location = location
+        self._written = 0
+        self._local = None
+        if isinstance(location, Path):
+            self._local = open(location, "a", encoding="utf-8")  # noqa: SIM115 - closed by close()
+        self._text: list[str] = []
+        self._uploaded = self._clock()
+        again = "\n--- this trial runs again ---\n"
+        if self._local is not None and self._local.tell():
+            self._local.write(again)
+        elif self._local is None and location.exists():  # no append: what it printed before
+            self._text = [location.read_text(), again]
+
+    def write(self, text: str) -> None:
+        with self._lock:
+            if self._written > OUTPUT_LIMIT_BYTES:
+                return
+            self._written += len(text)
+            if self._written > OUTPUT_LIMIT_BYTES:
+                text += f"\n[radas] output beyond {OUTPUT_LIMIT_BYTES >> 20} MiB not kept here\n"
+            if self._local is not None:
+                self._local.write(text)
+                self._local.flush()
+                return
+            self._text.append(text)
+            if self._clock() - self._uploaded >= _OUTPUT_UPLOAD_S:
+                self._upload()
+
+    def _upload(self) -> None:
+        from radas import _files
+
+        self._uploaded = self._clock()
+        # the output is a courtesy: never the reason a trial fails
+        with contextlib.suppress(Exception):
+            _files.write_atomic(self._location, "".join(self._text))
+
+    def close(self) -> None:
+        with self._lock:
+            if self._local is not None:
+                self._local.close()
+            elif self._text:
+                self._upload()
+
+
+class _Tee:
+    """A text stream that writes to ``stream`` and to ``kept``."""
+
+    def __init__(self, stream: Any, kept: _OutputFile) -> None:
+        self._stream = stream
+        self._kept = kept
+
+    def write(self, text: str) -> int:
+        with contextlib.suppress(Exception):  # a full disk: the console still gets the line
+            self._kept.write(text)
+        return self._stream.write(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def _kept_output() -> Iterator[None]:
+    """Within: this trial's prints also go to its output file (console only, outside a
+    trial or when the folder cannot be written)."""
+    from ray import tune
+
+    from radas import _store
+
+    try:
+        with warnings.catch_warnings():  # Ray warns when asked outside a trial
+            warnings.simplefilter("ignore")
+            storage = tune.get_context().get_storage()
+        folder = _store.on_filesystem(storage.storage_filesystem, storage.trial_fs_path)
+        folder.mkdir(parents=True, exist_ok=True)
+        kept = _OutputFile(folder / OUTPUT_FILE)
+    except Exception:
+        yield
+        return
+    streams = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _Tee(sys.stdout, kept), _Tee(sys.stderr, kept)
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = streams
+        kept.close()

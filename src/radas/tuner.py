@@ -17,6 +17,7 @@ from radas._trial_records import TrialRecords
 from radas.console import print_info
 from radas.errors import ExperimentDamagedError, ExperimentNotFoundError, InvalidArgumentError
 from radas.history import flatten, load_history, write_ray_result_files
+from radas.trial import OUTPUT_FILE
 
 # Columns Ray adds to every result for its own bookkeeping; the brief views drop them.
 BOOKKEEPING_COLUMNS = frozenset(
@@ -219,6 +220,31 @@ class Tuner:
             f"No trial {trial_id!r} in {self.experiment_path}; its trials are {known}"
             f"{', ...' if len(trials) > 10 else ''} (the trial_id column of get_dataframe())."
         )
+
+    def get_trial_output(self, trial_id: str | None = None) -> dict[str, str]:
+        """What each trial printed (stdout and stderr, in order), by trial id, as kept in its
+        folder while it ran (``radas_output.log``; every run of a trial, the later after a
+        ``--- this trial runs again ---`` line). Trials that printed nothing, or whose
+        output was not kept (a class trainable, an experiment run before radas kept it),
+        are left out. ``trial_id``: that trial only."""
+        with self._reading():
+            trials = _ray_state.load_trial_states(self.experiment_path)
+            if trial_id is not None:
+                chosen = [trial for trial in trials if trial.trial_id == trial_id]
+                if not chosen:
+                    known = ", ".join(trial.trial_id for trial in trials[:10])
+                    raise InvalidArgumentError(
+                        f"No trial {trial_id!r} in {self.experiment_path}; its trials are "
+                        f"{known}{', ...' if len(trials) > 10 else ''}."
+                    )
+                trials = chosen
+            folder = _store.location(self.experiment_path)
+            output = {}
+            for trial in trials:
+                kept = folder / trial.trial_dir_name / OUTPUT_FILE
+                if trial.trial_dir_name and kept.exists():
+                    output[trial.trial_id] = kept.read_text(errors="replace")
+            return output
 
     def get_brief_dataframe(self) -> pd.DataFrame:
         """``get_dataframe()`` without Ray's bookkeeping columns (timestamps, pid, host...)."""
