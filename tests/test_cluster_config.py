@@ -136,6 +136,8 @@ def test_token_lookup_order(config_file, tmp_path, monkeypatch):
     monkeypatch.setenv("C_TOKEN", "from-env")
     assert cluster.resolve_token() == "from-env"
 
+    # An entry that names no source gets no token: Ray's own places hold the token of the
+    # cluster they were made for, never sent to whatever address an entry gives (issue 23).
     plain = ClusterConfig(
         name="p", address="a", results_root="r", data_root="d", cold_data_root="c"
     )
@@ -143,6 +145,10 @@ def test_token_lookup_order(config_file, tmp_path, monkeypatch):
     (tmp_path / ".ray").mkdir()
     (tmp_path / ".ray" / "auth_token").write_text("ray-default")
     (tmp_path / ".ray" / "auth_token").chmod(0o600)
-    assert plain.resolve_token() == "ray-default"
     monkeypatch.setenv("RAY_AUTH_TOKEN", "ray-env")
-    assert plain.resolve_token() == "ray-env"
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(tmp_path / ".ray" / "auth_token"))
+    assert plain.resolve_token() is None
+    named_env = ClusterConfig(**{**plain.__dict__, "token_env": "RAY_AUTH_TOKEN"})
+    assert named_env.resolve_token() == "ray-env"
+    named_file = ClusterConfig(**{**plain.__dict__, "token_file": "~/.ray/auth_token"})
+    assert named_file.resolve_token() == "ray-default"

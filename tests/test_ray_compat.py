@@ -419,7 +419,7 @@ def test_a_job_client_that_differs_is_refused_before_anything_is_sent(monkeypatc
             "http://127.0.0.1:1",  # nothing listens: nothing is sent before the check
             headers={},
             timeout_s=1,
-            upload_timeout_s=1,
+            request_bound_s=lambda: 1,
             http_error=RuntimeError,
         )
 

@@ -1,8 +1,10 @@
 """The Ray job server of one cluster, as radas talks to it: bounded in time, errors translated.
 
-``JobServer`` wraps Ray's ``JobSubmissionClient``. Every request it sends waits at most
-``RADAS_CLUSTER_TIMEOUT_S`` seconds (default 10) for the server to connect and to answer
-(package uploads: ``UPLOAD_TIMEOUT_FACTOR`` times that), and every failure of a call that
+``JobServer`` wraps Ray's ``JobSubmissionClient``. Every request it sends ends within
+``RADAS_CLUSTER_TIMEOUT_S`` seconds (default 10), its whole answer read (a server that trickles
+its answer is cut at that bound, not after a silence); a submission (the uploads of the job's
+code and the submission itself, with the retries of a head that asks to try again later) ends
+within ``RADAS_SUBMIT_TIMEOUT_S`` (default 120) as a whole. Every failure of a call that
 leaves the process goes through one table, ``translate`` (applied by ``translated``, which
 ``JobServer`` wraps around every call and ``clusters.availability`` around its dashboard
 reads):
@@ -17,6 +19,8 @@ connection refused / reset / closed socket   ``ClusterOfflineError``: no job ser
 for no job, an answer that is not JSON or    job server
 not Ray's
 404 on a job                                 ``JobNotFoundError``
+"try again later" (a head just started)      retried within the submission bound, then
+                                             ``ClusterOfflineError``: the cluster is still starting
 any other HTTP status                        ``ClusterError`` with the status and the answer
 ===========================================  ==================================================
 
@@ -32,32 +36,49 @@ import json
 import logging
 import os
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
 from radas.clusters.config import ClusterConfig, config_path
+from radas.console import warn
 from radas.errors import ClusterAuthError, ClusterError, ClusterOfflineError, JobNotFoundError
 
 TIMEOUT_ENV = "RADAS_CLUSTER_TIMEOUT_S"
 DEFAULT_TIMEOUT_S = 10.0
-UPLOAD_TIMEOUT_FACTOR = 12  # a package upload (up to 100 MiB) is stored by the head first
+SUBMIT_TIMEOUT_ENV = "RADAS_SUBMIT_TIMEOUT_S"
+DEFAULT_SUBMIT_TIMEOUT_S = 120.0  # uploads (up to 100 MiB) are stored by the head first
+TRY_AGAIN_FIRST_DELAY_S = 0.5  # a head's "try again later": retried after this, doubling
+TRY_AGAIN_MAX_DELAY_S = 5.0
 _ADDRESS_VARIABLES = ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS")
 _environment_lock = threading.Lock()
+_warned_clear_tokens: set[str] = set()
 
 
 def cluster_timeout_s() -> float:
     """Seconds one request to a job server may take: ``$RADAS_CLUSTER_TIMEOUT_S`` or 10."""
-    configured = os.environ.get(TIMEOUT_ENV, "")
+    return _seconds_from(TIMEOUT_ENV, DEFAULT_TIMEOUT_S)
+
+
+def submit_timeout_s() -> float:
+    """Seconds a whole submission may take (uploads, the request, the retries of a head that
+    asks to try again later): ``$RADAS_SUBMIT_TIMEOUT_S`` or 120."""
+    return _seconds_from(SUBMIT_TIMEOUT_ENV, DEFAULT_SUBMIT_TIMEOUT_S)
+
+
+def _seconds_from(variable: str, default: float) -> float:
+    configured = os.environ.get(variable, "")
     try:
-        value = float(configured) if configured.strip() else DEFAULT_TIMEOUT_S
+        value = float(configured) if configured.strip() else default
     except ValueError:
         value = -1.0
-    if not value > 0:
+    if not 0 < value < float("inf"):
         raise ClusterError(
-            f"{TIMEOUT_ENV}={configured!r} is not a positive number of seconds; unset it "
-            f"(default {DEFAULT_TIMEOUT_S:g}) or set e.g. {TIMEOUT_ENV}=30."
+            f"{variable}={configured!r} is not a positive number of seconds; unset it "
+            f"(default {default:g}) or set e.g. {variable}={default * 3:g}."
         )
     return value
 
@@ -82,17 +103,40 @@ class JobServer:
 
         self.cluster = cluster
         self.timeout_s = timeout_s or cluster_timeout_s()
+        self.submit_timeout_s = submit_timeout_s()
+        self._submission = threading.local()  # .ends_at: this thread is submitting until then
         token = cluster.resolve_token()
         self._token_sent = bool(token)
+        if token:
+            warn_if_token_in_clear(cluster)
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         with self.errors("connecting"), _quiet_ray_sdk(), _configured_address_only():
             self._client = _ray_compat.job_client(
                 cluster.address,
                 headers=headers,
                 timeout_s=self.timeout_s,
-                upload_timeout_s=self.timeout_s * UPLOAD_TIMEOUT_FACTOR,
+                request_bound_s=self._request_bound_s,
                 http_error=HTTPStatusError,
             )
+
+    def _request_bound_s(self) -> float:
+        """The bound of the next request of this thread: what is left of the submission it
+        belongs to, else ``timeout_s``."""
+        ends_at = getattr(self._submission, "ends_at", None)
+        return self.timeout_s if ends_at is None else ends_at - time.monotonic()
+
+    @contextlib.contextmanager
+    def submitting(self) -> Iterator[None]:
+        """The requests this thread sends in the block (uploads, hand-overs, the submission)
+        share one bound, ``submit_timeout_s``, instead of ``timeout_s`` each."""
+        if getattr(self._submission, "ends_at", None) is not None:  # already in one
+            yield
+            return
+        self._submission.ends_at = time.monotonic() + self.submit_timeout_s
+        try:
+            yield
+        finally:
+            self._submission.ends_at = None
 
     @property
     def ray_version(self) -> str:
@@ -129,8 +173,31 @@ class JobServer:
             return bool(self._client.stop_job(job_id))
 
     def submit_job(self, **kwargs: Any) -> str:
-        with self.errors("submitting the job"), _quiet_ray_sdk():
-            return str(self._client.submit_job(**kwargs))
+        """Submit a job (within ``submitting``'s bound). A head that answers "try again later"
+        (its job agent is not up yet, right after ``ray start``) is asked again with back-off
+        until the bound runs out: then ClusterOfflineError says the cluster is still starting."""
+        with self.submitting(), self.errors("submitting the job"), _quiet_ray_sdk():
+            delay, tries = TRY_AGAIN_FIRST_DELAY_S, 0
+            while True:
+                tries += 1
+                try:
+                    return str(self._client.submit_job(**kwargs))
+                except HTTPStatusError as err:
+                    if not is_try_again_later(err):
+                        raise
+                    if self._request_bound_s() <= delay:
+                        raise self._still_starting(err, tries) from err
+                time.sleep(delay)
+                delay = min(delay * 2, TRY_AGAIN_MAX_DELAY_S)
+
+    def _still_starting(self, err: HTTPStatusError, tries: int) -> ClusterOfflineError:
+        return ClusterOfflineError(
+            f"Cluster {self.cluster.name!r} at {self.cluster.address} is still starting: its "
+            f"job server answered {tries} submission(s) over {self.submit_timeout_s:g} s with "
+            f"{err}, and no job was created. Submit again in a minute (a head just started "
+            "needs its job agent up first); "
+            f"{SUBMIT_TIMEOUT_ENV} sets how long radas keeps trying."
+        )
 
     def put_package(self, uri: str, data: bytes) -> None:
         """Store ``data`` in the cluster's memory (GCS) under ``uri`` (``gcs://<name>.zip``),
@@ -152,7 +219,53 @@ class JobServer:
 
     def errors(self, action: str, job_id: str | None = None) -> contextlib.AbstractContextManager:
         """Translate whatever the job client raises while doing ``action`` (on ``job_id``)."""
+        if getattr(self._submission, "ends_at", None) is not None:
+            return translated(
+                self.cluster,
+                action,
+                self.submit_timeout_s,
+                self._token_sent,
+                job_id,
+                setting=SUBMIT_TIMEOUT_ENV,
+            )
         return translated(self.cluster, action, self.timeout_s, self._token_sent, job_id)
+
+
+def is_try_again_later(err: HTTPStatusError) -> bool:
+    """Whether the job server asked to try again later (Ray's job head answers 500 "No
+    available agent to submit job, please try again later." while its agent is not up)."""
+    return err.status >= 500 and "try again later" in str(err).lower()
+
+
+def warn_if_token_in_clear(cluster: ClusterConfig) -> None:
+    """A RadasWarning (once per cluster and address) when ``cluster``'s token is about to be
+    sent over plain http to an address off this machine: anyone on the way can read it."""
+    parts = urlsplit(cluster.address)
+    if parts.scheme != "http" or _is_loopback(parts.hostname or ""):
+        return
+    key = f"{cluster.name} {cluster.address}"
+    if key in _warned_clear_tokens:
+        return
+    _warned_clear_tokens.add(key)
+    warn(
+        f"radas sends the Ray token of cluster {cluster.name!r} over plain http to "
+        f"{cluster.address}: anyone who can watch that network can read it and run code on "
+        "the cluster. Reach the job server over https (a TLS proxy in front of it) or an SSH "
+        f'tunnel (ssh -L 8265:localhost:8265 head, then address = "http://127.0.0.1:8265") '
+        f"in [clusters.{cluster.name}] of {config_path()}.",
+        stacklevel=4,
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host.lower() in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: off this machine as far as radas can tell
+        return False
 
 
 @contextlib.contextmanager
@@ -162,6 +275,8 @@ def translated(
     timeout_s: float,
     token_sent: bool = True,
     job_id: str | None = None,
+    *,
+    setting: str = TIMEOUT_ENV,
 ) -> Iterator[None]:
     """Raise what the block raises talking to ``cluster`` as the radas error ``translate``
     gives (chained to the original); RadasErrors and what is not ours pass unchanged."""
@@ -170,7 +285,7 @@ def translated(
     except ClusterError:
         raise
     except Exception as err:
-        radas_error = translate(err, cluster, action, timeout_s, token_sent, job_id)
+        radas_error = translate(err, cluster, action, timeout_s, token_sent, job_id, setting)
         if radas_error is None:
             raise
         raise radas_error from err
@@ -183,8 +298,10 @@ def translate(
     timeout_s: float,
     token_sent: bool = True,
     job_id: str | None = None,
+    setting: str = TIMEOUT_ENV,
 ) -> ClusterError | None:
-    """The radas error for what the job client raised while doing ``action``; None: not ours."""
+    """The radas error for what the job client raised while doing ``action``; None: not ours.
+    ``setting`` names the variable that sets ``timeout_s``, for the timeout's message."""
     from ray.exceptions import AuthenticationError
 
     where = f"Cluster {cluster.name!r} at {cluster.address}"
@@ -195,11 +312,22 @@ def translate(
     if isinstance(err, AuthenticationError) or (
         isinstance(err, HTTPStatusError) and err.status in (401, 403)
     ):
-        problem = "rejected the token radas sent" if token_sent else "requires a token; none found"
+        sources = cluster.token_sources()
+        if token_sent:
+            problem = f"rejected the token radas sent (from {' or '.join(sources)})"
+            fix = "Put the cluster's token there, or fix token_env / token_file"
+        elif sources:
+            problem = f"requires a token; none found in {' or '.join(sources)}"
+            fix = "Put the cluster's token there, or fix token_env / token_file"
+        else:
+            problem = "requires a token, and its entry names none"
+            fix = (
+                "radas sends a token only to a cluster whose entry says where it is: add "
+                'token_env = "RAY_AUTH_TOKEN" (a variable holding it) or token_file = '
+                '"~/.ray/auth_token" (a file, mode 600)'
+            )
         return ClusterAuthError(
-            f"{where} {problem} ({action}). radas looks in: "
-            f"{', '.join(cluster.token_sources())}. Put the cluster's token in one of them "
-            f"(token_env / token_file in [clusters.{cluster.name}] of {config_path()})."
+            f"{where} {problem} ({action}). {fix} in [clusters.{cluster.name}] of {config_path()}."
         )
     if isinstance(err, HTTPStatusError):
         if err.status == 404 and job_id is not None:
@@ -215,7 +343,7 @@ def translate(
             f"{where} did not answer within {timeout_s:g} s ({action}; {type(err).__name__}). "
             "The head may be down "
             f"or overloaded, or something else listens at that address. {check} "
-            f"({TIMEOUT_ENV} sets how long radas waits.)"
+            f"({setting} sets how long radas waits.)"
         )
     if _is_not_ray(err):
         return _not_ray(where, cluster, err)

@@ -299,11 +299,16 @@ def alive_nodes(address: str, token: str | None, timeout_s: float = 3.0) -> int:
 
 def _get(address: str, path: str, token: str | None, timeout_s: float) -> Any:
     """The ``data`` of the dashboard's answer to GET ``path``. What fails in transport, an
-    error status or an answer that is not JSON is raised as is, for ``translated``."""
+    error status or an answer that is not JSON is raised as is, for ``translated``. The whole
+    request ends within ``timeout_s`` (a server trickling its answer is cut there)."""
+    from radas._ray_compat import RequestDeadline
     from radas.backends._job_client import HTTPStatusError
 
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    response = requests.get(f"{address.rstrip('/')}{path}", headers=headers, timeout=timeout_s)
+    with RequestDeadline(timeout_s, f"GET {path}") as deadline:
+        response = requests.get(
+            f"{address.rstrip('/')}{path}", headers=headers, timeout=timeout_s, hooks=deadline.hooks
+        )
     if response.status_code != 200:
         raise HTTPStatusError(response.status_code, response.text)
     body = response.json()
