@@ -1,30 +1,31 @@
-"""The entrypoint of a radas Ray Job: ``python -m radas._job_driver <spec module>``.
+"""The entrypoint of a radas Ray Job: ``python -m radas._job_driver <spec key>``.
 
-Loads the experiment the client pickled, runs it with ``sweep.run_sweep`` on the cluster and
-writes the outcome next to the results for the client. A stop request arrives as SIGINT (see
+Checks that this machine sees the cluster's path roots as the client does (the client's
+markers, ``backends._shared_roots``), takes the experiment the client pickled out of the
+cluster's memory (``ray_jobs.take_over_spec``), runs it with ``sweep.run_sweep`` and writes the
+outcome next to the results for the client. A stop request arrives as SIGINT (see
 ``backends.ray_jobs``): Tune saves the experiment's state and returns, so ``restore`` works.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import json
 import logging
 import os
 import sys
-from pathlib import Path
 
 from radas import _files, _store
 from radas.console import print_error, print_info, ray_output_wanted
 from radas.errors import ClusterError
 
 
-def load_spec(module_name: str):
+def load_spec(key: str):
     from ray import cloudpickle
 
-    package = Path(str(importlib.import_module(module_name).__file__)).parent
-    return cloudpickle.loads((package / "spec.pkl").read_bytes())
+    from radas.backends.ray_jobs import take_over_spec
+
+    return cloudpickle.loads(take_over_spec(key))
 
 
 def main(argv: list[str]) -> int:
@@ -32,6 +33,7 @@ def main(argv: list[str]) -> int:
 
     from radas._ray_versions import CLIENT_RAY_VERSION_ENV, check_pair
     from radas._secrets import HAND_OVER_ENV, forget_trainables, take_over
+    from radas.backends import _shared_roots
     from radas.backends.ray_jobs import OUTCOME_FILE
     from radas.sweep import run_sweep
 
@@ -48,8 +50,17 @@ def main(argv: list[str]) -> int:
             f"(is ray in the job's runtime_env?). {problem}"
         )
         return 1
+    unseen = _shared_roots.unseen_roots()
+    if unseen:  # before anything runs: the client reads the results from those folders
+        print_error(_shared_roots.unseen_line(unseen))
+        return 1
+    # Ray's connection records only when asked for (RADAS_VERBOSE, passed on by the client)
+    ray.init(logging_level=logging.INFO if ray_output_wanted() else logging.ERROR)
     try:
         spec = load_spec(argv[1])
+    except ClusterError as err:
+        print_error(str(err))
+        return 1
     except (ModuleNotFoundError, AttributeError) as err:
         print_error(
             f"Cannot load the experiment on the cluster: {err}. The trainable (or something it "
@@ -58,8 +69,6 @@ def main(argv: list[str]) -> int:
             "runtime_env={'py_modules': [...]} or install it with runtime_env={'pip': [...]}."
         )
         return 1
-    # Ray's connection records only when asked for (RADAS_VERBOSE, passed on by the client)
-    ray.init(logging_level=logging.INFO if ray_output_wanted() else logging.ERROR)
     try:  # read from the cluster's memory and deleted there: this driver alone holds them
         spec.secrets = take_over(os.environ.get(HAND_OVER_ENV))
     except ClusterError as err:

@@ -1,9 +1,16 @@
 """``run_with="cluster:<name>"``: the experiment runs as a Ray Job on a named cluster.
 
-The client pickles the ``SweepSpec`` (trainable included, by value for project code), ships it
-with the working directory and the radas package itself (``py_modules``), and submits
-``python -m radas._job_driver``, which runs ``sweep.run_sweep`` on the cluster. The client
+The client pickles the ``SweepSpec`` (trainable included, by value for project code), puts it
+in the cluster's memory under a random key (``hand_over_spec``: no file on any node; the
+driver reads and deletes it), ships the working directory and the radas package itself
+(``py_modules``), and submits ``python -m radas._job_driver <key>``, which runs
+``sweep.run_sweep`` on the cluster. Before the sweep starts, the driver checks that the
+cluster sees the config's path roots as the client does (``_shared_roots``). The client
 streams the job's output, and reads the results from the cluster's results root when it ends.
+
+A submission (uploads included) has its own bound, ``RADAS_SUBMIT_TIMEOUT_S``; when it
+times out or the connection breaks, radas asks whether its job id (the same for every client
+starting this run) exists before reporting, and follows the job when it does.
 
 Jobs carry metadata (user, experiment, full name), which is how every lifecycle operation
 finds "the job of this experiment". Every call to the job server goes through
@@ -22,7 +29,6 @@ import os
 import posixpath
 import re
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,11 +39,13 @@ from radas import _ray_state, _store
 from radas._poll import async_wait_until
 from radas._secrets import HAND_OVER_ENV, hand_over, secret_looking_files
 from radas._spec import RunTarget, SweepOutcome, SweepSpec
+from radas.backends import _shared_roots
 from radas.backends._job_client import HTTPStatusError, JobServer, _quiet_ray_sdk, cluster_timeout_s
 from radas.clusters import availability
 from radas.clusters.config import ClusterConfig, config_path
 from radas.console import RelayedOutput, print_info, print_warning, ray_output_wanted, warn
 from radas.errors import (
+    ClusterConfigError,
     ClusterError,
     ClusterOfflineError,
     ExperimentNotFoundError,
@@ -45,12 +53,12 @@ from radas.errors import (
     InvalidArgumentError,
     JobFailedError,
     JobNotFoundError,
+    StorageError,
     WorkingDirTooLargeError,
 )
 
 OUTCOME_FILE = "radas_job_outcome.json"
-SPEC_FILE = "spec.pkl"
-SPEC_MODULE = "radas_experiment_spec"
+SPEC_HEADER = b"radas-spec-v1\n"  # the first bytes of a spec handed over (hand_over_spec)
 ACTIVE_STATUSES = ("PENDING", "RUNNING")
 DEFAULT_MAX_WORKING_DIR_MB = 100.0
 STOP_WAIT_S = 120  # how long a stopped job may take to save its state before Ray kills it
@@ -274,9 +282,28 @@ class RayJobsBackend:
         # Every client starting this run now computes the same id; the job server accepts an id
         # once, so of two clients starting it together exactly one gets its job.
         job_id = _job_id(spec.user_name, spec.experiment_name, spec.full_name, earlier)
+        markers = self._write_root_markers(job_id)
         try:
-            self._submit(spec, runtime_env, job_id)
+            self._submit(spec, runtime_env, job_id, markers)
+        except ClusterOfflineError as err:  # no answer: the job may exist all the same
+            if isinstance(err.__cause__, HTTPStatusError):  # an answer: "still starting"
+                _shared_roots.remove_markers(self.cluster, job_id)
+                raise
+            if self._created_anyway(job_id, spec):
+                print_info(
+                    f"{spec.experiment_name}: cluster:{self.cluster.name} did not confirm the "
+                    f"submission, but job {job_id} exists: following it"
+                )
+                return job_id
+            # the markers stay: should the job appear later, its driver looks for them
+            raise ClusterOfflineError(
+                f"{err} No job {job_id} exists on the cluster: nothing was submitted. Once "
+                "the cluster answers, run the experiment again (should the job still appear, "
+                f"`radas ls --cluster {self.cluster.name}` shows it, run_choice='attach' "
+                "follows it, and a new run is refused while it runs)."
+            ) from err
         except ClusterError as err:
+            _shared_roots.remove_markers(self.cluster, job_id)
             if not self._started_by_another_client(err, job_id, spec):
                 raise
             raise ExperimentRunningError(
@@ -285,7 +312,40 @@ class RayJobsBackend:
                 "run_choice='attach' to follow it, or run_choice='stop_attach' to stop it "
                 "(its state is saved; run_choice='restore' continues it later)."
             ) from err
+        except BaseException:
+            _shared_roots.remove_markers(self.cluster, job_id)
+            raise
         return job_id
+
+    def _write_root_markers(self, job_id: str) -> dict[str, list[str]]:
+        """The markers the job's driver looks for under the cluster's path roots."""
+        try:
+            return _shared_roots.write_markers(self.cluster, job_id)
+        except OSError as err:
+            raise StorageError(
+                f"Cannot write to results_root {self.cluster.results_root!r} of cluster:"
+                f"{self.cluster.name} from this machine ({err}). The client reads the results "
+                "there: it must be a folder this machine and every node share, or an object "
+                f'store (results_root = "s3://bucket/prefix") in [clusters.{self.cluster.name}] '
+                f"of {config_path()}. Nothing was submitted."
+            ) from err
+
+    def _created_anyway(self, job_id: str, spec: SweepSpec) -> bool:
+        """Whether job ``job_id`` of ``spec`` exists although its submission got no answer: a
+        busy head may create it after radas stopped waiting, so radas asks for up to
+        ``RADAS_CLUSTER_TIMEOUT_S``. False also when the cluster does not answer at all."""
+        from radas._poll import wait_until
+
+        def exists() -> bool:
+            try:
+                return self.get_job(job_id, spec.user_name).full_name == spec.full_name
+            except ClusterError:  # none (yet), or no answer: asked again
+                return False
+
+        try:
+            return bool(wait_until(exists, self.client.timeout_s, what=f"job {job_id} to appear"))
+        except TimeoutError:
+            return False
 
     async def attach(self, spec: SweepSpec, *, stop: bool) -> SweepOutcome:
         jobs = await asyncio.to_thread(self.experiment_jobs, spec.user_name, spec.full_name)
@@ -325,6 +385,12 @@ class RayJobsBackend:
         if status == "FAILED":
             details = await asyncio.to_thread(self.client.get_job_info, job_id)
             logs = await asyncio.to_thread(self.logs, job_id)
+            unseen = _shared_roots.unseen_in(logs)
+            if unseen:
+                _shared_roots.remove_markers(self.cluster, job_id)
+                raise ClusterConfigError(
+                    _shared_roots.not_shared_message(self.cluster.name, unseen)
+                )
             tail = "\n".join(logs.splitlines()[-LOG_TAIL_LINES:])
             raise JobFailedError(
                 f"Job {job_id} of experiment {spec.experiment_name!r} failed on cluster:"
@@ -352,7 +418,13 @@ class RayJobsBackend:
             )
         return SweepOutcome.of_trials(spec.experiment_path, trials)
 
-    def _submit(self, spec: SweepSpec, runtime_env: dict[str, Any], job_id: str) -> str:
+    def _submit(
+        self,
+        spec: SweepSpec,
+        runtime_env: dict[str, Any],
+        job_id: str,
+        markers: dict[str, list[str]],
+    ) -> str:
         import ray
         from ray import cloudpickle
 
@@ -374,47 +446,39 @@ class RayJobsBackend:
                 "trainable's closure, param_space and tuner_init_kwargs: create them inside "
                 "the trainable instead."
             ) from err
-        with tempfile.TemporaryDirectory(prefix="radas-job-") as staging:
-            # Ray names uploaded packages by their content, not their directory name: one
-            # fixed module name keeps identical experiments sharing a package correct.
-            package = Path(staging) / SPEC_MODULE
-            package.mkdir()
-            (package / "__init__.py").write_text('"""The pickled experiment of one job."""\n')
-            (package / SPEC_FILE).write_bytes(pickled)
-            env = {
-                **runtime_env,
-                "working_dir": str(cwd),
-                "py_modules": [
-                    str(Path(radas.__file__).parent),
-                    str(package),
-                    *runtime_env.get("py_modules", []),
-                ],
-                "env_vars": {
-                    **self.cluster.job_env(),
-                    **runtime_env.get("env_vars", {}),
-                    # stop = SIGINT to the driver: Tune saves the state, then the job ends
-                    "RAY_JOB_STOP_SIGNAL": "SIGINT",
-                    "RAY_JOB_STOP_WAIT_TIME_S": str(STOP_WAIT_S),
-                    "RADAS_JOB_ID": job_id,
-                    CLIENT_RAY_VERSION_ENV: ray.__version__,  # the driver checks its own Ray
-                    # the driver keeps Ray quiet unless this client asked for its output
-                    **({"RADAS_VERBOSE": "1"} if ray_output_wanted() else {}),
-                },
-            }
+        env = {
+            **runtime_env,
+            "working_dir": str(cwd),
+            "py_modules": [str(Path(radas.__file__).parent), *runtime_env.get("py_modules", [])],
+            "env_vars": {
+                **self.cluster.job_env(),
+                **runtime_env.get("env_vars", {}),
+                # stop = SIGINT to the driver: Tune saves the state, then the job ends
+                "RAY_JOB_STOP_SIGNAL": "SIGINT",
+                "RAY_JOB_STOP_WAIT_TIME_S": str(STOP_WAIT_S),
+                "RADAS_JOB_ID": job_id,
+                CLIENT_RAY_VERSION_ENV: ray.__version__,  # the driver checks its own Ray
+                _shared_roots.MARKERS_ENV: json.dumps(markers),
+                # the driver keeps Ray quiet unless this client asked for its output
+                **({"RADAS_VERBOSE": "1"} if ray_output_wanted() else {}),
+            },
+        }
+        env.setdefault("worker_process_setup_hook", "radas._worker.setup")
+        metadata = {
+            "radas_user": spec.user_name,
+            "radas_experiment": spec.experiment_name,
+            "radas_full_name": spec.full_name,
+            "radas_run_choice": spec.run_choice,
+            "radas_cwd": str(cwd),
+            "radas_version": radas.__version__,
+        }
+        with self.client.submitting():  # one bound for the uploads and the submission
+            spec_key = hand_over_spec(self.client, pickled)
             if spec.secrets:  # never in the runtime_env (Ray logs it): only their key is
                 env["env_vars"][HAND_OVER_ENV] = hand_over(self.client, spec.secrets)
-            env.setdefault("worker_process_setup_hook", "radas._worker.setup")
-            metadata = {
-                "radas_user": spec.user_name,
-                "radas_experiment": spec.experiment_name,
-                "radas_full_name": spec.full_name,
-                "radas_run_choice": spec.run_choice,
-                "radas_cwd": str(cwd),
-                "radas_version": radas.__version__,
-            }
             with _quiet_ray_sdk():
                 return self.client.submit_job(
-                    entrypoint=f"python -u -m radas._job_driver {SPEC_MODULE}",
+                    entrypoint=f"python -u -m radas._job_driver {spec_key}",
                     submission_id=job_id,
                     runtime_env=env,
                     metadata=metadata,
@@ -445,6 +509,32 @@ class RayJobsBackend:
             f"{self._what_exists(user_name)} `radas ls --cluster {self.cluster.name} --user "
             f"{user_name}` lists their job ids."
         )
+
+
+def hand_over_spec(server: JobServer, pickled: bytes) -> str:
+    """Put a pickled ``SweepSpec`` in the cluster's memory (GCS) under a random key, which the
+    job's driver names on its command line, reads and deletes (``take_over_spec``). Shipped as
+    a file (a py_module), it would stay on every node the job ran on, readable by their users."""
+    from secrets import token_hex
+
+    key = f"gcs://radas_spec_{token_hex(16)}.zip"
+    server.put_package(key, SPEC_HEADER + pickled)
+    return key
+
+
+def take_over_spec(key: str) -> bytes:
+    """In the job's driver (Ray connected): the pickled spec ``hand_over_spec`` stored under
+    ``key``, deleted from the cluster's memory."""
+    from radas._ray_compat import pop_from_cluster_memory
+
+    payload = pop_from_cluster_memory(key)
+    if payload is None or not payload.startswith(SPEC_HEADER):
+        raise ClusterError(
+            "The experiment is gone from the cluster's memory (the cluster restarted after the "
+            "job was submitted, or the job was started twice). Submit it again "
+            "(run_choice='restore' continues it)."
+        )
+    return payload[len(SPEC_HEADER) :]
 
 
 def check_working_dir(directory: Path, excludes: list[str], *, cluster_name: str = "") -> int:

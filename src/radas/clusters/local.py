@@ -267,12 +267,24 @@ def _whole(name: str, count: float) -> int:
 
 
 def find_local_cluster(name: str) -> LocalCluster | None:
-    """The running local cluster called ``name`` (started by radas), or None."""
+    """The running local cluster called ``name`` (started by radas), or None. A recorded
+    cluster whose head died has what it left running ended (``end_leftovers``)."""
+    cluster = _recorded_cluster(name)
+    if cluster is None:
+        return None
+    if not _is_ray_start(cluster.head.pid):
+        end_leftovers(cluster)
+        return None
+    return cluster
+
+
+def _recorded_cluster(name: str) -> LocalCluster | None:
+    """The local cluster ``name`` as radas recorded it when it started it; None if none is."""
     state_file = cluster_dir(name) / "state.json"
     if not state_file.exists():
         return None
     state: dict[str, Any] = json.loads(state_file.read_text())
-    cluster = LocalCluster(
+    return LocalCluster(
         name=state["name"],
         address=state["address"],
         gcs_address=state["gcs_address"],
@@ -280,13 +292,44 @@ def find_local_cluster(name: str) -> LocalCluster | None:
         workers=[NodeProcess(**worker) for worker in state["workers"]],
         env=state.get("env", {}),
     )
-    if not _is_ray_start(cluster.head.pid):
-        # it died or the machine rebooted: what its jobs left running must not write on
-        for group in cluster.job_process_groups():
-            _stop_group(group, timeout_s=2.0, check=False)
-        state_file.unlink(missing_ok=True)
-        return None
-    return cluster
+
+
+def end_leftovers(cluster: LocalCluster) -> list[str]:
+    """After the head of ``cluster`` died (SIGKILL, a crash, a reboot): end what its nodes and
+    jobs left running, and forget the cluster's record. Returns the processes ended, as
+    ``"<pid> (<name>)"``.
+
+    Only processes of the cluster, never chosen by name: the members of the process groups
+    radas created for its nodes (Ray's dashboard and runtime-env agents outlive a SIGKILLed
+    ``ray start`` there), and its job drivers and workers (working directory in a node's temp
+    dir). The system gives a group's id to no new process while the group has members, so a
+    group whose leader (the ``ray start`` radas spawned) is gone holds only the node's
+    processes; a group whose leader's pid runs something else than ``ray start`` belongs to
+    someone else and is left alone."""
+    nodes = [cluster.head, *cluster.workers]
+    node_groups = {node.pid for node in nodes if _is_ray_start(node.pid) or not _is_alive(node.pid)}
+    groups = node_groups | set(cluster.job_process_groups())
+    found = []
+    for process in psutil.process_iter(["pid", "name"]):
+        try:
+            if (
+                os.getpgid(process.pid) in groups
+                and process.status() != psutil.STATUS_ZOMBIE
+                and process.pid != os.getpid()
+            ):
+                found.append(process)
+        except (psutil.Error, ProcessLookupError, PermissionError):
+            continue
+    for process in found:
+        with contextlib.suppress(psutil.Error):
+            process.terminate()
+    _, alive = psutil.wait_procs(found, timeout=2.0)
+    for process in alive:
+        with contextlib.suppress(psutil.Error):
+            process.kill()
+    psutil.wait_procs(alive, timeout=2.0)
+    (cluster.state_dir / "state.json").unlink(missing_ok=True)
+    return [f"{process.pid} ({process.info['name']})" for process in found]
 
 
 def stop_local_cluster(name: str = "local", *, force: bool = False) -> bool:
@@ -295,9 +338,19 @@ def stop_local_cluster(name: str = "local", *, force: bool = False) -> bool:
     Refused while jobs run on it (ClusterError listing them) unless ``force=True``, which
     stops them first (gracefully: Tune saves their state, ``restore`` continues them; then
     killed after ``JOB_STOP_WAIT_S``). No job driver of the cluster runs when it returns.
-    Its config entry stays (it then shows offline), as do its results. False if not running.
+    Its config entry stays (it then shows offline), as do its results. A cluster whose head
+    died has what it left running ended (its processes are named). False if nothing ran.
     """
-    cluster = find_local_cluster(name)
+    cluster = _recorded_cluster(name)
+    if cluster is not None and not _is_ray_start(cluster.head.pid):
+        ended = end_leftovers(cluster)
+        if ended:
+            print_info(
+                f"local cluster {name!r} was down (its head process had exited); ended the "
+                f"{len(ended)} process(es) it left running: {', '.join(ended)}"
+            )
+            return True
+        cluster = None
     if cluster is None:
         get_cluster(name)  # unknown names get the UnknownClusterError listing known ones
         return False
