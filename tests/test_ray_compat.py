@@ -215,6 +215,7 @@ def test_fixes_are_installed_for_a_sweep_and_removed_after():
             RayActorManager.__dict__["_actor_task_failed"],
             TuneController.__dict__["_schedule_trial_train"],
             Trial.__dict__["handle_error"],
+            Trial.__dict__["should_recover"],
             tune_module.__dict__["_setup_signal_catching"],
         ]
 
@@ -319,6 +320,7 @@ def _rays_process_state() -> dict:
             RayActorManager.__dict__["_actor_task_failed"],
             TuneController.__dict__["_schedule_trial_train"],
             Trial.__dict__["handle_error"],
+            Trial.__dict__["should_recover"],
             FIFOScheduler.__dict__["choose_trial_to_run"],
             tune_module.__dict__["_setup_signal_catching"],
         ],

@@ -16,8 +16,8 @@ one does not match, radas warns once (a ``RadasWarning`` naming what differs) an
 own behaviour: the same results, with what each fix below removes.
 
 The fixes run only for radas's sweeps, and a ``tune.Tuner`` of the user's own in the same
-process runs on Ray's code: fixes 1, 2, 4, 6 and 7 are installed when a radas sweep starts and
-removed when it ends (``fixes_installed``); fix 3 is a scheduler radas hands to its own Tuners
+process runs on Ray's code: fixes 1, 2, 4 and 6 to 8 are installed when a radas sweep starts
+and removed when it ends (``fixes_installed``); fix 3 is a scheduler radas hands to its own Tuners
 (``default_scheduler``); fix 5 stays once installed (a worker's lines reach the driver seconds
 after they were written, after the sweep too: Ray's deduplicator holds repeated lines back, a
 busy machine delays them) but outside a sweep it touches only the lines of radas's trials
@@ -73,6 +73,17 @@ Ray's as it is.
    treats lines differing only in numbers as repeats: "starting at epoch 3" of one trial and
    "starting at epoch 5" of two others printed as one line "[repeated 3x]", the others' numbers
    lost for good (a job's log is the driver's output). During a sweep every line is printed.
+8. Tune runs a failed trial again in the same fit only within ``FailureConfig(max_failures=)``,
+   which counts every error alike (``Trial.should_recover``, asked by
+   ``TuneController._process_trial_failure`` right after ``Trial.handle_error``): a trial
+   whose node or worker was lost waited for radas's next fit. radas's ``should_recover`` also
+   says yes when the sweep's policy does (``trials_recovered_by``: a lost trial, while it has
+   retries left), so Tune requeues it at once, from its latest saved state, and runs it as
+   soon as a node has room; the trainable's own errors still end the trial. The same
+   ``handle_error`` (fix 4) writes the trainable's own error under Ray's where Ray's misreads
+   it (``resources.own_error_line``: ``sys.exit``, ``os._exit``, ``KeyboardInterrupt``, an
+   exception Tune cannot copy); ``os._exit`` is recorded by radas's worker hook
+   (``record_own_exit``), as Ray reports it exactly as a crashed worker.
 
 ``quiet_ray_logs`` also keeps Tune's messages that contradict radas off the console: "Stop
 signal received ... Press CTRL+C" and "Resume experiment with: Tuner.restore(...)" (radas stops
@@ -101,6 +112,7 @@ from ray.exceptions import OutOfMemoryError, RayActorError, RayTaskError
 from ray.tune.schedulers import FIFOScheduler
 
 from radas.console import end_live_line, is_terminal, strip_ansi, warn
+from radas.resources import FAILURE_HEADER, own_error_block, own_error_line
 
 # --- what radas relies on, checked before any fix is installed -------------------------------
 
@@ -203,6 +215,10 @@ TARGETS = (
     Target("ray.tune.tune", "_setup_signal_catching", (), replaced=True),
     # fix 7
     Target("ray._private.ray_logging", "RAY_DEDUP_LOGS", None),
+    # fix 8 (with fix 4's Trial.handle_error)
+    Target("ray.tune.experiment.trial", "Trial.should_recover", ("self",), replaced=True),
+    Target(_CONTROLLER, "TuneController._process_trial_failure", ("self", "trial", "exception")),
+    Target("ray.experimental.internal_kv", "_internal_kv_put", ("key", "value", "overwrite")),
     # quiet_ray_logs: the loggers of the modules that log Tune's contradicting messages
     Target("ray.tune.tune", "logger", None),
     Target("ray.tune.analysis.experiment_analysis", "logger", None),
@@ -228,7 +244,9 @@ def fixes_apply() -> bool:
                 f"differs from the Ray radas was verified against ({supported_range()}): "
                 f"{'; '.join(_mismatches)}. Sweeps run on Ray's own code, with the same "
                 "results, but a trial killed for memory ends the experiment (radas cannot "
-                "retry it), reports reach the driver one at a time, Tune's FIFO choice "
+                "retry it), a trial that lost its node or worker runs again only after "
+                "the fit, a trainable's os._exit reads as a lost worker, reports "
+                "reach the driver one at a time, Tune's FIFO choice "
                 "scans every trial, Ray's colour codes and log lines show in error.txt "
                 "files and logs, and Ctrl-C does not stop a local sweep running in a "
                 "thread. Install a Ray in that range to have them.",
@@ -285,6 +303,7 @@ def _install() -> None:
     _replace(RayActorManager, "_actor_task_failed", _wrap_actor_task_failed)
     _replace(TuneController, "_schedule_trial_train", lambda _: _schedule_trial_train)
     _replace(Trial, "handle_error", _wrap_handle_error)
+    _replace(Trial, "should_recover", _wrap_should_recover)  # fix 8
     _replace(tune_module, "_setup_signal_catching", _wrap_setup_signal_catching)
     _replace(ray_logging, "RAY_DEDUP_LOGS", lambda _: False)  # fix 7
     if not _printer_installed:
@@ -478,16 +497,91 @@ def default_scheduler() -> RadasFIFOScheduler | None:
 def _wrap_handle_error(original: Callable[..., Any]) -> Callable[..., Any]:
     def handle_error(self, exc=None):
         original(self, exc)
+        _trial_failures[self] = exc  # for should_recover, which Tune asks next (fix 8)
+        os_exit_code = own_exit_code(exc)
         path = self.error_file
         if path:
             with contextlib.suppress(OSError):
                 with open(path, encoding="utf-8", errors="replace") as stream:
                     text = stream.read()
-                if strip_ansi(text) != text:
+                plain = strip_ansi(text)
+                last_failure = plain.rpartition(FAILURE_HEADER)[2]
+                own = own_error_line(exc, last_failure, os_exit_code)
+                if own is not None:
+                    plain = plain.rstrip("\n") + "\n" + own_error_block(own)
+                if plain != text:
                     with open(path, "w", encoding="utf-8") as stream:
-                        stream.write(strip_ansi(text))
+                        stream.write(plain)
 
     return handle_error
+
+
+# --- fix 8: a lost trial runs again in the same fit; the trainable's own exits read right ------
+
+# The exception of each trial's last failure, from handle_error to should_recover.
+_trial_failures: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+# The policy that decides, per thread running radas's fits (Tune's controller runs in the
+# thread that called fit()): (trial, exception) -> whether the trial runs again in this fit.
+_thread_recoveries: dict[int, Callable[[Any, Any], bool]] = {}
+
+
+@contextlib.contextmanager
+def trials_recovered_by(decide: Callable[[Any, Any], bool]) -> Iterator[None]:
+    """In this thread, for the block: a failed trial of radas's fits runs again in the same
+    fit when ``decide(trial, exception)`` says so (fix 8), besides what the user's
+    ``FailureConfig(max_failures=)`` allows. Without the fixes, nothing changes."""
+    thread = threading.get_ident()
+    _thread_recoveries[thread] = decide
+    try:
+        yield
+    finally:
+        del _thread_recoveries[thread]
+
+
+def recovering_in_fit() -> bool:
+    """Whether radas decides in-fit recoveries in this thread now (fix 8 installed, a policy
+    given): a lost trial Tune still reports as errored had no retry left."""
+    return bool(_sweeps_running) and threading.get_ident() in _thread_recoveries
+
+
+def _wrap_should_recover(original: Callable[..., Any]) -> Callable[..., Any]:
+    def should_recover(self):
+        if original(self):  # the user's FailureConfig(max_failures=...)
+            return True
+        decide = _thread_recoveries.get(threading.get_ident())
+        return decide is not None and bool(decide(self, _trial_failures.get(self)))
+
+    return should_recover
+
+
+_OWN_EXIT_KEY = "radas-own-exit:{actor_id}"
+
+
+def record_own_exit(code: int) -> None:
+    """In a trial's worker, before ``os._exit(code)`` of the trainable: note the code in the
+    cluster's memory under the worker's actor, where ``own_exit_code`` finds it (Ray reports
+    the exit as a crashed worker's)."""
+    import ray
+    from ray.experimental import internal_kv
+
+    actor_id = ray.get_runtime_context().get_actor_id()
+    if actor_id:
+        internal_kv._internal_kv_put(
+            _OWN_EXIT_KEY.format(actor_id=actor_id), str(int(code)).encode(), overwrite=True
+        )
+
+
+def own_exit_code(error: Any) -> int | None:
+    """The ``os._exit`` code the trainable of the dead actor of ``error`` recorded (taken from
+    the cluster's memory), or None."""
+    actor_id = getattr(error, "actor_id", None)
+    if not isinstance(error, RayActorError) or not actor_id:
+        return None
+    try:
+        value = pop_from_cluster_memory(_OWN_EXIT_KEY.format(actor_id=actor_id))
+        return int(value) if value else None
+    except Exception:  # the note is a courtesy: without it the exit reads as a lost worker
+        return None
 
 
 # --- fix 5: the workers' output, plain into pipes and quiet while radas keeps Ray quiet -------

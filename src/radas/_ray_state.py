@@ -505,8 +505,10 @@ def reconcile_with_records(experiment_path: _store.AnyPath) -> int:
 
 
 def error_summary(experiment_path: _store.AnyPath, trial: TrialState) -> str | None:
-    """The last line of a failed trial's traceback (``ValueError: ...``), or None."""
-    if not trial.error_filename:
+    """The last line of a failed trial's traceback (``ValueError: ...``), or None. A trial
+    that failed and ran again (a lost node or worker) keeps its error file, but did not end
+    in error unless it is ERROR now."""
+    if not trial.error_filename or trial.status != "ERROR":
         return None
     error_file = _store.location(experiment_path) / trial.trial_dir_name / trial.error_filename
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 from typing import Any
@@ -14,6 +15,28 @@ def setup() -> None:
         "ignore", message=r".*`ray\.train\.report` should be switched to `ray\.tune\.report`.*"
     )
     sys.unraisablehook = _quiet_exit(sys.unraisablehook)
+    if not getattr(os._exit, "radas_records", False):
+        os._exit = _recording_exit(os._exit)
+
+
+def _recording_exit(real_exit: Any) -> Any:
+    """``os._exit`` that first notes the code in the cluster's memory when the trainable (not
+    Ray) calls it: Ray reports such an exit exactly as a crashed or killed worker, which radas
+    would run again (``_ray_compat.record_own_exit``, read back by ``own_exit_code``)."""
+
+    def _exit(code: int) -> None:
+        caller = sys._getframe(1).f_globals.get("__name__") or ""
+        if caller != "ray" and not caller.startswith("ray."):
+            try:
+                from radas._ray_compat import record_own_exit
+
+                record_own_exit(code)
+            except Exception:  # never keep the process from exiting
+                pass
+        real_exit(code)
+
+    _exit.radas_records = True  # type: ignore[attr-defined]
+    return _exit
 
 
 def _quiet_exit(previous: Any) -> Any:

@@ -1,7 +1,8 @@
 """A compact progress line instead of Ray Tune's tables.
 
 ``[radas] lr-sweep: 12 of 30 trials finished, 2 running, 15 pending, 1 errored; best
-loss=0.0312; 0:03:14 elapsed, about 0:05:10 left``
+loss=0.0312; 0:03:14 elapsed, about 0:05:10 left`` (and ``, 1 retrying`` after ``running``
+while a trial that lost its node or worker waits to run again)
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ from typing import Any
 from ray import cloudpickle
 from ray.tune import Callback
 
-from radas import _store
+from radas import _ray_compat, _store
 from radas.clusters import shape as cluster_shape
 from radas.console import LiveLine, print_info, print_warning, strip_ansi
 from radas.errors import NodeLaunchError
-from radas.resources import classify_failure, next_cpu_per_trial
+from radas.resources import FAILURE_HEADER, classify_failure, next_cpu_per_trial
 
 HEARTBEAT_S = 30.0
 MIN_INTERVAL_S = 5.0
@@ -40,7 +41,9 @@ class ProgressLine(Callback):
     duration of the trials that ended in this fit, the pending trials need ``d`` each and the
     running ones what is left of ``d``, shared among the most trials seen running at once
     (a trial's start-up is not counted: for trials of a few seconds it is an underestimate).
-    A trial that fails is reported at once, in one line (see ``error_line``). The final
+    A trial that fails is reported at once, in one line (see ``error_line``); one that Tune
+    runs again in the same fit (a lost node or worker: ``radas._retries``) too, and it counts
+    as retrying until it runs again (``1 retrying``), not errored. The final
     summary comes from radas after the fit, from the stored state (after an interruption,
     Tune's in-memory statuses no longer say which trials really finished).
     """
@@ -66,6 +69,7 @@ class ProgressLine(Callback):
         self._best: float | None = None
         self._last_counts: tuple[Any, ...] | None = None
         self._started_at: dict[str, float] = {}
+        self._retrying: set[str] = set()  # requeued in this fit, not running again yet
         self._durations: list[float] = []
         self._most_running = 1
         self._line = LiveLine()
@@ -96,6 +100,7 @@ class ProgressLine(Callback):
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._started_at[trial.trial_id] = time.monotonic()
+        self._retrying.discard(trial.trial_id)
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info):
         if self.metric is None or self.metric not in result:
@@ -111,8 +116,16 @@ class ProgressLine(Callback):
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._ended(trial)
+        self._retrying.discard(trial.trial_id)
         line, is_error = error_line(trial)
         (print_warning if is_error else print_info)(f"{self.label}: {line}")
+
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        """Tune requeued the failed trial in this fit (``radas._retries``, or the user's
+        ``FailureConfig(max_failures=...)``): it is retrying, not errored."""
+        self._started_at.pop(trial.trial_id, None)
+        self._retrying.add(trial.trial_id)
+        print_info(f"{self.label}: {recover_line(trial)}")
 
     def _ended(self, trial: Any) -> None:
         started = self._started_at.pop(trial.trial_id, None)
@@ -123,7 +136,7 @@ class ProgressLine(Callback):
         now = time.monotonic()
         counts = self._counts(trials)
         self._most_running = max(self._most_running, counts[1])
-        self._read_launch_status(pending=counts[2], running=counts[1], now=now)
+        self._read_launch_status(pending=counts[2] + counts[4], running=counts[1], now=now)
         since = now - self._last_line
         if since >= self.heartbeat_s or (
             (*counts, self._waiting) != self._last_counts and since >= self.min_interval_s
@@ -164,30 +177,35 @@ class ProgressLine(Callback):
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         self._line.close()
 
-    def _counts(self, trials: list) -> tuple[int, int, int, int]:
-        """(finished, running, pending, errored); trials Tune has not created yet are pending."""
+    def _counts(self, trials: list) -> tuple[int, int, int, int, int]:
+        """(finished, running, pending, errored, retrying); trials Tune has not created yet
+        are pending; retrying: requeued in this fit after a lost node or worker."""
         finished = _count(trials, "TERMINATED")
         running = _count(trials, "RUNNING")
         errored = _count(trials, "ERROR")
-        pending = _count(trials, "PENDING", "PAUSED")
+        retrying = sum(
+            1 for t in trials if t.trial_id in self._retrying and t.status in ("PENDING", "PAUSED")
+        )
+        pending = _count(trials, "PENDING", "PAUSED") - retrying
         if self._total is not None:
-            pending = max(self._total - finished - running - errored, pending)
-        return finished, running, pending, errored
+            pending = max(self._total - finished - running - errored - retrying, pending)
+        return finished, running, pending, errored, retrying
 
     def describe(self, trials: list, now: float) -> str:
         """The progress line's text (without the ``[radas]`` prefix)."""
-        finished, running, pending, errored = self._counts(trials)
-        total = finished + running + pending + errored
+        finished, running, pending, errored, retrying = self._counts(trials)
+        total = finished + running + pending + errored + retrying
         text = (
             f"{self.label}: {finished} of {total} trials finished, {running} running, "
-            f"{pending} pending, {errored} errored"
+            + (f"{retrying} retrying, " if retrying else "")
+            + f"{pending} pending, {errored} errored"
         )
-        if self._waiting and pending:
+        if self._waiting and (pending or retrying):
             text += f"; {self._waiting}"
         if self._best is not None:
             text += f"; best {self.metric}={self._best:.6g}"
         text += f"; {_duration(now - self._start)} elapsed"
-        left = self._seconds_left(trials, pending, now)
+        left = self._seconds_left(trials, pending + retrying, now)
         if left is not None:
             text += f", about {_duration(left)} left"
         return text
@@ -230,6 +248,8 @@ def error_line(trial: Any) -> tuple[str, bool]:
     memory while a bigger request fits a node, is not announced as an error (Ray's "The
     actor ... is unavailable" reads as the user's): the line says what happened and that
     radas runs it again; the retry's own line follows when the running trials have ended.
+    (A lost trial radas runs again within the fit never gets here: ``recover_line``. One that
+    does while radas decides in-fit retries had none left, and is an error.)
     """
     head = f"trial {trial.trial_id}{_searched_values(trial)}"
     path = getattr(trial, "error_file", None)
@@ -243,7 +263,14 @@ def error_line(trial: Any) -> tuple[str, bool]:
     stored = _store_error(trial, text)
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     last = lines[-1] if lines else "error"
-    kind = classify_failure(_pickled_error(trial), text)
+    kind = classify_failure(_pickled_error(trial), text.rpartition(FAILURE_HEADER)[2])
+    if kind == "lost" and _ray_compat.recovering_in_fit():
+        return (
+            f"{head} lost its node or worker again (not an error of the trainable); it ran "
+            "again as often as radas allows, so it stays errored and run_choice='restore' "
+            f"runs it again (details in {stored})",
+            True,
+        )
     if kind == "lost":
         return (
             f"{head} lost its node or worker (not an error of the trainable); radas runs it "
@@ -259,6 +286,30 @@ def error_line(trial: Any) -> tuple[str, bool]:
             False,
         )
     return f"{head} errored: {last} (traceback in {stored})", True
+
+
+def recover_line(trial: Any) -> str:
+    """One line for a failed trial Tune runs again in the same fit: a lost node or worker
+    (radas's retry), or any error within the user's ``FailureConfig(max_failures=...)``."""
+    head = f"trial {trial.trial_id}{_searched_values(trial)}"
+    path = getattr(trial, "error_file", None)
+    text = ""
+    if path:
+        try:
+            with open(path, encoding="utf-8", errors="replace") as stream:
+                text = strip_ansi(stream.read())
+        except OSError:
+            pass
+    where = f" (details in {_store_error(trial, text)})" if text else ""
+    last_failure = text.rpartition(FAILURE_HEADER)[2]
+    if classify_failure(_pickled_error(trial), last_failure) == "lost":
+        return (
+            f"{head} lost its node or worker (not an error of the trainable); it runs again "
+            f"from its latest saved state as soon as a node has room{where}"
+        )
+    lines = [line.strip() for line in last_failure.splitlines() if line.strip()]
+    last = lines[-1] if lines else "error"
+    return f"{head} failed ({last}); Ray Tune runs it again (FailureConfig max_failures){where}"
 
 
 def _searched_values(trial: Any) -> str:

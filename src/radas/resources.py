@@ -13,12 +13,15 @@ A trial can fail for three kinds of reasons, and radas treats them differently:
 - ``"lost"``: the node or worker process under it went away. Nothing is wrong with the trial:
   radas runs it again as it was.
 - ``"error"``: the trainable raised. Running it again would fail again: it stays an error.
+  So does a trainable that ended its own worker (``sys.exit(3)``, ``os._exit(1)``), which Ray
+  reports as a dead worker: ``own_error_line`` tells them apart and names what it did.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -118,6 +121,8 @@ def classify_failure(error: BaseException | None, text: str = "") -> FailureKind
     """Why a trial failed, from the exception Ray stored and/or its traceback text."""
     from ray import exceptions
 
+    if OWN_ERROR_HEADER in text.rpartition(FAILURE_HEADER)[2] or own_error_line(error, text):
+        return "error"  # the trainable's own exit or interrupt, read as such (own_error_line)
     names = " ".join(cls.__name__ for cls in type(error).__mro__) if error is not None else ""
     evidence = f"{names}\n{error if error is not None else ''}\n{text}"
     if isinstance(error, (MemoryError, exceptions.OutOfMemoryError)) or any(
@@ -135,6 +140,66 @@ def classify_failure(error: BaseException | None, text: str = "") -> FailureKind
         )
         return "lost" if isinstance(error, lost_types) else "error"
     return "lost" if any(marker in text for marker in LOST_MARKERS) else "error"
+
+
+# Tune starts each failure's traceback in error.txt with this; radas adds the trainable's own
+# error after OWN_ERROR_HEADER where Ray's exception misreads it (own_error_line).
+FAILURE_HEADER = "Failure # "
+OWN_ERROR_HEADER = "[radas] the trainable's own error"
+_EXIT_CODE = re.compile(r"Worker exits with an exit code (\d+)\.")
+_CHAINED = "\n\nThe above exception was the direct cause of the following exception:\n"
+
+
+def own_error_line(
+    error: BaseException | None, text: str = "", os_exit_code: int | None = None
+) -> str | None:
+    """The trainable's own error where Ray's exception reads as something else; None if not.
+
+    - ``sys.exit(3)`` / ``raise SystemExit(3)``: Ray ends the worker with that code and
+      reports an ``ActorDiedError`` ("Worker exits with an exit code 3"), as for a lost one.
+    - ``os._exit(1)``: the same ``ActorDiedError`` as a crashed or killed worker; radas's worker
+      hook records the call (``os_exit_code``, from ``_ray_compat.own_exit_code``).
+    - ``raise KeyboardInterrupt``: Ray turns it into ``TaskCancelledError`` (Tune never cancels
+      a trial's task).
+    - An exception whose class cannot be rebuilt from its args (``__init__(self, a, b)``
+      calling ``super().__init__(f"{a}{b}")``): Tune's copy of it raises ``TypeError: ...
+      __init__() missing ...``, and the real error is only the first part of the traceback.
+
+    The line reads like Python's last traceback line (``SystemExit: 3``, ``KeyboardInterrupt``,
+    ``E: ab``) followed by what Ray reported instead where that helps.
+    """
+    from ray import exceptions
+
+    if os_exit_code is not None:
+        return (
+            f"os._exit({os_exit_code}): the trainable ended its worker process (Ray reports "
+            "it as a dead worker)"
+        )
+    if isinstance(error, exceptions.RayActorError):
+        found = _EXIT_CODE.search(str(error))
+        if found and found.group(1) != "0":
+            return (
+                f"SystemExit: {found.group(1)} (the trainable exited with code "
+                f"{found.group(1)}; Ray reports it as a dead worker)"
+            )
+        return None
+    if not isinstance(error, exceptions.RayTaskError):
+        return None
+    if isinstance(error, exceptions.TaskCancelledError):
+        return "KeyboardInterrupt (raised in the trainable; Ray reports it as TaskCancelledError)"
+    source = text or str(error)
+    if isinstance(error, TypeError) and "in skip_exceptions" in source and _CHAINED in source:
+        first = [line.strip() for line in source.split(_CHAINED)[0].splitlines() if line.strip()]
+        last = first[-1] if first else ""
+        if last and not last.startswith(("File ", "^", "ray::")):
+            return last
+    return None
+
+
+def own_error_block(line: str) -> str:
+    """What radas adds to a trial's error.txt for ``own_error_line``: its header, then the
+    line, which is the file's last (what radas shows as the trial's error)."""
+    return f"{OWN_ERROR_HEADER} (what Ray reported above misreads it):\n{line}\n"
 
 
 def verify_gpu(*, framework: str = "torch", min_gpus: int = 1) -> dict[str, Any]:

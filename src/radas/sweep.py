@@ -26,7 +26,7 @@ from ray import tune
 from radas import _files, _ray_compat, _ray_state, _store
 from radas._experiment_info import EXPERIMENT_INFO_FILE, check_owner, describe_param_space
 from radas._locks import experiment_lock
-from radas._retries import retry_failed_trials
+from radas._retries import LostTrialRetries, retry_failed_trials
 from radas._secrets import with_secrets
 from radas._spec import SweepOutcome, SweepSpec
 from radas._trial_records import TrialRecords  # also the name older tuner.pkl files hold
@@ -175,6 +175,8 @@ def _run_sweep_locked(spec: SweepSpec, before_fit: Callable[[], None]) -> SweepO
             "trials were already done and are kept; unfinished and errored trials continue."
         )
         tuner = _restore(spec, spec.cpu_per_trial, capacity, resume_errored=True)
+    # A trial that lost its node or worker runs again within the fit (radas._retries).
+    lost_retries = LostTrialRetries()
     # Tune's own writes (its state, tuner.pkl) on a full disk raise a plain OSError.
     with (
         _store.unreachable_as_error(
@@ -183,6 +185,7 @@ def _run_sweep_locked(spec: SweepSpec, before_fit: Callable[[], None]) -> SweepO
             then="run_choice='restore' continues the experiment",
         ),
         _files.no_space_as_error(path, None),
+        _ray_compat.trials_recovered_by(lost_retries.in_fit),
     ):
         tuner.fit()
 
@@ -190,7 +193,7 @@ def _run_sweep_locked(spec: SweepSpec, before_fit: Callable[[], None]) -> SweepO
             before_fit()  # before the Tuner: it registers the trainable with the running Ray
             _restore(spec, cpu_per_trial, capacity, resume_errored=False).fit()
 
-        retries = retry_failed_trials(spec, capacity, rerun)
+        retries = retry_failed_trials(spec, capacity, rerun, lost_retries)
     trials = _ray_state.load_trial_states(path)
     return SweepOutcome.of_trials(
         str(path),
