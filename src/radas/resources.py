@@ -61,6 +61,11 @@ class NodeCapacity:
         return text + (f", {self.memory_bytes / 2**30:.1f} GiB memory" if self.memory_bytes else "")
 
 
+# Ray's resource granularity (ray._private.ray_constants.MIN_RESOURCE_GRANULARITY):
+# a smaller request rounds to 0 and Tune's trial actor is never scheduled
+MIN_CPU_PER_TRIAL = 0.0001
+
+
 def validate_cpu_per_trial(cpu_per_trial: object) -> float:
     if (
         isinstance(cpu_per_trial, bool)
@@ -70,6 +75,12 @@ def validate_cpu_per_trial(cpu_per_trial: object) -> float:
         raise InvalidArgumentError(
             f"cpu_per_trial={cpu_per_trial!r} is not valid: give a positive number of CPUs per "
             "trial, for example cpu_per_trial=1 (fractions such as 0.5 are allowed)."
+        )
+    if cpu_per_trial < MIN_CPU_PER_TRIAL:
+        raise InvalidArgumentError(
+            f"cpu_per_trial={cpu_per_trial!r} is below {MIN_CPU_PER_TRIAL:g}, the smallest "
+            "share of a CPU Ray can hand out: use at least "
+            f"cpu_per_trial={MIN_CPU_PER_TRIAL:g} (e.g. 0.01 runs 100 trials per CPU)."
         )
     return cpu_per_trial
 
