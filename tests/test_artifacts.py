@@ -354,10 +354,12 @@ def test_store_configuration_errors_say_what_to_do(s3, tmp_path):
         "alice",
         root="s3://b/x",
         endpoint_url="http://127.0.0.1:9",
-        storage_options={"retries": 1, "config_kwargs": {"retries": {"max_attempts": 1}}},
+        storage_options={"config_kwargs": {"retries": {"max_attempts": 1}}},
     )
     with pytest.raises(StorageError, match="answers from this machine"):
         unreachable.load("a.json")
+    with pytest.raises(StorageError, match="Check storage_options: they go to s3fs"):
+        open_store("alice", root="s3://b/x", storage_options={"retries": 1})
 
 
 def test_torch_files_need_torch(tmp_path):

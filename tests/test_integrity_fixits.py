@@ -3,14 +3,20 @@ way out, each with a real run (in-process Ray) or real storage."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
 import radas
 from conftest import add, grid_ab
-from radas.errors import InvalidArgumentError
+from radas.errors import InvalidArgumentError, StorageError
 
 
 def first_name(config):
@@ -79,3 +85,90 @@ def test_radas_analyze_of_an_experiment_uri_reads_it_from_the_store(project, cap
     assert f"(6 rows; stored at {uri})" in out
     assert figure.stat().st_size > 1000
     assert sorted(pd.read_csv(project / "out.csv")["score"]) == [11, 12, 13, 21, 22, 23]
+
+
+@pytest.fixture
+def black_hole() -> Iterator[str]:
+    """An S3 endpoint on 127.0.0.1 that accepts connections and never answers."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                held.append(listener.accept()[0])
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join()
+        for connection in [*held, listener]:
+            connection.close()
+
+
+@pytest.mark.integrity("error")
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("call", ["save", "exists", "load"])
+def test_artifacts_on_a_black_holed_s3_endpoint_end_with_a_clear_error(
+    black_hole, monkeypatch, call
+):
+    from radas import cloud_artifact as rda
+    from radas.storage import artifacts
+
+    for name, value in {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"}.items():
+        monkeypatch.setenv(name, value)
+    # the bounds made short for the test (the defaults: 2 tries of 10 s)
+    monkeypatch.setattr(artifacts, "S3_READ_TIMEOUT_S", 1)
+    monkeypatch.setattr(artifacts, "S3_CONNECT_TIMEOUT_S", 1)
+    rda.init(user_name="alice", root="s3://lab/artifacts", endpoint_url=black_hole)
+    started = time.monotonic()
+    with pytest.raises(StorageError) as caught:
+        if call == "save":
+            rda.save_cloud_artifact("w.txt", "weights")
+        elif call == "exists":
+            rda.artifact_exists("w.txt")
+        else:
+            rda.load_cloud_artifact("w.txt")
+    seconds = time.monotonic() - started
+    assert f"{black_hole} did not answer (2 tries of 1 s" in str(caught.value)
+    assert seconds < 30, seconds  # within its bounds (it hung for good on uploads before)
+
+
+@pytest.mark.integrity("survive")
+def test_a_later_analysis_never_replaces_an_earlier_figure_silently(tmp_path):
+    import seaborn as sns
+
+    from radas import analysis
+    from radas.errors import RadasWarning
+
+    df = pd.DataFrame({"x": [1, 2, 3], "y": [1, 4, 9]})
+
+    def options(**more):
+        return analysis.AnalysisOptions(
+            plot_fn=sns.lineplot, plot_kwargs=dict(x="x", y="y"), plot_format="png", **more
+        )
+
+    default = tmp_path / "figures" / "alice" / "_home_alice_lr"
+    first = analysis.plot(df, options(), default).path
+    first_bytes = Path(first).read_bytes()
+    second = analysis.plot(df.assign(y=df["y"] * 2), options(), default).path
+    third = analysis.plot(df, options(), default).path
+    assert [Path(p).name for p in (first, second, third)] == [
+        "_home_alice_lr.png",
+        "_home_alice_lr-2.png",
+        "_home_alice_lr-3.png",
+    ]
+    assert Path(first).read_bytes() == first_bytes  # the earlier figure is kept as it was
+    # a path the user names is theirs: written, with a warning naming it
+    mine = tmp_path / "mine.png"
+    analysis.plot(df, options(plot_path=mine), default)
+    with pytest.warns(RadasWarning, match=f"plot_path {mine} existed: the earlier figure"):
+        analysis.plot(df, options(plot_path=mine), default)

@@ -17,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from radas.console import warn
 from radas.errors import InvalidArgumentError, RadasError
 from radas.tuner import Tuner
 
@@ -163,14 +164,36 @@ def plot(df: pd.DataFrame, options: AnalysisOptions, default_path: Path) -> Figu
         if options.plot_format is not None:
             if options.plot_path is not None:
                 target = Path(options.plot_path).expanduser()
+                if target.exists():  # the user's own file name: kept, and said
+                    warn(
+                        f"plot_path {target} existed: the earlier figure there is replaced by "
+                        "this one. Give another plot_path to keep both."
+                    )
             else:  # radas's own folder for the experiment: made when missing
                 target = default_path.with_suffix(f".{options.plot_format}")
                 target.parent.mkdir(parents=True, exist_ok=True)
+                target = unused_figure_path(target)
             figure.savefig(target, format=options.plot_format, bbox_inches="tight")
             path = str(target)
     if not _in_interactive_ipython():
         plt.close(figure)  # scripts: keep pyplot from accumulating figures; fig stays usable
     return Figure(figure=figure, plot=plotted, path=path)
+
+
+def unused_figure_path(target: Path) -> Path:
+    """``target``, or when a figure is there already (an earlier analysis) the first free
+    numbered name beside it (``lr.png``, ``lr-2.png``, ``lr-3.png``...): an earlier figure
+    is never replaced.
+
+    >>> unused_figure_path(Path("/nonexistent/lr.png"))
+    PosixPath('/nonexistent/lr.png')
+    """
+    number = 1
+    candidate = target
+    while candidate.exists():
+        number += 1
+        candidate = target.with_name(f"{target.stem}-{number}{target.suffix}")
+    return candidate
 
 
 def resolve_plot_kwargs(df: pd.DataFrame, plot_kwargs: dict[str, Any]) -> dict[str, Any]:

@@ -53,6 +53,12 @@ STALE_TEMP_S = 3600.0
 # Where an upload is atomic by itself (visible only when complete) and files can be discarded.
 ATOMIC_UPLOAD_PROTOCOLS = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss"})
 S3_PROTOCOLS = frozenset({"s3", "s3a"})
+# Every S3 request ends: a server that accepts the connection and never answers (a black hole)
+# fails a call after S3_ATTEMPTS x (connect + read timeout), ~40 s, not s3fs's 5 x botocore's
+# 5 attempts of 15 s each (400-490 s measured)
+S3_READ_TIMEOUT_S = 10
+S3_CONNECT_TIMEOUT_S = 5
+S3_ATTEMPTS = 2  # s3fs retries a failed request once; botocore does not retry inside it
 # The URL schemes an artifact root may have: object stores, and fsspec's in-process "memory"
 # (for tests). Anything else (ftp://, http://, sftp://...) is refused before any network use.
 ARTIFACT_URL_PROTOCOLS = ATOMIC_UPLOAD_PROTOCOLS | {"memory"}
@@ -405,6 +411,12 @@ class FsspecArtifactStore(_StoreBase):
                 options.setdefault("endpoint_url", endpoint_url)
             # other processes write too: never answer from a stale listing
             options.setdefault("use_listings_cache", False)
+            bounds = {
+                "connect_timeout": S3_CONNECT_TIMEOUT_S,
+                "read_timeout": S3_READ_TIMEOUT_S,
+                "retries": {"max_attempts": 1, "mode": "standard"},
+            }
+            options["config_kwargs"] = {**bounds, **options.get("config_kwargs", {})}
         elif endpoint_url:
             raise InvalidArgumentError(
                 f"endpoint_url is for S3-compatible stores, but the artifact root {root!r} is "
@@ -419,6 +431,14 @@ class FsspecArtifactStore(_StoreBase):
                 f"Cannot open the artifact root {root!r}: {err}. Use a local path or an "
                 "fsspec URL whose package is installed (s3:// needs `pip install 'radas[s3]'`)."
             ) from err
+        if self.protocol in S3_PROTOCOLS:
+            try:
+                _bound_s3_requests(self.fs)
+            except (TypeError, ValueError) as err:  # storage_options s3fs does not take
+                raise StorageError(
+                    f"Cannot open the artifact root {root!r}: {err}. Check storage_options: "
+                    "they go to s3fs.S3FileSystem (botocore settings under 'config_kwargs')."
+                ) from err
         self.base_path = base_path.rstrip("/")
         self.root_path = f"{self.base_path}/{user_name}"
         self.users_location = self.fs.unstrip_protocol(self.base_path)
@@ -526,6 +546,15 @@ class FsspecArtifactStore(_StoreBase):
             raise
         except Exception as err:
             where = self.fs.unstrip_protocol(target)
+            if self.protocol in S3_PROTOCOLS and "Timeout" in type(err).__name__:
+                endpoint = self.endpoint_url or "AWS's default endpoint"
+                raise StorageError(
+                    f"{action} artifact {path!r} at {where} failed: {endpoint} did not answer "
+                    f"({S3_ATTEMPTS} tries of {S3_READ_TIMEOUT_S} s; {type(err).__name__}). "
+                    "Check that the S3 server runs and answers from this machine (the address, "
+                    "a firewall, a proxy), then call again."
+                    f"{' The previous version is unchanged.' if action == 'Saving' else ''}"
+                ) from err
             if self.protocol in S3_PROTOCOLS:
                 endpoint = self.endpoint_url or "AWS's default endpoint"
                 hint = (
@@ -557,6 +586,18 @@ class FsspecArtifactStore(_StoreBase):
             if name.startswith(root) and TEMP_MARKER not in name.rsplit("/", 1)[-1]:
                 names.append(name[len(root) :])
         return sorted(names)
+
+
+def _bound_s3_requests(fs: Any) -> None:
+    """Make every request of the s3fs filesystem ``fs`` end within its timeouts: s3fs's own
+    retries, and no ``Expect: 100-continue`` on uploads (aiohttp waits for the server's
+    "100 Continue" with no timeout at all: a put to a server that never answers hung for
+    good)."""
+    from botocore.handlers import add_expect_header
+
+    fs.retries = S3_ATTEMPTS
+    fs.connect()  # makes the client; no request is sent
+    fs.s3.meta.events.unregister("before-call.s3", add_expect_header)
 
 
 def open_store(
