@@ -100,3 +100,26 @@ def test_trials_run_on_both_nodes_and_survive_losing_one(two_nodes, project):
     assert set(df["status"]) == {"TERMINATED"}, df[["config/i", "status", "error"]]
     assert set(df["node"]) == {"head"}  # the trial lost with the worker finished on the head
     assert second["outcome"].finished_trials == 6
+
+
+def test_availability_counts_a_machines_ram_once_for_its_nodes(two_nodes):
+    """Both nodes run on this machine: each declares Ray's ``memory`` as if it were alone
+    (issue 23: three nodes showed '64.0 of 64.0 GiB unreserved' on 23.5 GiB of RAM)."""
+    from radas.clusters import availability, get_cluster_availability
+    from radas.clusters.config import get_cluster
+
+    config = get_cluster("twonodes")
+
+    def status():
+        return get_cluster_availability()["twonodes"]
+
+    wait_for(lambda: status().nodes == 2 and status().physical_memory, what="both nodes' RAM")
+    nodes = availability._get(config.address, "/nodes?view=summary", config.resolve_token(), 5)
+    alive = [n for n in nodes["summary"] if n.get("raylet", {}).get("state") == "ALIVE"]
+    declared = sum(n["raylet"]["resourcesTotal"]["memory"] for n in alive)
+    ram = status().physical_memory["total"]
+    assert len({n["hostname"] for n in alive}) == 1  # one machine
+    assert status().total["memory"] == pytest.approx(min(declared, ram))
+    assert status().total["memory"] <= ram
+    text = str(get_cluster_availability())
+    assert f"of {min(declared, ram) / 2**30:.1f} GiB unreserved for trials" in text
