@@ -16,7 +16,7 @@ one does not match, radas warns once (a ``RadasWarning`` naming what differs) an
 own behaviour: the same results, with what each fix below removes.
 
 The fixes run only for radas's sweeps, and a ``tune.Tuner`` of the user's own in the same
-process runs on Ray's code: fixes 1, 2, 4 and 6 to 8 are installed when a radas sweep starts
+process runs on Ray's code: fixes 1, 2, 4 and 6 to 10 are installed when a radas sweep starts
 and removed when it ends (``fixes_installed``); fix 3 is a scheduler radas hands to its own Tuners
 (``default_scheduler``); fix 5 stays once installed (a worker's lines reach the driver seconds
 after they were written, after the sweep too: Ray's deduplicator holds repeated lines back, a
@@ -84,6 +84,24 @@ Ray's as it is.
    it (``resources.own_error_line``: ``sys.exit``, ``os._exit``, ``KeyboardInterrupt``, an
    exception Tune cannot copy); ``os._exit`` is recorded by radas's worker hook
    (``record_own_exit``), as Ray reports it exactly as a crashed worker.
+9. ``tune.run`` records which callbacks the user passed for Ray's usage statistics
+   (``ray/air/_internal/usage.py``, ``tag_callbacks``), and to tell Ray's own from others it
+   imports every logger integration of Ray's, ``wandb`` included: 0.4 s of the driver's time
+   in each sweep where wandb is installed, which a script that passes no callbacks never
+   pays. radas's own callbacks (progress line, history, trial records) are not the user's:
+   they are left out of what is counted, so a sweep without callbacks of the user's counts
+   none, as Tune's own does, and imports nothing.
+10. Tune gives its trial actors a runtime_env of their own, the environment variables it
+   passes on (``ray/tune/execution/class_cache.py``, ``_ActorClassCache.get``:
+   ``PL_DISABLE_FORK=1``, and AWS credentials and Train's variables when set). Ray starts a
+   worker process for each distinct runtime_env, so no trial ever runs in the workers Ray
+   starts with the session (one per CPU, ``prestart_worker_first_driver``, while radas and
+   Tune prepare): every trial actor waits for a new Python process to start and import Ray
+   and Tune (about 1 s here). In the local Ray radas starts, its processes already hold those
+   variables (``inherited_by_workers``, set when it started); while each one Tune would pass
+   has that value there, radas's ``get`` makes the actor class without the runtime_env, so
+   trials take the waiting workers. A value that differs (a variable set after Ray started),
+   a Ray radas did not start and clusters keep Tune's way.
 
 ``quiet_ray_logs`` also keeps Tune's messages that contradict radas off the console: "Stop
 signal received ... Press CTRL+C" and "Resume experiment with: Tuner.restore(...)" (radas stops
@@ -219,6 +237,17 @@ TARGETS = (
     Target("ray.tune.experiment.trial", "Trial.should_recover", ("self",), replaced=True),
     Target(_CONTROLLER, "TuneController._process_trial_failure", ("self", "trial", "exception")),
     Target("ray.experimental.internal_kv", "_internal_kv_put", ("key", "value", "overwrite")),
+    # fix 9
+    Target("ray.air._internal.usage", "tag_callbacks", ("callbacks",), replaced=True),
+    # fix 10
+    Target(
+        "ray.tune.execution.class_cache",
+        "_ActorClassCache.get",
+        ("self", "trainable_cls"),
+        replaced=True,
+    ),
+    Target("ray.tune.execution.class_cache", "DEFAULT_ENV_VARS", None),
+    Target("ray.tune.execution.class_cache", "ENV_VARS_TO_PROPAGATE", None),
     # quiet_ray_logs: the loggers of the modules that log Tune's contradicting messages
     Target("ray.tune.tune", "logger", None),
     Target("ray.tune.analysis.experiment_analysis", "logger", None),
@@ -296,7 +325,9 @@ def _install() -> None:
     global _printer_installed
     import ray.tune.tune as tune_module
     from ray._private import ray_logging
+    from ray.air._internal import usage as air_usage
     from ray.air.execution._internal.actor_manager import RayActorManager
+    from ray.tune.execution.class_cache import _ActorClassCache
     from ray.tune.execution.tune_controller import TuneController
     from ray.tune.experiment import Trial
 
@@ -306,6 +337,8 @@ def _install() -> None:
     _replace(Trial, "should_recover", _wrap_should_recover)  # fix 8
     _replace(tune_module, "_setup_signal_catching", _wrap_setup_signal_catching)
     _replace(ray_logging, "RAY_DEDUP_LOGS", lambda _: False)  # fix 7
+    _replace(air_usage, "tag_callbacks", _wrap_tag_callbacks)  # fix 9
+    _replace(_ActorClassCache, "get", _wrap_actor_class_get)  # fix 10
     if not _printer_installed:
         from ray._private import worker
 
@@ -326,6 +359,72 @@ def _uninstall() -> None:
             delattr(owner, name)
         else:
             setattr(owner, name, original)
+
+
+# --- fix 9: radas's callbacks are not counted as the user's -----------------------------------
+
+
+def _wrap_tag_callbacks(original: Callable[..., bool]) -> Callable[..., bool]:
+    def tag_callbacks(callbacks):
+        theirs = [
+            callback
+            for callback in callbacks or []
+            if not type(callback).__module__.startswith("radas.")
+        ]
+        return original(theirs)
+
+    return tag_callbacks
+
+
+# --- fix 10: trials take the workers Ray started with the session ---------------------------
+
+# The environment the processes of the local Ray radas started inherited, and that Ray's GCS
+# address (None: another Ray).
+_workers_environment: tuple[str, dict[str, str]] | None = None
+
+
+def tune_trial_environment() -> dict[str, str]:
+    """The variables Tune passes to its trial actors and the values it would pass now."""
+    import os
+
+    from ray.tune.execution import class_cache
+
+    passed = dict(class_cache.DEFAULT_ENV_VARS)
+    passed.update(
+        {name: os.environ[name] for name in class_cache.ENV_VARS_TO_PROPAGATE if name in os.environ}
+    )
+    return passed
+
+
+def inherited_by_workers(environment: dict[str, str] | None) -> None:
+    """Say which environment the processes of radas's own local Ray hold (None: the Ray
+    running now is not one radas started, or it stopped)."""
+    global _workers_environment
+    if environment is None:
+        _workers_environment = None
+        return
+    import ray
+
+    _workers_environment = (ray.get_runtime_context().gcs_address, dict(environment))
+
+
+def _wrap_actor_class_get(original: Callable[..., Any]) -> Callable[..., Any]:
+    def get(self, trainable_cls):
+        import ray
+
+        started = _workers_environment
+        if (
+            started is None
+            or started[0] != ray.get_runtime_context().gcs_address  # another Ray now
+            or any(started[1].get(k) != v for k, v in tune_trial_environment().items())
+        ):
+            return original(self, trainable_cls)
+        plain = self.__dict__.setdefault("_radas_without_runtime_env", {})
+        if trainable_cls not in plain:
+            plain[trainable_cls] = ray.remote(trainable_cls)
+        return plain[trainable_cls]
+
+    return get
 
 
 # --- fix 1: an actor killed for memory fails its trial, not the experiment --------------------

@@ -1,7 +1,12 @@
-"""Runs in every Ray worker process radas starts (``worker_process_setup_hook``)."""
+"""Runs in every Ray worker process of a cluster job (``worker_process_setup_hook``) and in
+every trial's worker before its trainable (``with_setup``; the local Ray radas starts has no
+runtime_env of its own, so that trials take the workers Ray starts with it: ``_ray_compat``,
+fix 10). ``setup`` may run more than once in a process; it sets things up once.
+"""
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import warnings
@@ -14,7 +19,8 @@ def setup() -> None:
     warnings.filterwarnings(
         "ignore", message=r".*`ray\.train\.report` should be switched to `ray\.tune\.report`.*"
     )
-    sys.unraisablehook = _quiet_exit(sys.unraisablehook)
+    if not getattr(sys.unraisablehook, "radas_quiet", False):
+        sys.unraisablehook = _quiet_exit(sys.unraisablehook)
     if not getattr(os._exit, "radas_records", False):
         os._exit = _recording_exit(os._exit)
 
@@ -55,4 +61,28 @@ def _quiet_exit(previous: Any) -> Any:
             return
         previous(unraisable)
 
+    hook.radas_quiet = True  # type: ignore[attr-defined]
     return hook
+
+
+def with_setup(trainable: Any) -> Any:
+    """``trainable`` (a function or a ``tune.Trainable`` subclass) that runs ``setup`` in its
+    worker first; its name, signature and kind are kept (Tune finds a stored experiment's
+    trainable by its name)."""
+    if isinstance(trainable, type):
+
+        class WithSetup(trainable):  # type: ignore[misc, valid-type]
+            def setup(self, *args: Any, **kwargs: Any) -> Any:
+                setup()
+                return super().setup(*args, **kwargs)
+
+        WithSetup.__name__ = trainable.__name__
+        WithSetup.__qualname__ = trainable.__qualname__
+        return WithSetup
+
+    @functools.wraps(trainable)
+    def run_after_setup(*args: Any, **kwargs: Any) -> Any:
+        setup()
+        return trainable(*args, **kwargs)
+
+    return run_after_setup

@@ -30,6 +30,7 @@ from radas._retries import LostTrialRetries, retry_failed_trials
 from radas._secrets import with_secrets
 from radas._spec import SweepOutcome, SweepSpec
 from radas._trial_records import TrialRecords  # also the name older tuner.pkl files hold
+from radas._worker import with_setup
 from radas.clusters import _shape_record
 from radas.clusters import shape as cluster_shape
 from radas.console import print_info, ray_output_wanted, warn
@@ -491,7 +492,8 @@ def share_grid_values(space: Any) -> Any:
 def _trainable_with_resources(
     spec: SweepSpec, cpu_per_trial: float, capacity: NodeCapacity | None
 ) -> Any:
-    """The trainable Tune runs: the spec's, with its secrets in each trial's environment and
-    its output kept in its folder (``trial.with_output_kept``)."""
-    trainable = with_output_kept(with_secrets(spec.trainable, spec.secrets))
+    """The trainable Tune runs: the spec's, with its secrets in each trial's environment,
+    its output kept in its folder (``trial.with_output_kept``) and radas's worker setup run
+    first (``_worker.with_setup``)."""
+    trainable = with_setup(with_output_kept(with_secrets(spec.trainable, spec.secrets)))
     return tune.with_resources(trainable, trial_resources(cpu_per_trial, capacity))

@@ -39,8 +39,6 @@ from radas.errors import NotSupportedError
 from radas.storage.dirs import get_ray_results_dir
 from radas.sweep import run_sweep
 
-WORKER_SETUP_HOOK = "radas._worker.setup"
-
 # The runtime_env radas started the in-process Ray with (None: radas did not start it).
 _started_with: dict[str, Any] | None = None
 # How long resources may stay held between two fits before radas calls them leaked.
@@ -177,9 +175,16 @@ def _sigint_sets(interrupt: threading.Event) -> Iterator[None]:
 
 
 def ensure_local_ray(runtime_env: dict[str, Any]) -> None:
-    """Start (or reuse) the in-process Ray, bound to 127.0.0.1, with ``runtime_env``."""
+    """Start (or reuse) the in-process Ray, bound to 127.0.0.1, with ``runtime_env``.
+
+    The session's own runtime_env is the user's alone (none by default): Ray starts one worker
+    per CPU with the session, with no runtime_env, and only trials whose runtime_env is that
+    one can take them (``_ray_compat``, fix 10). So radas's worker setup runs in each trial
+    (``_worker.with_setup``) instead of as the session's ``worker_process_setup_hook``, and
+    the variables Tune passes to its trials are in the environment Ray's processes start with.
+    """
     global _started_with
-    wanted = {"worker_process_setup_hook": WORKER_SETUP_HOOK, **runtime_env}
+    wanted = dict(runtime_env)
     if ray.is_initialized():
         if _started_with is None or _started_with == wanted:
             return  # the user's own Ray, or ours with the same environment
@@ -189,15 +194,34 @@ def ensure_local_ray(runtime_env: dict[str, Any]) -> None:
     # Ray starts) on the loopback interface.
     _ray_compat.keep_local_ray_on_loopback()
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-    ray.init(
-        address="local",
-        include_dashboard=False,
-        runtime_env=copy.deepcopy(wanted),  # ray.init adds keys to the dict it is given
-        # Ray's start-up records (its banner, token-auth notice) only when asked for
-        logging_level=logging.INFO if ray_output_wanted() else logging.ERROR,
-        _node_ip_address="127.0.0.1",
-    )
+    with _environment_while_starting(_ray_compat.tune_trial_environment()) as inherited:
+        ray.init(
+            address="local",
+            include_dashboard=False,
+            # ray.init adds keys to the dict it is given
+            runtime_env=copy.deepcopy(wanted) or None,
+            # Ray's start-up records (its banner, token-auth notice) only when asked for
+            logging_level=logging.INFO if ray_output_wanted() else logging.ERROR,
+            _node_ip_address="127.0.0.1",
+        )
+    _ray_compat.inherited_by_workers(inherited)
     _started_with = wanted
+
+
+@contextlib.contextmanager
+def _environment_while_starting(variables: dict[str, str]) -> Iterator[dict[str, str]]:
+    """``variables`` in this process's environment while the block starts Ray (its processes
+    inherit them; this process has them no longer after); yields the environment they get."""
+    previous = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield dict(os.environ)
+    finally:
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def release_leaked_resources() -> None:
@@ -224,8 +248,7 @@ def release_leaked_resources() -> None:
             f"Ray holds resources no trial uses ({amounts}; a Ray placement-group leak, "
             "ray-project/ray#64693): restarting radas's in-process Ray before the next fit"
         )
-        hook = "worker_process_setup_hook"
-        runtime_env = {k: v for k, v in _started_with.items() if k != hook}
+        runtime_env = dict(_started_with)
 
         def restart() -> None:
             ray.shutdown()
