@@ -60,6 +60,7 @@ def ends_itself(config: dict) -> None:
     raise NotRebuildable("left-", "right")
 
 
+@pytest.mark.integrity("error")
 @pytest.mark.parametrize(
     ("how", "error"),
     [
@@ -121,6 +122,7 @@ def waits_for_the_other(config: dict) -> dict:
     return {"first_epoch": first_epoch}
 
 
+@pytest.mark.integrity("survive")
 @pytest.mark.slow
 def test_a_trial_whose_worker_is_killed_runs_again_within_the_fit(project, capsys):
     marks = project / "marks"
@@ -159,6 +161,7 @@ def kills_its_worker(config: dict) -> None:
     os.kill(os.getpid(), signal.SIGKILL)  # as a node that keeps dying would
 
 
+@pytest.mark.integrity("survive")
 @pytest.mark.slow
 def test_a_trial_that_keeps_losing_its_worker_runs_again_at_most_the_cap(project, capsys):
     marks = project / "marks"
@@ -184,6 +187,7 @@ def killed_once(config: dict) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+@pytest.mark.integrity("survive")
 @pytest.mark.slow
 def test_without_the_fixes_a_lost_trial_runs_again_after_the_fit(project, capsys, monkeypatch):
     """On a Ray whose internals differ from what radas was verified against, Tune decides
@@ -251,6 +255,7 @@ def two_nodes():
     cluster.stop()
 
 
+@pytest.mark.integrity("survive")
 @pytest.mark.slow
 @pytest.mark.cluster
 def test_a_trial_on_a_lost_node_runs_again_before_the_sweep_ends(two_nodes, project):
