@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import shutil
 import socket
 import threading
 import time
@@ -172,3 +174,54 @@ def test_a_later_analysis_never_replaces_an_earlier_figure_silently(tmp_path):
     analysis.plot(df, options(plot_path=mine), default)
     with pytest.warns(RadasWarning, match=f"plot_path {mine} existed: the earlier figure"):
         analysis.plot(df, options(plot_path=mine), default)
+
+
+def saves_each_epoch(config):
+    state = radas.load_state() or {"epoch": 0}
+    started_at = state["epoch"] + 1
+    for epoch in range(started_at, 4):
+        if epoch == 3 and os.path.exists(config["fail_while"]):
+            raise RuntimeError("fails until the file is gone")
+        radas.report({"epoch": epoch, "started_at": started_at}, state={"epoch": epoch})
+
+
+@pytest.mark.integrity("survive")
+@pytest.mark.slow
+@pytest.mark.parametrize("damage", ["corrupt state", "all states deleted"])
+def test_a_damaged_or_deleted_saved_state_has_a_way_out(project, damage):
+    """The trial's latest state damaged: its error names the file and the way out (delete
+    that folder); a deleted latest state: the trial continues from the previous one, or
+    from scratch when none is kept. Was: ERROR on every restore, advice 'fix the trainable'."""
+    from ray import tune
+
+    from radas.errors import RadasWarning
+
+    (project / "fail").touch()
+    kwargs = dict(
+        user_name="alice",
+        experiment_name="damaged-state",
+        trainable=saves_each_epoch,
+        param_space={"i": tune.grid_search([0]), "fail_while": str(project / "fail")},
+    )
+    first = radas.run_experiment_sync(run_choice="run", **kwargs)
+    assert first["outcome"].errored_trials == 1  # unfinished, states of epochs 1 and 2 saved
+    (project / "fail").unlink()
+    [trial_dir] = Path(first["experiment_path"]).glob("saves_each_epoch_*")
+    latest, previous = trial_dir / "checkpoint_000001", trial_dir / "checkpoint_000000"
+    if damage == "corrupt state":
+        (latest / "radas_state.pkl").write_bytes(b"garbage")
+        again = radas.run_experiment_sync(run_choice="restore", **kwargs)
+        [error] = again["df"]["error"]
+        assert f"the state it saved, {latest}/radas_state.pkl, is damaged" in error
+        assert f"delete that state's folder ({latest}) and restore again" in error
+        shutil.rmtree(latest)  # the way out it names
+        says, started_at = "it continues from its previous state (checkpoint_000000)", 2
+    else:
+        shutil.rmtree(latest)
+        shutil.rmtree(previous)
+        says, started_at = "it restarts from scratch (load_state() returns None)", 1
+    with pytest.warns(RadasWarning, match=re.escape(f"saved state {latest} is missing")) as said:
+        restored = radas.run_experiment_sync(run_choice="restore", **kwargs)
+    assert says in str(said[0].message)
+    assert restored["outcome"].finished_trials == 1
+    assert restored["df"][["epoch", "started_at"]].values.tolist() == [[3, started_at]]

@@ -424,7 +424,8 @@ def _report_outcome(spec: SweepSpec, outcome: SweepOutcome) -> None:
     if outcome.errored_trials:
         print_warning(
             f"{outcome.errored_trials} trial(s) errored; the df shows them with status 'ERROR' "
-            "and their error. Fix the trainable, then run_choice='restore' re-runs only them."
+            "and their error. Fix what the error names (the trainable, or a damaged state it "
+            "names), then run_choice='restore' re-runs only them."
         )
     if outcome.interrupted:
         print_warning(

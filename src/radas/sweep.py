@@ -38,7 +38,7 @@ from radas.errors import ExperimentNotFoundError, InvalidArgumentError
 from radas.history import HistoryRecorder
 from radas.progress import ProgressLine
 from radas.resources import NodeCapacity, trial_resources
-from radas.trial import with_output_kept
+from radas.trial import RESTART_MARK, STATE_FILE, with_output_kept
 
 TUNER_INIT_KEYS = ("tune_config", "run_config")
 RADAS_OWNED_RUN_CONFIG_FIELDS = ("name", "storage_path", "storage_filesystem")
@@ -233,6 +233,7 @@ def _restore(
     # Trials radas recorded as ended stay ended, even where Tune's last snapshot lags.
     _ray_state.reconcile_with_records(spec.experiment_path)
     _rebuild_damaged_tuner_file(spec, capacity)
+    _restart_trials_whose_state_is_gone(spec)
     # The trainable's resources apply to every trial that is still pending.
     experiment_path, filesystem = _store.arrow_source(_store.location(spec.experiment_path))
     try:
@@ -262,6 +263,50 @@ def _renamed_trainable_error(spec: SweepSpec, err: ValueError) -> InvalidArgumen
         "continue the stored trials, or start afresh with run_choice='run' (the stored "
         "results are moved to .archive/)."
     )
+
+
+def _restart_trials_whose_state_is_gone(spec: SweepSpec) -> None:
+    """An unfinished trial whose latest saved state (its checkpoint folder) was deleted or
+    lost failed on every restore (Tune: "Could not recover from checkpoint as it does not
+    exist on storage anymore"). The folder is made again: with the trial's previous state
+    when one is kept (it continues from there), else holding only radas's restart mark (it
+    restarts from scratch: ``load_state()`` returns None); radas says which."""
+    path = _store.location(spec.experiment_path)
+    for trial in _ray_state.load_trial_states(path):
+        name = trial.last_result.get("checkpoint_dir_name")
+        if trial.finished or not name or not name.startswith("checkpoint_"):
+            continue
+        trial_dir = path / trial.trial_dir_name
+        folder = trial_dir / name
+        if folder.exists():
+            continue
+        index = int(name.removeprefix("checkpoint_"))
+        previous = [
+            trial_dir / f"checkpoint_{earlier:06d}" / STATE_FILE
+            for earlier in range(index - 1, max(-1, index - STATES_KEPT - 1), -1)
+        ]
+        kept = next((state for state in previous if state.exists()), None)
+        with _files.no_space_as_error(folder, None):
+            folder.mkdir(parents=True, exist_ok=True)
+            if kept is not None:
+                _files.write_atomic(folder / STATE_FILE, kept.read_bytes())
+            else:
+                (folder / RESTART_MARK).write_text("radas: the trial restarted from scratch\n")
+            # the older folders Tune keeps too (it deletes the oldest at the next state)
+            for older in range(max(0, index - STATES_KEPT + 1), index):
+                other = trial_dir / f"checkpoint_{older:06d}"
+                if not other.exists():
+                    other.mkdir(parents=True, exist_ok=True)
+                    (other / RESTART_MARK).write_text("radas: made again for Tune\n")
+        then = (
+            f"it continues from its previous state ({kept.parent.name})"
+            if kept is not None
+            else "it restarts from scratch (load_state() returns None)"
+        )
+        warn(
+            f"{spec.experiment_name}: trial {trial.trial_id}'s latest saved state {folder} is "
+            f"missing (deleted or lost): {then}; its earlier reports stay in its history."
+        )
 
 
 def _rebuild_damaged_tuner_file(spec: SweepSpec, capacity: NodeCapacity) -> None:

@@ -24,9 +24,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from radas.errors import InvalidArgumentError
+from radas.errors import ExperimentDamagedError, InvalidArgumentError
 
 STATE_FILE = "radas_state.pkl"
+# in a checkpoint folder radas made again for a trial whose saved state was lost: restart
+RESTART_MARK = "radas_restart_from_scratch"
 _NO_STATE = object()
 
 
@@ -106,14 +108,26 @@ def load_state() -> Any:
         return None
     with checkpoint.as_directory() as directory:
         state_file = os.path.join(directory, STATE_FILE)
+        if os.path.exists(os.path.join(directory, RESTART_MARK)):
+            return None  # its saved state was lost: restarted from scratch (radas.sweep)
         if not os.path.exists(state_file):
             raise InvalidArgumentError(
                 f"Trial {_trial_name()} continues from a checkpoint it reported with "
                 "radas.report(checkpoint=...), which holds no radas state: read it with "
                 "ray.tune.get_checkpoint(), or report state=... instead of checkpoint=...."
             )
-        with open(state_file, "rb") as stream:
-            return cloudpickle.load(stream)
+        try:
+            with open(state_file, "rb") as stream:
+                return cloudpickle.load(stream)
+        except Exception as err:  # truncated or overwritten: unpickling fails in many ways
+            stored = f"{checkpoint.path.rstrip('/')}/{STATE_FILE}"
+            raise ExperimentDamagedError(
+                f"Trial {_trial_name()} cannot continue: the state it saved, {stored}, is "
+                f"damaged ({type(err).__name__}: {str(err)[:200]}). To restart this trial "
+                f"from scratch, delete that state's folder ({os.path.dirname(stored)}) and "
+                "restore again (run_choice='restore'): radas then starts it afresh; the "
+                "other trials continue from their own states."
+            ) from err
 
 
 def _trial_name() -> str | None:
