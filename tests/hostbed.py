@@ -229,17 +229,26 @@ class HostBed:
         name: str,
         *,
         results_root: str = "/tmp/radas/results",
-        data_root: str = "/tmp/radas/data",
-        cold_data_root: str = "/tmp/radas/cold-data",
+        data_root: str | None = None,
+        cold_data_root: str | None = None,
         artifact_prefix: str = "radas",
         **extra: Any,
     ) -> Any:
         """Register this bed as cluster ``name`` in the radas config file ``path``.
 
-        The roots are paths on the hosts (private to each); artifacts go to the bucket.
-        ``extra`` sets other ClusterConfig fields. Returns the ClusterConfig.
+        The roots are paths on the hosts (private to each); artifacts go to the bucket. With
+        an object-store ``results_root`` the data roots are left out unless given: radas
+        refuses to run a job on a cluster whose path roots the client does not share (issue
+        23), and they are private to each host here. ``extra`` sets other ClusterConfig
+        fields. Returns the ClusterConfig.
         """
         from radas.clusters.config import ClusterConfig, register_cluster
+
+        uri = "://" in results_root
+        if data_root is None:
+            data_root = "" if uri else "/tmp/radas/data"
+        if cold_data_root is None:
+            cold_data_root = "" if uri else "/tmp/radas/cold-data"
 
         cluster = ClusterConfig(
             **{

@@ -40,6 +40,9 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.cluster,
     pytest.mark.skipif(available() is not None, reason=str(available())),
+    # the bed's head is reached over plain http at 198.18.x: radas's warning about sending the
+    # token that way (tested in test_cluster_jobs.py) is expected here
+    pytest.mark.filterwarnings("ignore:radas sends the Ray token:radas.errors.RadasWarning"),
 ]
 
 USER = "alice"
