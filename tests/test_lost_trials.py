@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -53,6 +54,8 @@ def ends_itself(config: dict) -> None:
     how = config["how"]
     if how == "sys.exit":
         raise SystemExit(3)
+    if how == "sys.exit(message)":
+        sys.exit("bye now")
     if how == "os._exit":
         os._exit(1)
     if how == "KeyboardInterrupt":
@@ -69,6 +72,11 @@ def ends_itself(config: dict) -> None:
             "SystemExit: 3 (the trainable exited with code 3; Ray reports it as a dead worker)",
         ),
         (
+            "sys.exit(message)",
+            "SystemExit: bye now (the trainable exited with that message; Ray reports it as a "
+            "dead worker)",
+        ),
+        (
             "os._exit",
             "os._exit(1): the trainable ended its worker process (Ray reports it as a dead worker)",
         ),
@@ -78,14 +86,14 @@ def ends_itself(config: dict) -> None:
         ),
         ("not rebuildable", "test_lost_trials.NotRebuildable: left-right"),
     ],
-    ids=["sys.exit", "os._exit", "KeyboardInterrupt", "not rebuildable"],
+    ids=["sys.exit", "sys.exit(message)", "os._exit", "KeyboardInterrupt", "not rebuildable"],
 )
 def test_the_trainables_own_exit_is_its_error_and_runs_once(project, capsys, how, error):
     marks = project / "marks"
     marks.mkdir()
     results = radas.run_experiment_sync(
         user_name="tester",
-        experiment_name=f"ends-itself-{how.replace('.', '-')}",
+        experiment_name="ends-itself-" + "".join(c if c.isalnum() else "-" for c in how),
         trainable=ends_itself,
         param_space={"i": 0, "how": how, "marks": str(marks)},
         run_choice="run",
@@ -184,7 +192,28 @@ def test_a_trial_that_keeps_losing_its_worker_runs_again_at_most_the_cap(project
 def killed_once(config: dict) -> None:
     if _mark_start(config) == 0:
         radas.report({"step": 1}, state={"step": 1})
-        os.kill(os.getpid(), signal.SIGKILL)
+        os.kill(os.getpid(), config.get("signal", signal.SIGKILL))
+        time.sleep(60)  # ended here
+
+
+@pytest.mark.integrity("survive")
+def test_a_worker_stopped_with_sigterm_is_lost_not_the_trainables_exit(project, capsys):
+    """A node drained or preempted stops its workers with SIGTERM: Ray reports "exits with an
+    exit code 1. The process receives a SIGTERM." (not the trainable's SystemExit)."""
+    marks = project / "marks"
+    marks.mkdir()
+    results = radas.run_experiment_sync(
+        user_name="tester",
+        experiment_name="sigterm",
+        trainable=killed_once,
+        param_space={"i": 0, "marks": str(marks), "signal": signal.SIGTERM},
+        run_choice="run",
+    )
+    out = "".join(capsys.readouterr())
+    assert results["df"].iloc[0]["status"] == "TERMINATED", results["df"]["error"]
+    assert len(_starts(marks, 0)) == 2
+    assert "lost its node or worker (not an error of the trainable); it runs again" in out, out
+    assert "SystemExit" not in out, out
 
 
 @pytest.mark.integrity("survive")

@@ -157,7 +157,11 @@ def classify_failure(error: BaseException | None, text: str = "") -> FailureKind
 # error after OWN_ERROR_HEADER where Ray's exception misreads it (own_error_line).
 FAILURE_HEADER = "Failure # "
 OWN_ERROR_HEADER = "[radas] the trainable's own error"
-_EXIT_CODE = re.compile(r"Worker exits with an exit code (\d+)\.")
+# Ray's detail of a worker that raised SystemExit: "... Worker exits with an exit code 3." (or
+# the SystemExit's message instead of the code); Ray's own exits add why after the code ("1. The
+# process receives a SIGTERM.": a node drained or preempted; "exit_actor() is called.").
+_EXIT_CODE = re.compile(r"Worker exits unexpectedly\. Worker exits with an exit code (.+)\.\s*$")
+_RAYS_OWN_EXIT = re.compile(r"\d+\. ")
 _CHAINED = "\n\nThe above exception was the direct cause of the following exception:\n"
 
 
@@ -167,7 +171,8 @@ def own_error_line(
     """The trainable's own error where Ray's exception reads as something else; None if not.
 
     - ``sys.exit(3)`` / ``raise SystemExit(3)``: Ray ends the worker with that code and
-      reports an ``ActorDiedError`` ("Worker exits with an exit code 3"), as for a lost one.
+      reports an ``ActorDiedError`` ("Worker exits with an exit code 3"), as for a lost one
+      (not when Ray says why it exited: a SIGTERM from outside is a lost worker).
     - ``os._exit(1)``: the same ``ActorDiedError`` as a crashed or killed worker; radas's worker
       hook records the call (``os_exit_code``, from ``_ray_compat.own_exit_code``).
     - ``raise KeyboardInterrupt``: Ray turns it into ``TaskCancelledError`` (Tune never cancels
@@ -187,13 +192,12 @@ def own_error_line(
             "it as a dead worker)"
         )
     if isinstance(error, exceptions.RayActorError):
-        found = _EXIT_CODE.search(str(error))
-        if found and found.group(1) != "0":
-            return (
-                f"SystemExit: {found.group(1)} (the trainable exited with code "
-                f"{found.group(1)}; Ray reports it as a dead worker)"
-            )
-        return None
+        found = _EXIT_CODE.search(str(error).strip())
+        code = found.group(1) if found else "0"
+        if code == "0" or _RAYS_OWN_EXIT.match(code):
+            return None
+        how = f"with code {code}" if code.isdigit() else "with that message"
+        return f"SystemExit: {code} (the trainable exited {how}; Ray reports it as a dead worker)"
     if not isinstance(error, exceptions.RayTaskError):
         return None
     if isinstance(error, exceptions.TaskCancelledError):
