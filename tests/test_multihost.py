@@ -399,6 +399,44 @@ def test_a_worker_cut_off_mid_experiment_loses_no_trial_and_counts_none_twice(
 # --- helpers ---------------------------------------------------------------------------------
 
 
+@pytest.mark.integrity("error")
+def test_path_roots_the_hosts_do_not_share_are_refused_before_the_sweep(
+    multi_host_bed: HostBed, bed_client_dirs: dict[str, Path], project: Path
+):
+    """A results_root and data_root that are folders of the client, and other (empty)
+    folders on every host: refused before any trial runs (issue 23; before, the job ran to
+    its end, then ExperimentNotFoundError: no results stored)."""
+    from radas.errors import ClusterConfigError
+
+    root = bed_client_dirs["results"] / f"paths-{uuid.uuid4().hex[:8]}"  # hidden on the hosts
+    multi_host_bed.write_cluster_config(
+        os.environ["RADAS_CONFIG"],
+        "bed-paths",
+        results_root=str(root / "results"),
+        data_root=str(root / "data"),
+        cold_data_root=str(root / "cold"),
+    )
+    start = time.monotonic()
+    try:
+        with pytest.raises(ClusterConfigError) as caught:
+            radas.run_experiment_sync(
+                user_name=USER,
+                experiment_name="private-roots",
+                run_with="cluster:bed-paths",
+                run_choice="run",
+                trainable=lambda config: {"score": config["i"]},
+                param_space={"i": tune.grid_search([1, 2])},
+            )
+    finally:
+        unregister_cluster("bed-paths")
+    print(f"refused in {time.monotonic() - start:.1f} s")
+    message = str(caught.value)
+    assert f"does not see results_root = '{root / 'results'}'" in message
+    assert f"data_root = '{root / 'data'}'" in message and "The sweep did not start" in message
+    assert not (root / "results" / USER).exists()  # nothing of the sweep reached the client
+    assert list(root.rglob(".radas-checks/*")) == []
+
+
 def _in_thread(function: Callable[..., Any], **kwargs: Any) -> tuple[threading.Thread, dict]:
     """Run ``function(**kwargs)`` in a thread (run_experiment_sync: its own event loop)."""
     box: dict[str, Any] = {}

@@ -22,7 +22,7 @@ from radas.clusters.config import ClusterConfig, config_path
 
 MARKERS_ENV = "RADAS_ROOT_MARKERS"  # {"results_root": [root, marker path, content], ...}
 MARKERS_DIRNAME = ".radas-checks"
-NOT_SHARED = "radas: not shared with the cluster:"
+NOT_SHARED = "the cluster sees other folders than the client at these roots (not started):"
 _CHECKED_KEYS = ("results_root", "data_root")
 
 
