@@ -107,6 +107,34 @@ def test_the_trainables_own_exit_is_its_error_and_runs_once(project, capsys, how
     assert f"errored: {error}" in out, out
 
 
+class SetupRaises(tune.Trainable):
+    def setup(self, config: dict) -> None:
+        _mark_start(config)
+        raise ValueError("no data here")
+
+    def step(self) -> dict:
+        return {"done": True}
+
+
+@pytest.mark.integrity("error")
+def test_a_class_trainable_whose_setup_raises_runs_once(project):
+    """Its actor cannot start: Ray's ActorDiedError (actor_init_failed) is the trainable's
+    error, not a lost worker (it ran 4 times)."""
+    marks = project / "marks"
+    marks.mkdir()
+    results = radas.run_experiment_sync(
+        user_name="tester",
+        experiment_name="setup-raises",
+        trainable=SetupRaises,
+        param_space={"i": 0, "marks": str(marks)},
+        run_choice="run",
+    )
+    row = results["df"].iloc[0]
+    assert row["status"] == "ERROR"
+    assert row["error"] == "ValueError: no data here"
+    assert len(_starts(marks, 0)) == 1
+
+
 # --- a worker killed under a trial: the trial runs again within the fit ------------------------
 
 

@@ -143,6 +143,8 @@ def classify_failure(error: BaseException | None, text: str = "") -> FailureKind
     if error is not None:
         if isinstance(error, exceptions.RayTaskError):
             return "error"  # the trainable's own exception, wrapped by Ray
+        if isinstance(error, exceptions.RayActorError) and error.actor_init_failed:
+            return "error"  # a class trainable's setup raised (its actor could not start)
         lost_types = (
             exceptions.RayActorError,  # ActorDiedError, ActorUnavailableError
             exceptions.NodeDiedError,
