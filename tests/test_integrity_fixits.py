@@ -8,10 +8,12 @@ import os
 import re
 import shutil
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -32,6 +34,7 @@ def second_name(config):
 
 
 @pytest.mark.integrity("error")
+@pytest.mark.slow
 def test_restore_with_the_trainable_renamed_says_so_and_how_to_restore(project):
     from ray import tune
 
@@ -225,3 +228,123 @@ def test_a_damaged_or_deleted_saved_state_has_a_way_out(project, damage):
     assert says in str(said[0].message)
     assert restored["outcome"].finished_trials == 1
     assert restored["df"][["epoch", "started_at"]].values.tolist() == [[3, started_at]]
+
+
+# --- read-only results and a full disk: a clear error, nothing moved, nothing half-copied ----
+
+
+@contextlib.contextmanager
+def tmpfs(mount_point: Path, size: str = "200m") -> Iterator[Path]:
+    """A tmpfs of its own at ``mount_point`` (tests run as root; chmod alone does not stop
+    root's writes, a read-only mount does): ``remount(mount_point, "ro")`` makes it
+    read-only."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mount_point.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount_point)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def remount(mount_point: Path, options: str) -> None:
+    subprocess.run(["mount", "-o", f"remount,{options}", str(mount_point)], check=True)
+
+
+def one_errored(project: Path, name: str) -> dict[str, Any]:
+    """Arguments of a 2-trial experiment whose trial a=2 errors while ``project/fail`` exists."""
+    from ray import tune
+
+    (project / "fail").touch()
+    return dict(
+        user_name="alice",
+        experiment_name=name,
+        trainable=first_name,
+        param_space={"a": tune.grid_search([1, 2]), "fail_while": str(project / "fail")},
+        dos=["run"],
+    )
+
+
+def tree(path: Path) -> dict[str, bytes]:
+    return {str(f.relative_to(path)): f.read_bytes() for f in path.rglob("*") if f.is_file()}
+
+
+@pytest.mark.integrity("error")
+@pytest.mark.slow
+def test_a_read_only_results_root_is_read_and_refuses_runs_clearly(project, monkeypatch):
+    from radas.errors import RadasWarning
+
+    with tmpfs(project / "home") as home:
+        monkeypatch.setenv("RADAS_HOME", str(home))
+        kwargs = one_errored(project, "read-only")
+        path = Path(radas.run_experiment_sync(run_choice="run", **kwargs)["experiment_path"])
+        (project / "fail").unlink()
+        before = tree(home)
+        remount(home, "ro")
+        with pytest.warns(RadasWarning, match=f"{path} is read-only here"):
+            grid = radas.Tuner(path).get_results()
+        assert [result.metrics.get("score") for result in grid].count(1) == 1
+        assert len(grid) == 2 and grid.num_errors == 1
+        assert sorted(radas.Tuner(path).get_dataframe()["status"]) == ["ERROR", "TERMINATED"]
+        for choice in ("restore", "run"):
+            with pytest.raises(StorageError) as caught:
+                radas.run_experiment_sync(run_choice=choice, **kwargs)
+            message = str(caught.value)
+            assert f"the results root {home}/ray-results/alice is not writable here" in message
+            assert "dos=['analyze']" in message
+        remount(home, "rw")
+        assert tree(home) == before  # nothing written, moved or copied
+
+
+@pytest.mark.integrity("error")
+@pytest.mark.slow
+def test_run_over_a_folder_that_cannot_be_moved_copies_nothing(project, radas_home):
+    """The experiment's folder is a read-only mount: moving it to .archive/ was a copy that
+    failed half-way, leaving a partial copy at every try."""
+    kwargs = one_errored(project, "unmovable")
+    path = Path(radas.run_experiment_sync(run_choice="run", **kwargs)["experiment_path"])
+    saved = project / "saved"
+    shutil.move(path, saved)
+    with tmpfs(path):
+        shutil.copytree(saved, path, dirs_exist_ok=True)
+        remount(path, "ro")
+        archive = radas_home / "ray-results" / "alice" / ".archive" / path.name
+        for _ in range(2):
+            with pytest.raises(StorageError, match="nothing was moved or changed") as caught:
+                radas.run_experiment_sync(run_choice="run", **kwargs)
+            assert f"moves the earlier results at {path}" in str(caught.value)
+            assert not archive.exists() or not any(archive.iterdir())
+        assert tree(path) == tree(saved)
+
+
+@pytest.mark.integrity("error")
+@pytest.mark.slow
+def test_run_over_results_on_a_full_disk_moves_nothing_and_restore_still_works(
+    project, monkeypatch
+):
+    from radas.sweep import MIN_FREE_TO_RUN_BYTES
+
+    with tmpfs(project / "home", "120m") as home:
+        monkeypatch.setenv("RADAS_HOME", str(home))
+        kwargs = one_errored(project, "full-disk")
+        path = Path(radas.run_experiment_sync(run_choice="run", **kwargs)["experiment_path"])
+        (project / "fail").unlink()
+        free = shutil.disk_usage(home).free
+        (home / "filler").write_bytes(b"\0" * (free - MIN_FREE_TO_RUN_BYTES // 2))
+        before = tree(path)
+        with pytest.raises(radas.errors.StorageFullError) as caught:
+            radas.run_experiment_sync(run_choice="run", **kwargs)
+        message = str(caught.value)
+        assert f"the earlier results at {path} were not moved" in message
+        assert "run_choice='restore'" in message
+        assert tree(path) == before and not (path.parent / ".archive").exists()
+        # the advice holds: restore finds them and continues the errored trial
+        restored = radas.run_experiment_sync(run_choice="restore", **kwargs)
+        assert restored["outcome"].finished_trials == 2

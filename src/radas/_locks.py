@@ -29,7 +29,7 @@ from pathlib import Path
 from radas import _store
 from radas._poll import wait_until
 from radas.console import warn
-from radas.errors import ExperimentRunningError
+from radas.errors import ExperimentRunningError, StorageError
 
 LOCKS_DIR = ".locks"
 PROBE_WAIT_S = 0.5
@@ -51,8 +51,19 @@ def experiment_lock(
     """Hold the experiment's lock for the ``with`` block; ExperimentRunningError when another
     process (on any machine sharing the results root) holds it."""
     path = lock_path(storage_root, full_name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as err:
+        if err.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+            raise
+        raise StorageError(
+            f"{experiment_name}: cannot run or restore it, the results root {storage_root} "
+            f"is not writable here ({err.strerror}: {path}, the experiment's lock, is the "
+            "first file a run writes). Its stored results can still be read: dos=['analyze'] "
+            "or radas.Tuner(path).get_dataframe(). To run, make the folder writable, or use "
+            "a writable results root (RADAS_HOME, or the cluster's results_root)."
+        ) from err
     try:
         try:
             _lock_exclusively(descriptor)

@@ -34,7 +34,12 @@ from radas._worker import with_setup
 from radas.clusters import _shape_record
 from radas.clusters import shape as cluster_shape
 from radas.console import print_info, ray_output_wanted, warn
-from radas.errors import ExperimentNotFoundError, InvalidArgumentError
+from radas.errors import (
+    ExperimentNotFoundError,
+    InvalidArgumentError,
+    StorageError,
+    StorageFullError,
+)
 from radas.history import HistoryRecorder
 from radas.progress import ProgressLine
 from radas.resources import NodeCapacity, trial_resources
@@ -420,13 +425,56 @@ def archive_previous_results(spec: SweepSpec) -> str | None:
     if isinstance(path, _store.UriPath) and isinstance(target, _store.UriPath):
         path.move_tree(target)
     else:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(str(path), str(target))
+        _check_room_to_run(spec, path)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            # a rename or nothing: a copy that fails half-way (a read-only folder, a full
+            # disk) left a partial copy in .archive/ at every try
+            os.rename(path, target)
+        except OSError as err:
+            raise StorageError(
+                f"{spec.experiment_name}: run_choice='run' moves the earlier results at "
+                f"{path} to {target}, which failed ({err.strerror or err}); nothing was "
+                "moved or changed. Make the folder writable (or, if it is a mount point, "
+                "run from another results root), or continue it with run_choice='restore'; "
+                f"dos=['analyze'] reads it as it is."
+            ) from err
     print_info(
         f"{spec.experiment_name}: earlier results moved to {target} "
         "(run_choice='run' starts fresh; use run_choice='restore' to continue instead)."
     )
     return str(target)
+
+
+# A run needs at least this much free space where its results go before the earlier results
+# are moved aside: with less, its first writes fail and the advice to restore would find
+# the folder gone to .archive/
+MIN_FREE_TO_RUN_BYTES = 64 * 2**20
+
+
+def _check_room_to_run(spec: SweepSpec, path: Path) -> None:
+    """Refuse, before the earlier results at ``path`` are moved, a run that could not write
+    its own: the disk nearly full, or the results root not writable (a read-only mount)."""
+    root = Path(spec.storage_root)
+    free = shutil.disk_usage(root).free
+    if free < MIN_FREE_TO_RUN_BYTES:
+        raise StorageFullError(
+            f"{spec.experiment_name}: only {free / 2**20:.1f} MiB free at {root}, too little "
+            "to run (radas needs "
+            f"{MIN_FREE_TO_RUN_BYTES // 2**20} MiB free); the earlier results at {path} were "
+            "not moved and are kept as they are. Free space there, then run again, or "
+            "continue them with run_choice='restore'."
+        )
+    if not os.access(root, os.W_OK) or _read_only_mount(root):
+        raise StorageError(
+            f"{spec.experiment_name}: the results root {root} is read-only here; the earlier "
+            f"results at {path} were not moved. Run with a writable results root (RADAS_HOME, "
+            "or the cluster's results_root); dos=['analyze'] reads them as they are."
+        )
+
+
+def _read_only_mount(path: Path) -> bool:
+    return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
 
 
 def build_tuner(spec: SweepSpec, capacity: NodeCapacity | None = None) -> tune.Tuner:

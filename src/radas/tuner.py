@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import time
 from collections.abc import Callable
@@ -14,7 +15,7 @@ from radas import _locks, _ray_state, _store
 from radas._experiment_info import read_experiment_info
 from radas._ray_compat import quiet_ray_logs
 from radas._trial_records import TrialRecords
-from radas.console import print_info
+from radas.console import print_info, warn
 from radas.errors import ExperimentDamagedError, ExperimentNotFoundError, InvalidArgumentError
 from radas.history import flatten, load_history, write_ray_result_files
 from radas.trial import OUTPUT_FILE
@@ -149,7 +150,17 @@ class Tuner:
                     "get_dataframe() and get_history_dataframe() still work: they rebuild "
                     "what they can from radas's own records and history."
                 )
-            write_ray_result_files(self.experiment_path)
+            try:
+                write_ray_result_files(self.experiment_path)
+            except OSError as err:  # a read-only folder: Ray reads what is there
+                if err.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+                    raise
+                warn(
+                    f"{self.experiment_path} is read-only here ({err.strerror}): the ResultGrid "
+                    "is read without the result.json files radas writes from its history, so "
+                    "Result.metrics_dataframe may be missing or short; get_history_dataframe() "
+                    "has every result."
+                )
             state_file, filesystem = _store.arrow_source(found[0])
             metric, mode = _ray_state.stored_metric_and_mode(self.experiment_path)
             for attempt in range(STATE_READ_ATTEMPTS):
