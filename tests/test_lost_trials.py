@@ -224,6 +224,7 @@ def killed_once(config: dict) -> None:
         time.sleep(60)  # ended here
 
 
+@pytest.mark.slow
 @pytest.mark.integrity("survive")
 def test_a_worker_stopped_with_sigterm_is_lost_not_the_trainables_exit(project, capsys):
     """A node drained or preempted stops its workers with SIGTERM: Ray reports "exits with an
