@@ -92,7 +92,7 @@ def assert_one_error_line(output: str, message: str) -> str:
     """The one line of the errored trial (i=1): its id, config, error and an existing
     traceback file without ANSI codes; returns the trial id."""
     found = re.findall(
-        rf"^\[radas\] warning: \w+: trial (\w+) \(i=1\) errored: {message} "
+        rf"^\[radas\] \w+: trial (\w+) \(i=1\) errored: {message} "
         r"\(traceback in (\S+/error\.txt)\)$",
         output,
         flags=re.MULTILINE,

@@ -18,7 +18,7 @@ from ray.tune import Callback
 
 from radas import _ray_compat, _store
 from radas.clusters import shape as cluster_shape
-from radas.console import LiveLine, print_info, print_warning, strip_ansi
+from radas.console import LiveLine, print_info, strip_ansi
 from radas.errors import NodeLaunchError
 from radas.resources import FAILURE_HEADER, classify_failure, next_cpu_per_trial
 
@@ -117,8 +117,7 @@ class ProgressLine(Callback):
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._ended(trial)
         self._retrying.discard(trial.trial_id)
-        line, is_error = error_line(trial)
-        (print_warning if is_error else print_info)(f"{self.label}: {line}")
+        print_info(f"{self.label}: {error_line(trial)}")
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         """Tune requeued the failed trial in this fit (``radas._retries``, or the user's
@@ -235,9 +234,9 @@ def _duration(seconds: float) -> str:
     return str(timedelta(seconds=round(seconds)))
 
 
-def error_line(trial: Any) -> tuple[str, bool]:
-    """One line for a failed trial, and whether it is an error of the trial (shown as a
-    warning) rather than a failure radas runs the trial again for.
+def error_line(trial: Any) -> str:
+    """One line for a failed trial: its error, or the failure radas runs it again for. A
+    progress line (``print_info``), not a warning: the summary at the end says what to do.
 
     The line names the trial and the values the search gave it (not its whole config, which
     may hold keys and passwords) and says where the whole traceback is stored: the trial's
@@ -254,12 +253,12 @@ def error_line(trial: Any) -> tuple[str, bool]:
     head = f"trial {trial.trial_id}{_searched_values(trial)}"
     path = getattr(trial, "error_file", None)
     if not path:
-        return f"{head} errored (see the trial's error.txt)", True
+        return f"{head} errored (see the trial's error.txt)"
     try:
         with open(path, encoding="utf-8", errors="replace") as stream:
             text = strip_ansi(stream.read())
     except OSError:
-        return f"{head} errored (traceback in {path})", True
+        return f"{head} errored (traceback in {path})"
     stored = _store_error(trial, text)
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     last = lines[-1] if lines else "error"
@@ -268,24 +267,21 @@ def error_line(trial: Any) -> tuple[str, bool]:
         return (
             f"{head} lost its node or worker again (not an error of the trainable); it ran "
             "again as often as radas allows, so it stays errored and run_choice='restore' "
-            f"runs it again (details in {stored})",
-            True,
+            f"runs it again (details in {stored})"
         )
     if kind == "lost":
         return (
             f"{head} lost its node or worker (not an error of the trainable); radas runs it "
-            f"again once the running trials have ended (details in {stored})",
-            False,
+            f"again once the running trials have ended (details in {stored})"
         )
     bigger = _bigger_cpu_per_trial(trial) if kind == "memory" else None
     if bigger is not None:
         return (
             f"{head} ran out of memory ({last}); radas runs it again with "
             f"cpu_per_trial={bigger:g} (more memory each, fewer per node) once the running "
-            f"trials have ended (traceback in {stored})",
-            False,
+            f"trials have ended (traceback in {stored})"
         )
-    return f"{head} errored: {last} (traceback in {stored})", True
+    return f"{head} errored: {last} (traceback in {stored})"
 
 
 def recover_line(trial: Any) -> str:
