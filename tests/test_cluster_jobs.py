@@ -444,6 +444,7 @@ def test_roots_the_cluster_does_not_share_are_refused_before_the_sweep(project, 
     assert took < 60
 
 
+@pytest.mark.slow
 @pytest.mark.cluster
 def test_shared_roots_pass_and_their_markers_are_removed(cluster, project, radas_home):
     """The session cluster's roots are folders of this machine: the check passes and leaves
@@ -534,6 +535,7 @@ def test_a_token_sent_over_plain_http_off_this_machine_is_warned_about(tmp_path)
             warn_if_token_in_clear(entry(address))
 
 
+@pytest.mark.slow
 @pytest.mark.cluster
 @pytest.mark.integrity("secret")
 def test_the_pickled_experiment_is_left_in_no_file_of_the_cluster(cluster, project):
