@@ -601,3 +601,27 @@ def test_an_entry_without_a_token_source_is_told_how_to_name_one(tmp_path):
     error = translate(HTTPStatusError(401, "Unauthorized"), plain, "listing jobs", 2.0, False)
     assert isinstance(error, ClusterAuthError)
     assert "its entry names none" in str(error) and 'token_env = "RAY_AUTH_TOKEN"' in str(error)
+
+
+def test_markers_are_written_only_where_the_client_can_write(tmp_path):
+    """A folder the client cannot write into (a read-only mount of the share: /proc stands in,
+    unwritable even as root) is left unchecked; a results_root that is no folder here and
+    cannot be made one is an OSError (the client could not read results there)."""
+    from radas.backends import _shared_roots
+
+    def entry(results_root: str, data_root: str) -> ClusterConfig:
+        return ClusterConfig("c", "http://127.0.0.1:1", results_root, data_root)
+
+    markers = _shared_roots.write_markers(entry(str(tmp_path / "r"), "/proc"), "job-r1")
+    assert list(markers) == ["results_root"]
+    environ = {_shared_roots.MARKERS_ENV: json.dumps(markers)}
+    assert _shared_roots.unseen_roots(environ) == {}  # seen, and removed
+    assert list((tmp_path / "r" / ".radas-checks").iterdir()) == []
+    assert _shared_roots.write_markers(entry("/proc", "s3://b/d"), "job-r1") == {}
+    a_file = tmp_path / "file"
+    a_file.write_text("")
+    with pytest.raises(OSError):
+        _shared_roots.write_markers(entry(str(a_file / "results"), ""), "job-r1")
+    unseen = {"results_root": "/mnt/x"}
+    line = f"[radas] error: {_shared_roots.unseen_line(unseen)}"
+    assert _shared_roots.unseen_in(f"a\n{line}\nb") == unseen

@@ -29,9 +29,10 @@ _CHECKED_KEYS = ("results_root", "data_root")
 def write_markers(cluster: ClusterConfig, job_id: str) -> dict[str, list[str]]:
     """Write a marker under each of ``cluster``'s path roots; what the job's driver checks.
 
-    A ``results_root`` this machine cannot write to raises OSError (the client could not read
-    results there either); a ``data_root`` it cannot write to is left unchecked (a read-only
-    dataset mount, say)."""
+    A root that is a folder here but cannot be written to from here (a read-only mount of the
+    share, say) is left unchecked; a ``results_root`` that is no folder here and cannot be
+    made one raises OSError (the client could not read results there), a ``data_root`` is
+    then left unchecked too."""
     markers = {}
     for key in _CHECKED_KEYS:
         root = getattr(cluster, key)
@@ -43,7 +44,7 @@ def write_markers(cluster: ClusterConfig, job_id: str) -> dict[str, list[str]]:
             marker.parent.mkdir(parents=True, exist_ok=True)
             marker.write_text(content)
         except OSError:
-            if key == "results_root":
+            if key == "results_root" and not Path(root).is_dir():
                 raise
             continue
         markers[key] = [root, str(marker), content]
