@@ -185,9 +185,10 @@ class JobServer:
                 except HTTPStatusError as err:
                     if not is_try_again_later(err):
                         raise
-                    if self._request_bound_s() <= delay:
+                    left = self._request_bound_s() - TRY_AGAIN_FIRST_DELAY_S  # for a last try
+                    if left <= 0:
                         raise self._still_starting(err, tries) from err
-                time.sleep(delay)
+                time.sleep(min(delay, left))
                 delay = min(delay * 2, TRY_AGAIN_MAX_DELAY_S)
 
     def _still_starting(self, err: HTTPStatusError, tries: int) -> ClusterOfflineError:
