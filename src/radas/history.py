@@ -6,8 +6,15 @@ name and then renamed). The reader concatenates the parts in the order they were
 keeps each trial's iterations once (``latest_attempt_rows``): a trial that continues from a
 saved state (``radas.report(..., state=...)``) or starts again reports some iterations a
 second time, and the later attempt's rows replace the earlier attempt's from the iteration it
-restarted at. A damaged part is skipped with a warning naming it; files that are not radas
-parts are ignored. A full disk raises ``StorageFullError`` (see ``radas._files``).
+restarted at. A damaged part, or one without the key columns (``trial_id``,
+``training_iteration``), is skipped with a warning naming it; files that are not radas parts
+are ignored; a trial whose iterations have a hole (rows lost) is named in a warning. A full
+disk raises ``StorageFullError`` (see ``radas._files``).
+
+No stored experiment state is newer than the history: a report with a state
+(``radas.report(..., state=...)``) is written to the history before Tune records that state
+as the trial's latest (``HistoryRecorder.on_checkpoint``), so after a killed driver the
+history holds every report up to the state a restore continues from.
 
 Experiments run by plain Ray Tune (no parts) are read from Ray's own per-trial
 ``result.json`` files instead, giving the same columns.
@@ -31,6 +38,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from ray import cloudpickle
 from ray.tune import Callback
 
 from radas import _files, _ray_state, _store
@@ -41,6 +49,9 @@ HISTORY_DIR = _ray_state.HISTORY_DIR
 COMPACTED_FILE = "compacted.parquet"
 PART_NAME = re.compile(r"\d{20}-[0-9a-f]{8}-\d{6}\.parquet")
 PICKLED_COLUMNS_KEY = b"radas.pickled_columns"
+MERGE_PARTS = 64  # a recorder merges its last this many small parts into one (see flush)
+SMALL_PART_ROWS = 1_000
+PLACEHOLDER = "<radas: not stored, {kind} cannot be pickled: {text}>"
 KEY_COLUMNS = ["trial_id", "training_iteration"]
 
 
@@ -59,11 +70,14 @@ def flatten(record: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def rows_to_table(rows: list[dict[str, Any]]) -> pa.Table:
+def rows_to_table(rows: list[dict[str, Any]], placeholders: set[str] | None = None) -> pa.Table:
     """Rows with possibly different keys -> one Arrow table.
 
-    A column Arrow cannot type (mixed str/int, arbitrary objects) is stored pickled and
-    restored on read, so no reported value is lost or changed.
+    A column Arrow cannot type (mixed str/int, arbitrary objects) is stored pickled
+    (cloudpickle for what plain pickle refuses: lambdas, local functions) and restored on
+    read, so no reported value is lost or changed. A value even cloudpickle refuses is
+    stored as a readable placeholder (``PLACEHOLDER``, with its repr) and its column's name
+    added to ``placeholders``: one value never ends a sweep.
     """
     names: dict[str, None] = {}
     for row in rows:
@@ -76,28 +90,75 @@ def rows_to_table(rows: list[dict[str, Any]]) -> pa.Table:
                 raise TypeError("Arrow would turn sets into lists")
             arrays.append(pa.array(values))
         except (pa.ArrowException, TypeError, ValueError, OverflowError):
-            arrays.append(pa.array([pickle.dumps(value) for value in values], type=pa.binary()))
+            stored = [_pickle_value(value, name, placeholders) for value in values]
+            arrays.append(pa.array(stored, type=pa.binary()))
             pickled.append(name)
     schema_metadata = {PICKLED_COLUMNS_KEY: "\n".join(pickled).encode()} if pickled else None
     table = pa.Table.from_arrays(arrays, names=list(names))
     return table.replace_schema_metadata(schema_metadata)
 
 
+def _pickle_value(value: Any, column: str, placeholders: set[str] | None) -> bytes:
+    try:
+        return pickle.dumps(value)
+    except Exception:  # pickling fails with PicklingError, TypeError, AttributeError...
+        pass
+    try:
+        return cloudpickle.dumps(value)
+    except Exception:
+        if placeholders is not None:
+            placeholders.add(column)
+        return pickle.dumps(PLACEHOLDER.format(kind=type(value).__name__, text=_repr(value)))
+
+
+def _unpickle_values(values: Iterable[Any], column: str) -> list[Any]:
+    """A pickled column's values; one that cannot be rebuilt here (its class is not
+    importable in this process) becomes a placeholder, with one warning for the column."""
+    restored, failed = [], None
+    for value in values:
+        if value is None:
+            restored.append(None)
+            continue
+        try:
+            restored.append(pickle.loads(value))
+        except Exception as err:  # unpickling fails in many ways
+            failed = failed or err
+            restored.append(PLACEHOLDER.format(kind="a value that", text=_repr(err)))
+    if failed is not None:
+        warn(
+            f"History column {column!r} holds values that cannot be rebuilt in this process "
+            f"({type(failed).__name__}: {str(failed)[:120]}): they are shown as placeholders "
+            "(import the module that defines their class before loading to get them back).",
+            stacklevel=4,
+        )
+    return restored
+
+
+def _repr(value: Any) -> str:
+    try:
+        text = repr(value)
+    except Exception:
+        text = object.__repr__(value)
+    return text if len(text) <= 200 else f"{text[:200]}..."
+
+
 def table_to_frame(table: pa.Table) -> pd.DataFrame:
     frame = table.to_pandas()
     metadata = table.schema.metadata or {}
     for name in filter(None, metadata.get(PICKLED_COLUMNS_KEY, b"").decode().split("\n")):
-        frame[name] = [pickle.loads(value) for value in frame[name]]
+        frame[name] = _unpickle_values(frame[name], name)
     return frame
 
 
 class HistoryRecorder(Callback):
     """Tune callback that stores every reported result of every trial.
 
-    Rows are flushed every ``flush_interval_s`` seconds, before radas records a trial's end
-    (``sweep.TrialRecords``) and when the experiment ends (also when it is interrupted), so
-    an experiment whose driver dies loses at most the last ``flush_interval_s`` seconds of
-    history, and never rows of a trial whose end was recorded.
+    Rows are flushed every ``flush_interval_s`` seconds, when a report carries a trial's
+    state (``on_checkpoint``), before radas records a trial's end (``sweep.TrialRecords``)
+    and when the experiment ends (also when it is interrupted). So an experiment whose
+    driver dies keeps every report up to the state each trial continues from after a
+    restore, and every row of a trial whose end was recorded; only reports made after a
+    trial's last state can be lost, and the restored trial reports those again.
 
     A full disk ends the experiment with ``StorageFullError`` (raised at the end of a Tune
     step, where Tune lets it through); ``storage_error`` keeps it for ``TrialRecords``.
@@ -114,6 +175,8 @@ class HistoryRecorder(Callback):
         self._last_flush = time.monotonic()
         self._writer_id = uuid.uuid4().hex[:8]
         self._parts_written = 0
+        self._small_parts: list[tuple[str, pa.Table]] = []  # written in a row, not merged yet
+        self._placeholders: set[str] = set()
         self.storage_error: StorageFullError | None = None
 
     def __getstate__(self) -> dict[str, Any]:
@@ -129,6 +192,18 @@ class HistoryRecorder(Callback):
 
     def setup(self, *args: Any, **info: Any) -> None:
         self._reset()
+
+    def on_checkpoint(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        """A report with a state: Tune calls this before it records the state as the trial's
+        latest (``TuneController._process_trial_save``), so writing the buffered rows (that
+        report's among them) here means no experiment state Tune stores later names a state
+        newer than the history. (Writing before Tune saves its experiment state would not
+        do: Tune writes the state file first, and an upload still running can take it.)
+
+        A full disk raises ``StorageFullError``: Tune then does not record the state (it
+        logs the error) and the flush at the end of the step ends the run.
+        """
+        self.flush()
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any):
         if self._target is None:
@@ -165,7 +240,12 @@ class HistoryRecorder(Callback):
 
     def flush(self) -> None:
         """Write the buffered rows as one part; raises StorageFullError on a full disk (the
-        rows stay buffered, nothing partial is left)."""
+        rows stay buffered, nothing partial is left).
+
+        A report with a state flushes (``on_checkpoint``), so a run can write many small
+        parts; every ``MERGE_PARTS`` small parts written in a row are merged into one
+        (``_merge_small_parts``), so that reading the history of a running or killed
+        experiment stays fast."""
         self._last_flush = time.monotonic()
         if not self._rows or self._target is None:
             return
@@ -173,11 +253,17 @@ class HistoryRecorder(Callback):
         directory = f"{experiment_fs_path}/{HISTORY_DIR}"  # created with the target
         name = f"{time.time_ns():020d}-{self._writer_id}-{self._parts_written:06d}.parquet"
         temporary = f"{directory}/.{name}.tmp"
-        table = rows_to_table(self._rows)
+        placeholders: set[str] = set()
+        table = rows_to_table(self._rows, placeholders)
         try:
             with _files.no_space_as_error(f"{directory}/{name}", table.nbytes):
-                pq.write_table(table, temporary, filesystem=filesystem)
-                filesystem.move(temporary, f"{directory}/{name}")
+                try:
+                    pq.write_table(table, temporary, filesystem=filesystem)
+                    filesystem.move(temporary, f"{directory}/{name}")
+                except FileNotFoundError:  # the folder was removed while the run went on
+                    self._recreate_directory(directory)
+                    pq.write_table(table, temporary, filesystem=filesystem)
+                    filesystem.move(temporary, f"{directory}/{name}")
         except StorageFullError as err:
             self.storage_error = self.storage_error or err
             with contextlib.suppress(OSError):
@@ -185,6 +271,82 @@ class HistoryRecorder(Callback):
             raise
         self._parts_written += 1
         self._rows = []
+        if table.num_rows > SMALL_PART_ROWS:
+            self._small_parts = []  # merged parts stay in the order written: none across it
+        else:
+            self._small_parts.append((f"{directory}/{name}", table))
+            if len(self._small_parts) >= MERGE_PARTS:
+                self._merge_small_parts()
+        for column in sorted(placeholders - self._placeholders):
+            warn(
+                f"A reported value of {column!r} cannot be pickled, even by cloudpickle: the "
+                "history stores a placeholder with its repr instead (report plain data, e.g. "
+                "numbers, strings, lists, to keep the value)."
+            )
+        self._placeholders |= placeholders
+
+    def _merge_small_parts(self) -> None:
+        """Write the small parts written since the last merge (kept in memory) as one part
+        under the newest one's name, then remove the others, oldest first.
+
+        Safe against a crash, and for readers, at any instant: the merged part holds the same
+        rows in the same order and sorts where its newest part did (the parts since were
+        written by this recorder alone), so an older part still there is read before the
+        merged part and its rows are replaced by their own copies (``latest_attempt_rows``).
+        Parts that cannot be merged (a column pickled in some only, types Arrow cannot
+        promote) are left as they are; so are they after a failed write (a full disk is met
+        again at the next flush)."""
+        assert self._target is not None
+        filesystem = self._target[0]
+        parts, self._small_parts = self._small_parts, []
+        pickled = _common_pickled_columns([table for _, table in parts])
+        if pickled is None:
+            return
+        try:  # numbers of different types are promoted as loading does (see _merge)
+            table = pa.concat_tables(
+                [t.replace_schema_metadata(None) for _, t in parts], promote_options="permissive"
+            )
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            return
+        metadata = {PICKLED_COLUMNS_KEY: "\n".join(sorted(pickled)).encode()} if pickled else None
+        table = table.replace_schema_metadata(metadata)
+        newest = parts[-1][0]
+        directory, name = newest.rsplit("/", 1)
+        temporary = f"{directory}/.{name}.merged.tmp"
+        try:
+            pq.write_table(table, temporary, filesystem=filesystem)
+            filesystem.move(temporary, newest)
+        except OSError:
+            with contextlib.suppress(OSError):
+                filesystem.delete_file(temporary)
+            return
+        for path, _ in parts[:-1]:
+            with contextlib.suppress(OSError):
+                filesystem.delete_file(path)
+
+    def _recreate_directory(self, directory: str) -> None:
+        assert self._target is not None
+        self._target[0].create_dir(directory, recursive=True)
+        self._small_parts = []  # (a merge would bring some of the removed rows back)
+        warn(
+            f"The history folder {directory} was removed while the experiment ran: it is made "
+            "again, and the results written to it before are missing from the history."
+        )
+
+
+def _common_pickled_columns(tables: list[pa.Table]) -> set[str] | None:
+    """The pickled columns of tables whose columns are pickled in all or none of them (where
+    they hold values); None when one is pickled in some and not in others."""
+    kinds: dict[str, set[bool]] = {}
+    for table in tables:
+        metadata = table.schema.metadata or {}
+        pickled = set(metadata.get(PICKLED_COLUMNS_KEY, b"").decode().split("\n"))
+        for field in table.schema:
+            if field.type != pa.null():
+                kinds.setdefault(field.name, set()).add(field.name in pickled)
+    if any(len(found) > 1 for found in kinds.values()):
+        return None
+    return {name for name, found in kinds.items() if True in found}
 
 
 def history_parts(experiment_path: _store.AnyPath) -> list[_store.Location]:
@@ -247,7 +409,43 @@ def load_history(experiment_path: _store.AnyPath, *, exclude: Iterable[str] = ()
     """
     exclude = set(exclude) - set(KEY_COLUMNS)
     frame = _load_stored_history(experiment_path, exclude)
+    _warn_of_holes(frame, experiment_path)
     return _add_missing_last_results(frame, experiment_path, exclude)
+
+
+def _warn_of_holes(frame: pd.DataFrame, experiment_path: _store.AnyPath) -> None:
+    """Warn, naming the trials, when a trial's iterations in the history (sorted by trial and
+    iteration) have a hole: Tune numbers a trial's reports 1, 2, 3..., and continues the
+    numbers of the state it restores, so a missing number is a report lost. A gap just before
+    a restore (``iterations_since_restore`` 1) is not counted: a trial can take another
+    trial's state there (PBT), skipping numbers."""
+    columns = ("training_iteration", "iterations_since_restore")
+    if frame.empty or not set(columns) <= set(frame.columns):
+        return
+    iterations, since_restore = (
+        pd.to_numeric(frame[column], errors="coerce").to_numpy(float) for column in columns
+    )
+    known = ~np.isnan(iterations)
+    iterations, trial_ids = iterations[known], frame["trial_id"].to_numpy()[known]
+    if not len(iterations):
+        return
+    first = np.ones(len(iterations), dtype=bool)  # a trial's first row
+    first[1:] = trial_ids[1:] != trial_ids[:-1]
+    lost_before = iterations - np.where(first, 0, np.r_[0, iterations[:-1]]) - 1
+    holes = (lost_before > 0) & (since_restore[known] != 1)
+    if not holes.any():
+        return
+    lacking = pd.Series(lost_before[holes]).groupby(trial_ids[holes], sort=True).sum().astype(int)
+    names = ", ".join(f"{trial} ({count})" for trial, count in list(lacking.items())[:5]) + (
+        ", ..." if len(lacking) > 5 else ""
+    )
+    warn(
+        f"The history of {experiment_path} lacks {lacking.sum()} earlier result(s) of "
+        f"{len(lacking)} trial(s) ({names}): those reports are lost (history files removed, "
+        "replaced or damaged, or a driver killed under an earlier radas); the rows shown "
+        "are intact.",
+        stacklevel=3,
+    )
 
 
 def _load_stored_history(experiment_path: _store.AnyPath, exclude: set[str]) -> pd.DataFrame:
@@ -277,7 +475,7 @@ def _load_stored_history(experiment_path: _store.AnyPath, exclude: set[str]) -> 
     finally:
         pa.set_memory_pool(previous_pool)
     for name in pickled & set(frame.columns):
-        frame[name] = [None if value is None else pickle.loads(value) for value in frame[name]]
+        frame[name] = _unpickle_values(frame[name], name)
     return frame
 
 
@@ -309,6 +507,15 @@ def _read_parts(
         where, filesystem = _store.arrow_source(part)
         try:
             names = pq.read_schema(where, filesystem=filesystem).names
+            if not set(KEY_COLUMNS) <= set(names):
+                lacking = " and ".join(c for c in KEY_COLUMNS if c not in names)
+                warn(
+                    f"History file {part} has no {lacking} column: it is not a radas history "
+                    "part, so its rows are left out of the history (move it out of the "
+                    "folder to silence this).",
+                    stacklevel=4,
+                )
+                continue
             table = pq.read_table(
                 where, columns=[n for n in names if n not in exclude], filesystem=filesystem
             )
