@@ -348,3 +348,52 @@ def test_run_over_results_on_a_full_disk_moves_nothing_and_restore_still_works(
         # the advice holds: restore finds them and continues the errored trial
         restored = radas.run_experiment_sync(run_choice="restore", **kwargs)
         assert restored["outcome"].finished_trials == 2
+
+
+@pytest.mark.integrity("survive")
+@pytest.mark.slow
+def test_two_clusters_on_one_s3_uri_read_each_from_its_own_server(project, monkeypatch):
+    """Clusters a and b keep results under one s3:// URI on different servers: analyzing b's
+    experiment reads b's server (it read a's, the entry listed last: 'no results stored')."""
+    import pyarrow.fs as pafs
+
+    from moto_s3 import moto_s3_server
+
+    def closed_port() -> int:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            return probe.getsockname()[1]
+
+    ran = radas.run_experiment_sync(
+        user_name="alice",
+        experiment_name="two-servers",
+        trainable=add,
+        param_space=grid_ab(),
+        run_choice="run",
+        dos=["run"],
+    )
+    config = project / "config.toml"
+    monkeypatch.setenv("RADAS_CONFIG", str(config))
+    with moto_s3_server() as s3:
+        root = s3.url("shared-results")
+        pafs.copy_files(
+            ran["experiment_path"],
+            f"{root}/alice/{ran['full_name']}".removeprefix("s3://"),
+            destination_filesystem=pafs.S3FileSystem(endpoint_override=s3.endpoint_url),
+        )
+        nowhere = f"http://127.0.0.1:{closed_port()}"
+        config.write_text(
+            "".join(
+                f'[clusters.{name}]\naddress = "{nowhere}"\nresults_root = "{root}"\n'
+                f'results_endpoint_url = "{endpoint}"\n'
+                for name, endpoint in (("b", s3.endpoint_url), ("a", nowhere))
+            )
+        )
+        analyzed = radas.run_experiment_sync(
+            user_name="alice", experiment_name="two-servers", run_with="cluster:b", dos=["analyze"]
+        )
+        assert sorted(analyzed["df"]["score"]) == [11, 12, 13, 21, 22, 23]
+        # the Tuner handed back keeps reading b's server
+        assert len(analyzed["tuner"].get_history_dataframe()) == 6
+        with pytest.raises(StorageError, match="does not say which server holds it"):
+            radas.Tuner(analyzed["experiment_path"])

@@ -104,23 +104,31 @@ def test_a_wrong_value_in_the_cluster_table_names_key_and_file(config_file, over
     assert "[clusters.lab]" in message and str(config_file) in message
 
 
-def test_one_s3_root_on_two_servers_is_a_config_error(config_file):
+def test_one_s3_root_on_two_servers_is_read_through_the_named_clusters_endpoint(config_file):
+    """Two clusters keep results under one s3:// URI on different servers: a read through a
+    cluster goes to its own endpoint (it went to whichever the config listed last: "no
+    results stored"); a bare URI under that root says it is ambiguous, and how to read it."""
+    from radas import _store
+    from radas.backends.ray_jobs import RayJobsBackend
+    from radas.errors import StorageError
+
     s3 = {"results_root": '"s3://lab/results"', "data_root": None, "cold_data_root": None}
     config_file.write_text(
         cluster_table("a", **s3, results_endpoint_url='"http://127.0.0.1:9000"')
         + cluster_table("b", **s3, results_endpoint_url='"http://127.0.0.1:9001"')
     )
-    with pytest.raises(ClusterConfigError) as caught:
-        cluster_config.load_clusters()
+    uri = "s3://lab/results/alice/_home_alice_lr"
+    for name, port in (("a", 9000), ("b", 9001)):
+        with RayJobsBackend(cluster_config.get_cluster(name)).store_scope():
+            assert _store.endpoint_for(uri) == f"http://127.0.0.1:{port}"
+            tuner_scope = _store.scoped_endpoints()
+        assert tuner_scope == {"s3://lab/results": f"http://127.0.0.1:{port}"}
+    with pytest.raises(StorageError) as caught:
+        _store.endpoint_for(uri)
     message = str(caught.value)
-    assert "[clusters.a] and [clusters.b]" in message and "different S3 servers" in message
-    assert 'results_root = "s3://lab/results-b"' in message
-    # one server, or distinct prefixes: fine
-    config_file.write_text(
-        cluster_table("a", **s3, results_endpoint_url='"http://127.0.0.1:9000"')
-        + cluster_table("b", **{**s3, "results_root": '"s3://lab/results-b"'})
-    )
-    assert sorted(cluster_config.load_clusters()) == ["a", "b"]
+    assert "a: http://127.0.0.1:9000; b: http://127.0.0.1:9001" in message
+    assert "run_with='cluster:<name>'" in message
+    assert _store.endpoint_for("s3://lab/elsewhere/x") is None  # not under that root
 
 
 @pytest.mark.parametrize(

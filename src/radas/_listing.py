@@ -206,6 +206,14 @@ def job_trial_counts(
     otherwise the stored experiment's trials count for the newest job of that experiment
     only: an older job's trials were continued (or replaced) by the newer one.
     """
+
+    with backend.store_scope():
+        return _job_trial_counts(backend, user_name, jobs)
+
+
+def _job_trial_counts(
+    backend: RayJobsBackend, user_name: str, jobs: list[ExperimentJob]
+) -> dict[str, tuple[TrialCounts | None, str]]:
     from radas.backends.ray_jobs import OUTCOME_FILE
 
     root = backend.results_root(user_name)

@@ -20,6 +20,7 @@ PosixPath('/tmp/results/alice')
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import fnmatch
 import os
 import posixpath
@@ -45,7 +46,8 @@ _CREDENTIAL_VARS = (
     "AWS_REGION",
 )
 _filesystems: dict[tuple[Any, ...], pafs.FileSystem] = {}
-_configured: tuple[Any, dict[str, str]] | None = None  # (config file stamp, root -> endpoint)
+# (config file stamp, (root, endpoint) -> clusters)
+_configured: tuple[Any, dict[tuple[str, str | None], list[str]]] | None = None
 
 
 def is_uri(path: str | os.PathLike[str]) -> bool:
@@ -101,17 +103,60 @@ def filesystem_and_path(uri: str) -> tuple[pafs.FileSystem, str]:
     return _filesystems[key], fs_path
 
 
+# results_root -> endpoint of the cluster being worked with (``endpoint_scope``): reads and
+# writes under that root go to its endpoint, whatever other clusters share the root's URI
+_scoped_endpoints: contextvars.ContextVar[dict[str, str | None] | None] = contextvars.ContextVar(
+    "radas_scoped_endpoints", default=None
+)
+
+
+@contextlib.contextmanager
+def endpoint_scope(endpoints: dict[str, str | None]) -> Iterator[None]:
+    """Within the block (and the threads ``asyncio.to_thread`` starts from it), a URI under
+    one of ``endpoints``' roots is read through that root's endpoint: a cluster's results are
+    read from the S3 server the cluster's own entry names, also when another configured
+    cluster keeps results under the same URI on another server."""
+    scoped = {root.rstrip("/"): endpoint for root, endpoint in endpoints.items()}
+    token = _scoped_endpoints.set({**(_scoped_endpoints.get() or {}), **scoped})
+    try:
+        yield
+    finally:
+        _scoped_endpoints.reset(token)
+
+
+def scoped_endpoints() -> dict[str, str | None]:
+    """The endpoints of the ``endpoint_scope`` this runs in (to enter it again later)."""
+    return dict(_scoped_endpoints.get() or {})
+
+
 def endpoint_for(uri: str) -> str | None:
-    """The S3 endpoint configured for ``uri``: inside a radas job the job's, else that of the
-    configured cluster whose ``results_root`` holds it; None leaves it to pyarrow
-    (``AWS_ENDPOINT_URL``, else AWS)."""
+    """The S3 endpoint for ``uri``: inside a radas job the job's; within an
+    ``endpoint_scope`` (a cluster's run or reads) the scope's; else that of the configured
+    cluster whose ``results_root`` holds it (StorageError when clusters sharing that root
+    name different endpoints); None leaves it to pyarrow (``AWS_ENDPOINT_URL``, else AWS)."""
     job_root = os.environ.get("RADAS_RESULTS_ROOT")
     if job_root and _within(uri, job_root):
         return os.environ.get("RADAS_RESULTS_ENDPOINT_URL") or None
-    for root, endpoint in _configured_endpoints().items():
+    for root, endpoint in (_scoped_endpoints.get() or {}).items():
         if _within(uri, root):
             return endpoint
-    return None
+    configured = {
+        (root, endpoint): names
+        for (root, endpoint), names in _configured_endpoints().items()
+        if _within(uri, root)
+    }
+    if len({endpoint for _, endpoint in configured}) > 1:
+        listed = "; ".join(
+            f"{', '.join(names)}: {endpoint or 'no results_endpoint_url'}"
+            for (_, endpoint), names in sorted(configured.items(), key=str)
+        )
+        raise StorageError(
+            f"{uri} is under the results_root of clusters on different S3 servers ({listed}), "
+            "so it does not say which server holds it. Read it through its cluster: "
+            "run_experiment(..., run_with='cluster:<name>', dos=['analyze']) or `radas "
+            "analyze NAME --run-with cluster:<name>`; or give the roots different prefixes."
+        )
+    return next((endpoint for _, endpoint in configured), None)
 
 
 def _within(uri: str, root: str) -> bool:
@@ -119,9 +164,10 @@ def _within(uri: str, root: str) -> bool:
     return uri == root or uri.startswith(root + "/")
 
 
-def _configured_endpoints() -> dict[str, str]:
-    """results_root -> results_endpoint_url of every configured cluster that has one (read
-    again when the config file changes; a config that cannot be read gives none)."""
+def _configured_endpoints() -> dict[tuple[str, str | None], list[str]]:
+    """(results_root, results_endpoint_url) -> the configured clusters that keep their results
+    there, for every URI results_root (read again when the config file changes; a config
+    that cannot be read gives none)."""
     global _configured
     from radas.clusters.config import config_path, load_clusters
     from radas.errors import RadasError
@@ -136,11 +182,11 @@ def _configured_endpoints() -> dict[str, str]:
             clusters = load_clusters()
         except RadasError:
             clusters = {}
-        endpoints = {
-            cluster.results_root: cluster.results_endpoint_url
-            for cluster in clusters.values()
-            if cluster.results_endpoint_url and is_uri(cluster.results_root)
-        }
+        endpoints: dict[tuple[str, str | None], list[str]] = {}
+        for cluster in clusters.values():
+            if is_uri(cluster.results_root):
+                key = (cluster.results_root.rstrip("/"), cluster.results_endpoint_url)
+                endpoints.setdefault(key, []).append(cluster.name)
         _configured = (stamp, endpoints)
     return _configured[1]
 

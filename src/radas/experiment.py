@@ -13,6 +13,7 @@ thread: matplotlib's pyplot keeps global state and GUI backends want the main th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import inspect
 import os
@@ -134,22 +135,23 @@ async def run_experiment(
     notify = email_notification_to_address
     notification = email.Notification(notify) if notify is not None else None
     try:
-        results = await _run_and_analyze(
-            user_name=user_name,
-            experiment_name=experiment_name,
-            full_name=full_name,
-            cwd=cwd,
-            backend=backend,
-            options=options,
-            trainable=trainable,
-            param_space=param_space,
-            run_choice=run_choice,
-            dos=dos,
-            cpu_per_trial=cpu_per_trial,
-            runtime_env=runtime_env,
-            tuner_init_kwargs=tuner_init_kwargs,
-            yes=yes,
-        )
+        with _store_scope(backend):  # a cluster's results: read through its own S3 endpoint
+            results = await _run_and_analyze(
+                user_name=user_name,
+                experiment_name=experiment_name,
+                full_name=full_name,
+                cwd=cwd,
+                backend=backend,
+                options=options,
+                trainable=trainable,
+                param_space=param_space,
+                run_choice=run_choice,
+                dos=dos,
+                cpu_per_trial=cpu_per_trial,
+                runtime_env=runtime_env,
+                tuner_init_kwargs=tuner_init_kwargs,
+                yes=yes,
+            )
     except Exception as err:
         if notification is not None:
             await asyncio.to_thread(notification.experiment_ended, experiment_name, error=err)
@@ -454,6 +456,14 @@ def _load_tuner(
             f"{stored_elsewhere()}"
         )
     return Tuner(str(experiment_path), job_running=job_running)
+
+
+def _store_scope(backend: Backend) -> contextlib.AbstractContextManager[None]:
+    from radas.backends.ray_jobs import RayJobsBackend
+
+    if isinstance(backend, RayJobsBackend):
+        return backend.store_scope()
+    return contextlib.nullcontext()
 
 
 def _job_running(backend: Backend, user_name: str, full_name: str) -> Callable[[], bool] | None:

@@ -6,7 +6,7 @@ import contextlib
 import errno
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pandas as pd
@@ -76,6 +76,8 @@ class Tuner:
                 "radas.Tuner('~/.radas/ray-results/alice/_home_alice_proj_lr_sweep'); "
                 "`radas ls` lists the paths."
             )
+        # the S3 endpoint it is read through (a cluster's own: ``_store.endpoint_scope``)
+        self._endpoints = _store.scoped_endpoints()
         self.experiment_path = str(_store.location(os.path.expanduser(experiment_path)))
         self._job_running = job_running
         with self._reading():
@@ -119,13 +121,19 @@ class Tuner:
     def __repr__(self) -> str:
         return f"radas.Tuner({self.experiment_path!r})"
 
-    def _reading(self) -> contextlib.AbstractContextManager[None]:
-        """An object store that stops answering is a StorageError saying so."""
-        return _store.unreachable_as_error(
-            self.experiment_path,
-            during="while radas read the experiment",
-            then="read it again (nothing needs to run again)",
-        )
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[None]:
+        """Reads through the endpoint the Tuner was made with; an object store that stops
+        answering is a StorageError saying so."""
+        with (
+            _store.endpoint_scope(self._endpoints),
+            _store.unreachable_as_error(
+                self.experiment_path,
+                during="while radas read the experiment",
+                then="read it again (nothing needs to run again)",
+            ),
+        ):
+            yield
 
     def get_results(self) -> Any:
         """Ray's own ``ResultGrid`` of the experiment (loaded once it has ended; read again

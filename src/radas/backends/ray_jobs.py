@@ -131,6 +131,14 @@ class RayJobsBackend:
             return posixpath.join(root.rstrip("/"), user_name)
         return str(Path(root) / user_name)
 
+    def store_scope(self) -> contextlib.AbstractContextManager[None]:
+        """Reads of this cluster's results go to its own S3 endpoint (``_store``), also when
+        another configured cluster keeps results under the same URI on another server."""
+        root = self.cluster.results_root
+        if not _store.is_uri(root):
+            return contextlib.nullcontext()
+        return _store.endpoint_scope({root: self.cluster.results_endpoint_url})
+
     # --- listing and control -------------------------------------------------------------
 
     def list_jobs(self, user_name: str | None = None) -> list[ExperimentJob]:
@@ -405,6 +413,10 @@ class RayJobsBackend:
         return await asyncio.to_thread(self._outcome, job_id, spec)
 
     def _outcome(self, job_id: str, spec: SweepSpec) -> SweepOutcome:
+        with self.store_scope():
+            return self._stored_outcome(job_id, spec)
+
+    def _stored_outcome(self, job_id: str, spec: SweepSpec) -> SweepOutcome:
         stored = _store.location(spec.experiment_path) / OUTCOME_FILE
         if stored.exists():
             record = json.loads(stored.read_text())

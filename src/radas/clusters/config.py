@@ -225,7 +225,6 @@ def load_clusters() -> dict[str, ClusterConfig]:
                 f'([clusters.{name}] with address = "http://host:8265", results_root = ...).'
             )
         clusters[name] = _cluster_from_table(name, dict(table))
-    _check_one_endpoint_per_store(clusters)
     return clusters
 
 
@@ -336,26 +335,6 @@ def _check_roots_absolute(where: str, values: dict[str, Any]) -> None:
                 "and every trial would each resolve against their own working directory. "
                 f'Give an absolute path shared by this machine and every node, e.g. {key} = "'
                 f'/mnt/shared/{root}", or an object store URI (s3://bucket/prefix).'
-            )
-
-
-def _check_one_endpoint_per_store(clusters: dict[str, ClusterConfig]) -> None:
-    """One results_root URI, one S3 server: a stored experiment's URI is read through the
-    endpoint configured for its root, which must not depend on which cluster is meant."""
-    seen: dict[str, ClusterConfig] = {}
-    for cluster in clusters.values():
-        if "://" not in cluster.results_root:
-            continue
-        root = cluster.results_root.rstrip("/")
-        other = seen.setdefault(root, cluster)
-        if other.results_endpoint_url != cluster.results_endpoint_url:
-            raise ClusterConfigError(
-                f"[clusters.{other.name}] and [clusters.{cluster.name}] in {config_path()} "
-                f"both keep their results at {root} but on different S3 servers "
-                f"(results_endpoint_url {other.results_endpoint_url or 'not set'} and "
-                f"{cluster.results_endpoint_url or 'not set'}): a stored experiment's URI "
-                "would not say which server holds it. Give one of them another prefix, e.g. "
-                f'results_root = "{root}-{cluster.name}".'
             )
 
 
