@@ -392,3 +392,32 @@ def test_small_parts_are_merged_and_read_as_written(tmp_path, killed_before_remo
     assert by_trial == {"a": list(range(1, 76)), "b": list(range(1, 8))}  # b: its latest attempt
     assert got.loc[got["trial_id"] == "b", "n"].max() == 149
     assert set(got["tags"].map(len)) == {1}  # the pickled sets, back
+
+
+@pytest.mark.slow  # moto's server starts
+def test_in_an_object_store_parts_are_uploaded_whole_and_merged(monkeypatch):
+    from moto_s3 import AWS_ENV, moto_s3_server
+
+    monkeypatch.setattr(history, "MERGE_PARTS", 3)
+    with moto_s3_server() as s3:
+        filesystem = pyarrow.fs.S3FileSystem(
+            endpoint_override=s3.endpoint_url.removeprefix("http://"),
+            scheme="http",
+            access_key=AWS_ENV["AWS_ACCESS_KEY_ID"],
+            secret_key=AWS_ENV["AWS_SECRET_ACCESS_KEY"],
+            region=AWS_ENV["AWS_DEFAULT_REGION"],
+        )
+        recorder = HistoryRecorder()
+        recorder._target = (filesystem, f"{s3.bucket}/experiment")
+        for k in range(1, 5):
+            recorder._rows = [{"trial_id": "t", "training_iteration": k, "tags": {k}}]
+            recorder.flush()
+        selector = pyarrow.fs.FileSelector(f"{s3.bucket}/experiment/{HISTORY_DIR}")
+        names = sorted(info.base_name for info in filesystem.get_file_info(selector))
+        assert len(names) == 2 and all(history.PART_NAME.fullmatch(n) for n in names), names
+        tables = [
+            table_to_frame(pq.read_table(f"{selector.base_dir}/{n}", filesystem=filesystem))
+            for n in names
+        ]
+    assert [t["training_iteration"].tolist() for t in tables] == [[1, 2, 3], [4]]
+    assert tables[0]["tags"].tolist() == [{1}, {2}, {3}]

@@ -2,14 +2,15 @@
 
 The writer is a Tune callback on the driver: it buffers results and writes them as Parquet
 parts under ``<experiment>/radas_history/`` (atomically: a part is written under a temporary
-name and then renamed). The reader concatenates the parts in the order they were written and
-keeps each trial's iterations once (``latest_attempt_rows``): a trial that continues from a
-saved state (``radas.report(..., state=...)``) or starts again reports some iterations a
-second time, and the later attempt's rows replace the earlier attempt's from the iteration it
-restarted at. A damaged part, or one without the key columns (``trial_id``,
-``training_iteration``), is skipped with a warning naming it; files that are not radas parts
-are ignored; a trial whose iterations have a hole (rows lost) is named in a warning. A full
-disk raises ``StorageFullError`` (see ``radas._files``).
+name and then renamed; in an object store, uploaded in one go). The reader concatenates the
+parts in the order they were written and keeps each trial's iterations once
+(``latest_attempt_rows``): a trial that continues from a saved state
+(``radas.report(..., state=...)``) or starts again reports some iterations a second time, and
+the later attempt's rows replace the earlier attempt's from the iteration it restarted at. A
+damaged part, or one without the key columns (``trial_id``, ``training_iteration``), is
+skipped with a warning naming it; files that are not radas parts are ignored; a trial whose
+iterations have a hole (rows lost) is named in a warning. A full disk raises
+``StorageFullError`` (see ``radas._files``).
 
 No stored experiment state is newer than the history: a report with a state
 (``radas.report(..., state=...)``) is written to the history before Tune records that state
@@ -252,22 +253,17 @@ class HistoryRecorder(Callback):
         filesystem, experiment_fs_path = self._target
         directory = f"{experiment_fs_path}/{HISTORY_DIR}"  # created with the target
         name = f"{time.time_ns():020d}-{self._writer_id}-{self._parts_written:06d}.parquet"
-        temporary = f"{directory}/.{name}.tmp"
         placeholders: set[str] = set()
         table = rows_to_table(self._rows, placeholders)
         try:
             with _files.no_space_as_error(f"{directory}/{name}", table.nbytes):
                 try:
-                    pq.write_table(table, temporary, filesystem=filesystem)
-                    filesystem.move(temporary, f"{directory}/{name}")
+                    _write_whole(filesystem, table, f"{directory}/{name}")
                 except FileNotFoundError:  # the folder was removed while the run went on
                     self._recreate_directory(directory)
-                    pq.write_table(table, temporary, filesystem=filesystem)
-                    filesystem.move(temporary, f"{directory}/{name}")
+                    _write_whole(filesystem, table, f"{directory}/{name}")
         except StorageFullError as err:
             self.storage_error = self.storage_error or err
-            with contextlib.suppress(OSError):
-                filesystem.delete_file(temporary)
             raise
         self._parts_written += 1
         self._rows = []
@@ -310,15 +306,9 @@ class HistoryRecorder(Callback):
             return
         metadata = {PICKLED_COLUMNS_KEY: "\n".join(sorted(pickled)).encode()} if pickled else None
         table = table.replace_schema_metadata(metadata)
-        newest = parts[-1][0]
-        directory, name = newest.rsplit("/", 1)
-        temporary = f"{directory}/.{name}.merged.tmp"
         try:
-            pq.write_table(table, temporary, filesystem=filesystem)
-            filesystem.move(temporary, newest)
+            _write_whole(filesystem, table, parts[-1][0])
         except OSError:
-            with contextlib.suppress(OSError):
-                filesystem.delete_file(temporary)
             return
         for path, _ in parts[:-1]:
             with contextlib.suppress(OSError):
@@ -332,6 +322,28 @@ class HistoryRecorder(Callback):
             f"The history folder {directory} was removed while the experiment ran: it is made "
             "again, and the results written to it before are missing from the history."
         )
+
+
+OBJECT_STORES = ("s3", "gcs")  # pyarrow filesystems whose written objects appear whole
+
+
+def _write_whole(filesystem: Any, table: pa.Table, path: str) -> None:
+    """Write ``table`` as the Parquet file ``path`` (replacing one there) so that readers see
+    the old file or the new one, never part of it: in an object store an object appears
+    whole when its upload completes (one request); elsewhere it is written under a
+    temporary name and renamed (a kill leaves the temporary file, which readers ignore)."""
+    if filesystem.type_name in OBJECT_STORES:
+        pq.write_table(table, path, filesystem=filesystem)
+        return
+    directory, name = path.rsplit("/", 1)
+    temporary = f"{directory}/.{name}.tmp"
+    try:
+        pq.write_table(table, temporary, filesystem=filesystem)
+        filesystem.move(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            filesystem.delete_file(temporary)
+        raise
 
 
 def _common_pickled_columns(tables: list[pa.Table]) -> set[str] | None:
