@@ -218,7 +218,7 @@ def test_a_damaged_or_deleted_saved_state_has_a_way_out(project, damage):
         assert f"the state it saved, {latest}/radas_state.pkl, is damaged" in error
         assert f"delete that state's folder ({latest}) and restore again" in error
         shutil.rmtree(latest)  # the way out it names
-        says, started_at = "it continues from its previous state (checkpoint_000000)", 2
+        says, started_at = "it continues from the newest complete one (checkpoint_000000)", 2
     else:
         shutil.rmtree(latest)
         shutil.rmtree(previous)
@@ -228,6 +228,9 @@ def test_a_damaged_or_deleted_saved_state_has_a_way_out(project, damage):
     assert says in str(said[0].message)
     assert restored["outcome"].finished_trials == 1
     assert restored["df"][["epoch", "started_at"]].values.tolist() == [[3, started_at]]
+    # Tune's count continues from the state the trial continued from: epoch n is iteration n
+    history = restored["tuner"].get_history_dataframe()
+    assert history[["training_iteration", "epoch"]].values.tolist() == [[1, 1], [2, 2], [3, 3]]
 
 
 # --- read-only results and a full disk: a clear error, nothing moved, nothing half-copied ----

@@ -203,6 +203,13 @@ def test_what_the_cluster_shape_readers_use_is_there():
     assert [target.problem() for target in SHAPE_TARGETS] == [None] * len(SHAPE_TARGETS)
 
 
+def test_what_the_saved_state_repair_uses_is_there():
+    from radas._ray_compat import SAVED_STATE_TARGETS
+
+    problems = [target.problem() for target in SAVED_STATE_TARGETS]
+    assert problems == [None] * len(SAVED_STATE_TARGETS)
+
+
 def test_fixes_are_installed_for_a_sweep_and_removed_after():
     import ray.tune.tune as tune_module
     from ray.air.execution._internal.actor_manager import RayActorManager

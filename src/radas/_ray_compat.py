@@ -126,6 +126,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ray import cloudpickle
 from ray.exceptions import OutOfMemoryError, RayActorError, RayTaskError
 from ray.tune.schedulers import FIFOScheduler
 
@@ -912,6 +913,99 @@ def pop_from_cluster_memory(key: str) -> bytes | None:
     value = internal_kv._internal_kv_get(key)
     internal_kv._internal_kv_del(key)
     return value
+
+
+# --- a trial's saved states as Tune records them (its checkpoint manager) ----------------------
+
+# Tune keeps, per trial, the checkpoints it knows (``_CheckpointManager``, pickled into the
+# experiment state's trial metadata under ``checkpoint_manager`` with Tune's
+# ``CLOUDPICKLE_FALLBACK`` JSON encoding) and restores a trial from the latest, with that
+# checkpoint's metrics (its ``training_iteration`` is where the trial's count continues). A
+# snapshot can name a checkpoint Tune deleted since (it keeps ``num_to_keep`` and deletes the
+# oldest before its next snapshot is stored): radas points the trial at another one before
+# Tune restores it (``radas.sweep``). Read and rebuilt only here.
+SAVED_STATE_TARGETS = (
+    Target(
+        "ray.train._internal.checkpoint_manager",
+        "_CheckpointManager.register_checkpoint",
+        ("self", "checkpoint_result"),
+    ),
+    Target("ray.train._internal.checkpoint_manager", "_CheckpointManager.checkpoint_config", None),
+    Target(
+        "ray.train._internal.checkpoint_manager",
+        "_CheckpointManager.latest_checkpoint_result",
+        None,
+    ),
+    Target(
+        "ray.train._internal.checkpoint_manager",
+        "_CheckpointManager.best_checkpoint_results",
+        None,
+    ),
+    Target("ray.train._internal.session", "_TrainingResult", ("checkpoint", "metrics")),
+    # writes {"_type": "CLOUDPICKLE_FALLBACK", "value": <hex of the cloudpickle>}
+    Target("ray.tune.utils.serialization", "TuneFunctionEncoder._to_cloudpickle", ("self", "obj")),
+)
+_PICKLED = "CLOUDPICKLE_FALLBACK"
+
+
+def saved_states(encoded: Any) -> tuple[str, list[str]] | None:
+    """The path of the checkpoint Tune restores a trial from and the paths of every one it
+    keeps (it deletes the oldest of these as new ones come), given the trial metadata's
+    ``checkpoint_manager`` entry; None when it names none or cannot be read."""
+    if not _saved_states_readable():
+        return None  # another Ray: Tune restores as it does (radas repairs nothing)
+    manager = _decoded(encoded)
+    latest = getattr(manager, "latest_checkpoint_result", None)
+    if latest is None or latest.checkpoint is None:
+        return None
+    kept = [result.checkpoint.path for result in manager.best_checkpoint_results]
+    return latest.checkpoint.path, kept
+
+
+def saved_states_at(encoded: Any, path: str | None, metrics: dict[str, Any]) -> Any:
+    """The ``checkpoint_manager`` entry naming only the checkpoint at ``path`` (on the
+    filesystem of the one it named), restored with ``metrics``; with ``path`` None, none: the
+    trial starts from scratch."""
+    from ray.train._internal.session import _TrainingResult
+
+    manager = _decoded(encoded)
+    fresh = type(manager)(manager.checkpoint_config)
+    if path is not None:
+        named = manager.latest_checkpoint_result.checkpoint
+        checkpoint = type(named)(path=path, filesystem=named.filesystem)
+        fresh.register_checkpoint(_TrainingResult(checkpoint=checkpoint, metrics=metrics))
+    return _encoded(fresh)
+
+
+def saved_states_without(encoded: Any, missing: set[str]) -> Any:
+    """The ``checkpoint_manager`` entry without the checkpoints at ``missing`` (Tune would
+    fail deleting them later); the latest stays the latest."""
+    manager = _decoded(encoded)
+    latest = manager.latest_checkpoint_result
+    fresh = type(manager)(manager.checkpoint_config)
+    for result in manager.best_checkpoint_results:
+        if result is not latest and result.checkpoint.path not in missing:
+            fresh.register_checkpoint(result)
+    fresh.register_checkpoint(latest)
+    return _encoded(fresh)
+
+
+def _encoded(manager: Any) -> dict[str, str]:
+    return {"_type": _PICKLED, "value": cloudpickle.dumps(manager).hex()}
+
+
+@functools.cache
+def _saved_states_readable() -> bool:
+    return not any(target.problem() for target in SAVED_STATE_TARGETS)
+
+
+def _decoded(encoded: Any) -> Any:
+    if not isinstance(encoded, dict) or encoded.get("_type") != _PICKLED:
+        return None
+    try:
+        return cloudpickle.loads(bytes.fromhex(encoded["value"]))
+    except Exception:  # damaged, or pickled by another Ray: not known
+        return None
 
 
 # What the cluster-shape readers below rely on (they read, never patch: on a Ray where one

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from radas import _files, _locks, _store
+from radas import _files, _locks, _ray_compat, _store
 from radas.console import warn
 from radas.errors import ExperimentDamagedError
 
@@ -479,6 +479,80 @@ def requeue_trials(experiment_path: _store.AnyPath, trial_ids: set[str]) -> None
         return True
 
     _rewrite_newest_state(experiment_path, requeue)
+
+
+@dataclass
+class SavedStates:
+    """An unfinished trial's saved states as Tune's newest snapshot names them, where some
+    are no longer stored (Tune deleted them after that snapshot, or they were lost)."""
+
+    trial_dir: str  # the trial's folder name
+    latest: str  # the folder name of the one Tune would restore it from
+    latest_gone: bool
+    gone: set[str]  # paths of the kept ones no longer stored (Tune would fail deleting them)
+
+
+def saved_states_gone(experiment_path: _store.AnyPath) -> dict[str, SavedStates]:
+    """Unfinished trials (by id) whose saved states, as the newest snapshot names them, are
+    not all stored."""
+    found = newest_state(experiment_path)
+    if found is None:
+        return {}
+    path = _store.location(experiment_path)
+    damaged = {}
+    for json_state, json_metadata in found[1]["trial_data"]:
+        state, metadata = json.loads(json_state), json.loads(json_metadata)
+        named = _ray_compat.saved_states(metadata.get("checkpoint_manager"))
+        trial_dir = state.get("relative_logdir") or ""
+        if state["status"] == "TERMINATED" or named is None or not trial_dir:
+            continue
+        latest, kept = named
+        gone = {each for each in {latest, *kept} if not _stored(path, trial_dir, each)}
+        if gone:
+            damaged[state["trial_id"]] = SavedStates(trial_dir, _name(latest), latest in gone, gone)
+    return damaged
+
+
+def _name(checkpoint_path: str) -> str:
+    return checkpoint_path.rstrip("/").rpartition("/")[2]
+
+
+def _stored(path: _store.Location, trial_dir: str, checkpoint_path: str) -> bool:
+    """Whether a checkpoint folder Tune names is stored (looked up in the experiment as it is
+    now: the folder may have moved since Tune named it)."""
+    return (path / trial_dir / _name(checkpoint_path)).exists()
+
+
+def continue_from(
+    experiment_path: _store.AnyPath,
+    damaged: dict[str, SavedStates],
+    chosen: dict[str, tuple[str | None, dict[str, Any]]],
+) -> None:
+    """Rewrite the newest snapshot so that Tune restores each damaged trial from a stored
+    state: the ones ``chosen`` (id -> (checkpoint folder name or None: from scratch, the
+    metrics it came with)) from that one, with its iteration count; the others without the
+    kept states that are gone."""
+
+    def repoint(state: dict[str, Any], metadata: dict[str, Any]) -> bool:
+        trial_id = state["trial_id"]
+        if trial_id not in damaged:
+            return False
+        encoded = metadata.get("checkpoint_manager")
+        if trial_id in chosen:
+            name, metrics = chosen[trial_id]
+            named = _ray_compat.saved_states(encoded)
+            folder = None
+            if name is not None and named is not None:
+                folder = named[0].rstrip("/").rpartition("/")[0] + "/" + name
+            metadata["checkpoint_manager"] = _ray_compat.saved_states_at(encoded, folder, metrics)
+        else:
+            metadata["checkpoint_manager"] = _ray_compat.saved_states_without(
+                encoded, damaged[trial_id].gone
+            )
+        return True
+
+    if damaged:
+        _rewrite_newest_state(experiment_path, repoint)
 
 
 def reconcile_with_records(experiment_path: _store.AnyPath) -> int:

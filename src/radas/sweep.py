@@ -10,6 +10,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import math
 import os
 import pickle
 import re
@@ -21,6 +22,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 from ray import tune
 
 from radas import _files, _ray_compat, _ray_state, _store
@@ -40,10 +43,10 @@ from radas.errors import (
     StorageError,
     StorageFullError,
 )
-from radas.history import HistoryRecorder
+from radas.history import HistoryRecorder, load_history
 from radas.progress import ProgressLine
 from radas.resources import NodeCapacity, trial_resources
-from radas.trial import RESTART_MARK, STATE_FILE, with_output_kept
+from radas.trial import with_output_kept
 
 TUNER_INIT_KEYS = ("tune_config", "run_config")
 RADAS_OWNED_RUN_CONFIG_FIELDS = ("name", "storage_path", "storage_filesystem")
@@ -238,7 +241,7 @@ def _restore(
     # Trials radas recorded as ended stay ended, even where Tune's last snapshot lags.
     _ray_state.reconcile_with_records(spec.experiment_path)
     _rebuild_damaged_tuner_file(spec, capacity)
-    _restart_trials_whose_state_is_gone(spec)
+    _continue_trials_whose_state_is_gone(spec)
     # The trainable's resources apply to every trial that is still pending.
     experiment_path, filesystem = _store.arrow_source(_store.location(spec.experiment_path))
     try:
@@ -270,48 +273,62 @@ def _renamed_trainable_error(spec: SweepSpec, err: ValueError) -> InvalidArgumen
     )
 
 
-def _restart_trials_whose_state_is_gone(spec: SweepSpec) -> None:
-    """An unfinished trial whose latest saved state (its checkpoint folder) was deleted or
-    lost failed on every restore (Tune: "Could not recover from checkpoint as it does not
-    exist on storage anymore"). The folder is made again: with the trial's previous state
-    when one is kept (it continues from there), else holding only radas's restart mark (it
-    restarts from scratch: ``load_state()`` returns None); radas says which."""
+def _continue_trials_whose_state_is_gone(spec: SweepSpec) -> None:
+    """An unfinished trial whose latest saved state, as Tune's newest snapshot names it, is
+    gone failed on every restore (Tune: "Could not recover from checkpoint as it does not
+    exist on storage anymore"). Tune deletes all but the latest ``num_to_keep`` states of a
+    trial before its next snapshot is stored, so a killed run can leave a snapshot naming one
+    it deleted (the newer ones are there); a state can also be deleted by hand or lost.
+
+    The trial continues from the newest state that is complete (its folder holds files, and
+    the history has the report it came with: its iteration count continues from there, so
+    each report keeps its iteration), else from scratch; radas says which."""
     path = _store.location(spec.experiment_path)
-    for trial in _ray_state.load_trial_states(path):
-        name = trial.last_result.get("checkpoint_dir_name")
-        if trial.finished or not name or not name.startswith("checkpoint_"):
-            continue
-        trial_dir = path / trial.trial_dir_name
-        folder = trial_dir / name
-        if folder.exists():
-            continue
-        index = int(name.removeprefix("checkpoint_"))
-        previous = [
-            trial_dir / f"checkpoint_{earlier:06d}" / STATE_FILE
-            for earlier in range(index - 1, max(-1, index - STATES_KEPT - 1), -1)
-        ]
-        kept = next((state for state in previous if state.exists()), None)
-        with _files.no_space_as_error(folder, None):
-            folder.mkdir(parents=True, exist_ok=True)
-            if kept is not None:
-                _files.write_atomic(folder / STATE_FILE, kept.read_bytes())
-            else:
-                (folder / RESTART_MARK).write_text("radas: the trial restarted from scratch\n")
-            # the older folders Tune keeps too (it deletes the oldest at the next state)
-            for older in range(max(0, index - STATES_KEPT + 1), index):
-                other = trial_dir / f"checkpoint_{older:06d}"
-                if not other.exists():
-                    other.mkdir(parents=True, exist_ok=True)
-                    (other / RESTART_MARK).write_text("radas: made again for Tune\n")
+    damaged = _ray_state.saved_states_gone(path)
+    if not damaged:
+        return
+    history = load_history(path) if any(d.latest_gone for d in damaged.values()) else None
+    if history is not None and "checkpoint_dir_name" not in history.columns:
+        history = history.assign(checkpoint_dir_name=None)
+    chosen: dict[str, tuple[str | None, dict[str, Any]]] = {}
+    for trial_id, states in damaged.items():
+        if not states.latest_gone or history is None:
+            continue  # the older ones Tune keeps are dropped from its list (they are gone)
+        reports = history[history["trial_id"] == trial_id].dropna(subset=["checkpoint_dir_name"])
+        by_folder = {row["checkpoint_dir_name"]: row for _, row in reports.iterrows()}
+        folders = sorted(
+            (f for f in (path / states.trial_dir).glob("checkpoint_*") if f.is_dir()),
+            key=lambda folder: folder.name,
+            reverse=True,
+        )
+        chosen[trial_id] = (None, {})
+        for folder in folders:
+            if folder.name in by_folder and any(folder.iterdir()):
+                chosen[trial_id] = (folder.name, _report_metrics(by_folder[folder.name]))
+                break
+        name = chosen[trial_id][0]
         then = (
-            f"it continues from its previous state ({kept.parent.name})"
-            if kept is not None
-            else "it restarts from scratch (load_state() returns None)"
+            f"it continues from the newest complete one ({name})"
+            if name
+            else "it restarts from scratch (load_state() returns None); its earlier reports "
+            "are replaced as it runs again"
         )
         warn(
-            f"{spec.experiment_name}: trial {trial.trial_id}'s latest saved state {folder} is "
-            f"missing (deleted or lost): {then}; its earlier reports stay in its history."
+            f"{spec.experiment_name}: trial {trial_id}'s latest saved state "
+            f"{path / states.trial_dir / states.latest} is missing (Tune deleted it after its "
+            f"last stored snapshot, or it was deleted or lost): {then}."
         )
+    _ray_state.continue_from(path, damaged, chosen)
+
+
+def _report_metrics(row: pd.Series) -> dict[str, Any]:
+    """A history row as the metrics Tune restores a trial with (top-level values only)."""
+    metrics = {}
+    for name, value in row.items():
+        if "/" in name or value is None or (isinstance(value, float) and math.isnan(value)):
+            continue
+        metrics[name] = value.item() if isinstance(value, np.generic) else value
+    return metrics
 
 
 def _rebuild_damaged_tuner_file(spec: SweepSpec, capacity: NodeCapacity) -> None:

@@ -28,7 +28,6 @@ from radas.errors import ExperimentDamagedError, InvalidArgumentError
 
 STATE_FILE = "radas_state.pkl"
 # in a checkpoint folder radas made again for a trial whose saved state was lost: restart
-RESTART_MARK = "radas_restart_from_scratch"
 _NO_STATE = object()
 
 
@@ -108,8 +107,6 @@ def load_state() -> Any:
         return None
     with checkpoint.as_directory() as directory:
         state_file = os.path.join(directory, STATE_FILE)
-        if os.path.exists(os.path.join(directory, RESTART_MARK)):
-            return None  # its saved state was lost: restarted from scratch (radas.sweep)
         if not os.path.exists(state_file):
             raise InvalidArgumentError(
                 f"Trial {_trial_name()} continues from a checkpoint it reported with "
