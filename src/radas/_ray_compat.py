@@ -285,7 +285,7 @@ def fixes_apply() -> bool:
     return not _mismatches
 
 
-# --- installing fixes 1, 2, 4, 6 (for a sweep) and 5 (once) ---------------------------------
+# --- installing fixes 1, 2, 4 and 6 to 10 (for a sweep) and 5 (once) -----------------------
 
 _install_lock = threading.Lock()
 _sweeps_running = 0  # radas sweeps under fixes_installed in this process
