@@ -53,12 +53,19 @@ def write_markers(cluster: ClusterConfig, job_id: str) -> dict[str, list[str]]:
 
 def remove_markers(cluster: ClusterConfig, job_id: str) -> None:
     """Remove the markers of job ``job_id`` from this machine's view of ``cluster``'s roots
-    (those its driver saw are gone already)."""
+    once the job has ended (those its driver saw are gone already)."""
     for key in _CHECKED_KEYS:
         root = getattr(cluster, key)
         if root and "://" not in root:
             for marker in (Path(root) / MARKERS_DIRNAME).glob(f"{job_id}-*"):
                 marker.unlink(missing_ok=True)
+
+
+def remove_own_markers(markers: dict[str, list[str]]) -> None:
+    """Remove the markers ``write_markers`` returned (a submission that made no job of its
+    own: another client's submission of the same job id keeps its markers)."""
+    for _root, marker, _content in markers.values():
+        Path(marker).unlink(missing_ok=True)
 
 
 def unseen_roots(environ: dict[str, str] | None = None) -> dict[str, str]:

@@ -295,7 +295,7 @@ class RayJobsBackend:
             self._submit(spec, runtime_env, job_id, markers)
         except ClusterOfflineError as err:  # no answer: the job may exist all the same
             if isinstance(err.__cause__, HTTPStatusError):  # an answer: "still starting"
-                _shared_roots.remove_markers(self.cluster, job_id)
+                _shared_roots.remove_own_markers(markers)
                 raise
             if self._created_anyway(job_id, spec):
                 print_info(
@@ -311,7 +311,7 @@ class RayJobsBackend:
                 "follows it, and a new run is refused while it runs)."
             ) from err
         except ClusterError as err:
-            _shared_roots.remove_markers(self.cluster, job_id)
+            _shared_roots.remove_own_markers(markers)
             if not self._started_by_another_client(err, job_id, spec):
                 raise
             raise ExperimentRunningError(
@@ -321,7 +321,7 @@ class RayJobsBackend:
                 "(its state is saved; run_choice='restore' continues it later)."
             ) from err
         except BaseException:
-            _shared_roots.remove_markers(self.cluster, job_id)
+            _shared_roots.remove_own_markers(markers)
             raise
         return job_id
 
