@@ -225,6 +225,7 @@ def test_a_head_that_asks_to_try_again_later_is_asked_again(cluster, project, sh
     assert len(jobs_of("testcluster", "try-again")) == 1
 
 
+@pytest.mark.slow  # the session's cluster starts for it: ~8 s
 @pytest.mark.integrity("error")
 def test_a_head_still_starting_when_the_bound_runs_out_is_named_so(
     cluster, project, short_timeout, monkeypatch
