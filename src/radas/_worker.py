@@ -71,7 +71,7 @@ def with_setup(trainable: Any) -> Any:
     trainable by its name)."""
     if isinstance(trainable, type):
 
-        class WithSetup(trainable):  # type: ignore[misc, valid-type]
+        class WithSetup(trainable):
             def setup(self, *args: Any, **kwargs: Any) -> Any:
                 setup()
                 return super().setup(*args, **kwargs)

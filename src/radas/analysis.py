@@ -111,7 +111,7 @@ def _check_rc_params(update: dict[str, Any]) -> None:
         except (ValueError, TypeError) as err:
             raise InvalidArgumentError(
                 f"matplotlib_rcParams_update[{key!r}] = {value!r} is not valid: {err}. "
-                f"The current value shows the kind expected: {mpl.rcParams[key]!r}."
+                f"The current value shows the kind expected: {mpl.rcParams[key]!r}."  # type: ignore[index]
             ) from err
 
 

@@ -115,7 +115,8 @@ def _pickle_value(value: Any, column: str, placeholders: set[str] | None) -> byt
 def _unpickle_values(values: Iterable[Any], column: str) -> list[Any]:
     """A pickled column's values; one that cannot be rebuilt here (its class is not
     importable in this process) becomes a placeholder, with one warning for the column."""
-    restored, failed = [], None
+    restored: list[Any] = []
+    failed = None
     for value in values:
         if value is None:
             restored.append(None)
@@ -194,7 +195,9 @@ class HistoryRecorder(Callback):
     def setup(self, *args: Any, **info: Any) -> None:
         self._reset()
 
-    def on_checkpoint(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+    def on_checkpoint(
+        self, iteration: int, trials: list, trial: Any, checkpoint: Any, **info: Any
+    ) -> None:
         """A report with a state: Tune calls this before it records the state as the trial's
         latest (``TuneController._process_trial_save``), so writing the buffered rows (that
         report's among them) here means no experiment state Tune stores later names a state

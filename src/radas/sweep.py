@@ -442,6 +442,7 @@ def archive_previous_results(spec: SweepSpec) -> str | None:
     if isinstance(path, _store.UriPath) and isinstance(target, _store.UriPath):
         path.move_tree(target)
     else:
+        assert isinstance(path, Path) and isinstance(target, Path)  # one root: both local
         _check_room_to_run(spec, path)
         try:
             target.parent.mkdir(parents=True, exist_ok=True)

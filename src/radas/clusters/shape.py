@@ -171,7 +171,9 @@ class ClusterShape:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ClusterShape:
         types = tuple(NodeType(**t) for t in data["node_types"])
-        rest = {k: tuple(v) if k == "failures" else v for k, v in data.items() if k != "node_types"}
+        rest: dict[str, Any] = {
+            k: tuple(v) if k == "failures" else v for k, v in data.items() if k != "node_types"
+        }
         return cls(types, **rest)
 
 
