@@ -31,6 +31,8 @@ import pytest
 import ray
 
 import radas
+from conftest import add
+from fault_tools import short_cluster_timeout
 from radas import cli
 from radas.backends._job_client import warn_if_token_in_clear
 from radas.backends.ray_jobs import RayJobsBackend
@@ -49,17 +51,10 @@ MARGIN_S = 20.0  # a bound on a hang on a loaded machine, not a benchmark
 TRY_AGAIN = b"No available agent to submit job, please try again later."
 
 
-def add(config):
-    return {"score": config["a"] + config["b"]}
-
-
 @pytest.fixture
 def short_timeout(monkeypatch, tmp_path):
     """A short RADAS_CLUSTER_TIMEOUT_S, and no Ray token of the real user anywhere."""
-    monkeypatch.setenv("RADAS_CLUSTER_TIMEOUT_S", str(TIMEOUT_S))
-    monkeypatch.setenv("HOME", str(tmp_path))
-    for name in ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
-        monkeypatch.delenv(name, raising=False)
+    short_cluster_timeout(monkeypatch, tmp_path, TIMEOUT_S)
 
 
 def run_on(cluster_name: str, **kwargs):

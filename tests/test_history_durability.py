@@ -29,6 +29,7 @@ import pytest
 from ray import tune
 
 import radas
+from fault_tools import radas_warnings
 from radas import history
 from radas.errors import RadasWarning
 from radas.history import (
@@ -99,16 +100,6 @@ def kill_driver(driver: subprocess.Popen) -> None:
 
 def starts(marks: Path) -> set[str]:
     return {path.name for path in marks.glob("start-*")}
-
-
-@contextlib.contextmanager
-def radas_warnings():
-    """The messages of the RadasWarnings raised inside (from any thread)."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        messages: list[str] = []
-        yield messages
-    messages.extend(str(w.message) for w in caught if issubclass(w.category, RadasWarning))
 
 
 def history_by_trial(path: Path) -> dict[int, list[int]]:

@@ -25,6 +25,7 @@ import pytest
 from ray import tune
 
 import radas
+from fault_tools import short_cluster_timeout
 from radas import _ray_state, cli
 from radas.clusters import get_cluster_availability, register_cluster, start_local_cluster
 from radas.clusters.config import ClusterConfig, get_cluster, unregister_cluster
@@ -40,10 +41,7 @@ MARGIN_S = 20.0  # a bound on a hang on a loaded machine, not a benchmark
 @pytest.fixture
 def short_timeout(monkeypatch, tmp_path):
     """A short RADAS_CLUSTER_TIMEOUT_S, and no Ray token of the real user to send."""
-    monkeypatch.setenv("RADAS_CLUSTER_TIMEOUT_S", str(TIMEOUT_S))
-    monkeypatch.setenv("HOME", str(tmp_path))
-    for name in ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
-        monkeypatch.delenv(name, raising=False)
+    short_cluster_timeout(monkeypatch, tmp_path, TIMEOUT_S)
 
 
 @contextmanager

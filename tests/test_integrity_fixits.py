@@ -20,6 +20,7 @@ import pytest
 
 import radas
 from conftest import add, grid_ab
+from fault_tools import tmpfs
 from radas.errors import InvalidArgumentError, StorageError
 
 
@@ -234,27 +235,6 @@ def test_a_damaged_or_deleted_saved_state_has_a_way_out(project, damage):
 
 
 # --- read-only results and a full disk: a clear error, nothing moved, nothing half-copied ----
-
-
-@contextlib.contextmanager
-def tmpfs(mount_point: Path, size: str = "200m") -> Iterator[Path]:
-    """A tmpfs of its own at ``mount_point`` (tests run as root; chmod alone does not stop
-    root's writes, a read-only mount does): ``remount(mount_point, "ro")`` makes it
-    read-only."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    mount_point.mkdir(parents=True, exist_ok=True)
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount_point)],
-        capture_output=True,
-        text=True,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
-    try:
-        yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=False)
 
 
 def remount(mount_point: Path, options: str) -> None:

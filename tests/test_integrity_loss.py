@@ -18,12 +18,12 @@ import subprocess
 import sys
 import textwrap
 import time
-import warnings
 from pathlib import Path
 
 import pytest
 
 import radas
+from fault_tools import radas_warnings, tmpfs
 from radas import _ray_state
 from radas.errors import ExperimentDamagedError, RadasWarning
 from radas.history import HISTORY_DIR, history_parts, load_history
@@ -322,16 +322,6 @@ def test_damaged_folder_is_read_as_far_as_intact_and_reported(case, pristine, da
     assert dict(last) == dict(before["training_iteration"])  # each trial keeps its last
 
 
-@contextlib.contextmanager
-def radas_warnings():
-    """Collect the messages of the RadasWarnings raised inside (several may be expected)."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        messages: list[str] = []
-        yield messages
-    messages.extend(str(w.message) for w in caught if issubclass(w.category, RadasWarning))
-
-
 @pytest.mark.integrity("error")
 def test_nothing_readable_left_raises_damaged_naming_the_file(damaged_copy):
     everything_but_history_deleted_or_truncated(damaged_copy)
@@ -541,24 +531,6 @@ FILL_SCRIPT = textwrap.dedent(
 )
 
 
-@contextlib.contextmanager
-def small_tmpfs(mount_point: Path, size: str):
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root")
-    mount_point.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount_point)],
-        capture_output=True,
-        text=True,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
-    try:
-        yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=False)
-
-
 def run_fill(project: Path, home: Path, choice: str, name: str, trials: int):
     return subprocess.run(
         [sys.executable, "-u", "fill.py", str(project / "runs"), choice, str(trials), name],
@@ -581,7 +553,7 @@ def folder_digest(path: Path) -> dict[str, bytes]:
 def test_full_disk_gives_storage_full_error_and_restore_continues(project):
     (project / "fill.py").write_text(FILL_SCRIPT)
     (project / "runs").mkdir()
-    with small_tmpfs(project / "home", "20m") as home:
+    with tmpfs(project / "home", "20m") as home:
         other = run_fill(project, home, "run", "other", 1)  # another experiment, stored first
         assert other.returncode == 0, other.stdout + other.stderr
         results = home / "ray-results" / "tester"
