@@ -17,6 +17,7 @@ param_spaces of constants and ``tune.grid_search``.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import itertools
 import json
@@ -54,6 +55,9 @@ class FakeBackend:
 
     def results_root(self, user_name: str) -> str:
         return str(self.root / user_name)
+
+    def store_scope(self) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
 
     async def run(self, spec: SweepSpec, *, runtime_env: dict[str, Any]) -> SweepOutcome:
         # a copy: the spec is the caller's, and secrets are not pickled (see SweepSpec)

@@ -13,7 +13,6 @@ thread: matplotlib's pyplot keeps global state and GUI backends want the main th
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import copy
 import inspect
 import os
@@ -135,7 +134,7 @@ async def run_experiment(
     notify = email_notification_to_address
     notification = email.Notification(notify) if notify is not None else None
     try:
-        with _store_scope(backend):  # a cluster's results: read through its own S3 endpoint
+        with backend.store_scope():  # a cluster's results: read through its own S3 endpoint
             results = await _run_and_analyze(
                 user_name=user_name,
                 experiment_name=experiment_name,
@@ -192,7 +191,6 @@ async def _run_and_analyze(
 
     outcome = None
     if "run" in dos:
-        one_of("run_choice", run_choice, (*RUN_CHOICES, None))
         if trainable is not None:
             _validate_trainable(trainable)
         # secrets leave the config (stored with every trial) for the trials' env only
@@ -257,18 +255,15 @@ async def _run_and_analyze(
     # before anything is read: a run ending meanwhile leaves results called partial, never
     # partial ones called complete (asked off the loop: on a cluster it asks the job server)
     partial = await asyncio.to_thread(lambda: tuner.is_running)
-    results: dict[str, Any] = {
-        "df": None,
-        "fig": None,
-        "fig_path": None,
-        "tuner": tuner,
-        "experiment_path": str(experiment_path),
-        "full_name": full_name,
-        "run_with": str(backend.target),
-        "run_choice": run_choice,
-        "outcome": outcome,
-        "partial": partial,
-    }
+    results = _results(
+        tuner,
+        str(experiment_path),
+        full_name,
+        partial,
+        str(backend.target),
+        run_choice=run_choice,
+        outcome=outcome,
+    )
     if "analyze" in dos:
         await _analyze(results, options, default_figure_path=figures_dir(user_name) / full_name)
     return results
@@ -303,21 +298,36 @@ def analyze_stored_sync(experiment_path: str, *, user_name: str, **options: Any)
     ``user_name``'s."""
     options_ = analysis.AnalysisOptions(**options)
     tuner = Tuner(experiment_path)
-    results: dict[str, Any] = {
+    full_name = _store.location(tuner.experiment_path).name
+    results = _results(tuner, tuner.experiment_path, full_name, tuner.is_running)
+    default_figure_path = figures_dir(validate_user_name(user_name)) / results["full_name"]
+    asyncio.run(_analyze(results, options_, default_figure_path=default_figure_path))
+    return results
+
+
+def _results(
+    tuner: Tuner,
+    experiment_path: str,
+    full_name: str,
+    partial: bool,
+    run_with: str | None = None,
+    *,
+    run_choice: str | None = None,
+    outcome: SweepOutcome | None = None,
+) -> dict[str, Any]:
+    """The dict ``run_experiment`` returns, before the analysis fills in df and figure."""
+    return {
         "df": None,
         "fig": None,
         "fig_path": None,
         "tuner": tuner,
-        "experiment_path": tuner.experiment_path,
-        "full_name": _store.location(tuner.experiment_path).name,
-        "run_with": None,
-        "run_choice": None,
-        "outcome": None,
-        "partial": tuner.is_running,
+        "experiment_path": experiment_path,
+        "full_name": full_name,
+        "run_with": run_with,
+        "run_choice": run_choice,
+        "outcome": outcome,
+        "partial": partial,
     }
-    default_figure_path = figures_dir(validate_user_name(user_name)) / results["full_name"]
-    asyncio.run(_analyze(results, options_, default_figure_path=default_figure_path))
-    return results
 
 
 def resolve_run_choice(
@@ -456,14 +466,6 @@ def _load_tuner(
             f"{stored_elsewhere()}"
         )
     return Tuner(str(experiment_path), job_running=job_running)
-
-
-def _store_scope(backend: Backend) -> contextlib.AbstractContextManager[None]:
-    from radas.backends.ray_jobs import RayJobsBackend
-
-    if isinstance(backend, RayJobsBackend):
-        return backend.store_scope()
-    return contextlib.nullcontext()
 
 
 def _job_running(backend: Backend, user_name: str, full_name: str) -> Callable[[], bool] | None:

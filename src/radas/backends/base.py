@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Protocol
 
 from radas._spec import RunTarget, SweepOutcome, SweepSpec
@@ -15,6 +16,11 @@ class Backend(Protocol):
 
     def results_root(self, user_name: str) -> str:
         """The directory holding ``user_name``'s experiments, readable on this machine."""
+        ...
+
+    def store_scope(self) -> contextlib.AbstractContextManager[None]:
+        """Within: reads of the results go where this backend's results live (a cluster's own
+        S3 endpoint); nothing to set for results on this machine."""
         ...
 
     async def run(self, spec: SweepSpec, *, runtime_env: dict[str, Any]) -> SweepOutcome:

@@ -58,6 +58,9 @@ class LocalBackend:
     def results_root(self, user_name: str) -> str:
         return get_ray_results_dir(user_name, run_with="local")
 
+    def store_scope(self) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
+
     async def run(self, spec: SweepSpec, *, runtime_env: dict[str, Any]) -> SweepOutcome:
         global _running_sweep
         # the same experiment running now is refused, as from another process (waiting for
