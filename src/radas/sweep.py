@@ -301,12 +301,9 @@ def _continue_trials_whose_state_is_gone(spec: SweepSpec) -> None:
             key=lambda folder: folder.name,
             reverse=True,
         )
-        chosen[trial_id] = (None, {})
-        for folder in folders:
-            if folder.name in by_folder and any(folder.iterdir()):
-                chosen[trial_id] = (folder.name, _report_metrics(by_folder[folder.name]))
-                break
-        name = chosen[trial_id][0]
+        complete = next((f for f in folders if f.name in by_folder and any(f.iterdir())), None)
+        name = complete.name if complete is not None else None
+        chosen[trial_id] = (name, _report_metrics(by_folder[name]) if name else {})
         then = (
             f"it continues from the newest complete one ({name})"
             if name
