@@ -27,7 +27,6 @@ from typing import Any
 from radas.errors import ExperimentDamagedError, InvalidArgumentError
 
 STATE_FILE = "radas_state.pkl"
-# in a checkpoint folder radas made again for a trial whose saved state was lost: restart
 _NO_STATE = object()
 
 
@@ -120,10 +119,11 @@ def load_state() -> Any:
             stored = f"{checkpoint.path.rstrip('/')}/{STATE_FILE}"
             raise ExperimentDamagedError(
                 f"Trial {_trial_name()} cannot continue: the state it saved, {stored}, is "
-                f"damaged ({type(err).__name__}: {str(err)[:200]}). To restart this trial "
-                f"from scratch, delete that state's folder ({os.path.dirname(stored)}) and "
-                "restore again (run_choice='restore'): radas then starts it afresh; the "
-                "other trials continue from their own states."
+                f"damaged ({type(err).__name__}: {str(err)[:200]}). To run this trial on "
+                f"from an earlier state, delete that state's folder ({os.path.dirname(stored)}) "
+                "and restore again (run_choice='restore'): radas then continues it from its "
+                "newest complete state, or from scratch when none is kept; the other trials "
+                "continue from their own states."
             ) from err
 
 
