@@ -26,6 +26,7 @@ from radas.resources import (
     FAILURE_HEADER,
     NodeCapacity,
     classify_failure,
+    error_file_text,
     next_cpu_per_trial,
 )
 
@@ -61,19 +62,8 @@ class LostTrialRetries:
         """Whether Tune runs the failed ``trial`` again in this fit: yes when it lost its node
         or worker (``classify_failure``, on the exception and the error file Tune just
         wrote) and has a retry left."""
-        last_failure = _error_file_text(trial).rpartition(FAILURE_HEADER)[2]
+        last_failure = error_file_text(trial).rpartition(FAILURE_HEADER)[2]
         return classify_failure(error, last_failure) == "lost" and self.take(trial.trial_id)
-
-
-def _error_file_text(trial: Any) -> str:
-    path = getattr(trial, "error_file", None)
-    if not path:
-        return ""
-    try:
-        with open(path, encoding="utf-8", errors="replace") as stream:
-            return stream.read()
-    except OSError:
-        return ""
 
 
 def retry_failed_trials(

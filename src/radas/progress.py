@@ -20,7 +20,12 @@ from radas import _ray_compat, _store
 from radas.clusters import shape as cluster_shape
 from radas.console import LiveLine, print_info, strip_ansi
 from radas.errors import NodeLaunchError
-from radas.resources import FAILURE_HEADER, classify_failure, next_cpu_per_trial
+from radas.resources import (
+    FAILURE_HEADER,
+    classify_failure,
+    error_file_text,
+    next_cpu_per_trial,
+)
 
 HEARTBEAT_S = 30.0
 MIN_INTERVAL_S = 5.0
@@ -288,14 +293,7 @@ def recover_line(trial: Any) -> str:
     """One line for a failed trial Tune runs again in the same fit: a lost node or worker
     (radas's retry), or any error within the user's ``FailureConfig(max_failures=...)``."""
     head = f"trial {trial.trial_id}{_searched_values(trial)}"
-    path = getattr(trial, "error_file", None)
-    text = ""
-    if path:
-        try:
-            with open(path, encoding="utf-8", errors="replace") as stream:
-                text = strip_ansi(stream.read())
-        except OSError:
-            pass
+    text = strip_ansi(error_file_text(trial))
     where = f" (details in {_store_error(trial, text)})" if text else ""
     last_failure = text.rpartition(FAILURE_HEADER)[2]
     if classify_failure(_pickled_error(trial), last_failure) == "lost":

@@ -277,3 +277,15 @@ def _assigned_gpu_ids() -> list[Any]:
         pass
     visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
     return [device for device in visible.split(",") if device.strip()]
+
+
+def error_file_text(trial: Any) -> str:
+    """The error file Tune wrote for a failed trial (``trial.error_file``); "" without one."""
+    path = getattr(trial, "error_file", None)
+    if not path:
+        return ""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as stream:
+            return stream.read()
+    except OSError:
+        return ""
