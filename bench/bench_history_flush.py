@@ -50,7 +50,8 @@ TRIAL_ROW = {  # one report as Tune hands it to the callbacks (flattened), a rad
 
 def flush_cost_ms(filesystem, experiment_fs_path: str, rows: int, repeat: int) -> float:
     """Median wall time of one HistoryRecorder.flush() of ``rows`` buffered rows."""
-    from radas.history import HISTORY_DIR, HistoryRecorder
+    from radas.storage.history_parts import HISTORY_DIR
+    from radas.tune.history import HistoryRecorder
 
     recorder = HistoryRecorder()
     recorder._target = (filesystem, experiment_fs_path)
@@ -66,7 +67,7 @@ def flush_cost_ms(filesystem, experiment_fs_path: str, rows: int, repeat: int) -
 
 def buffer_cost_ms(repeat: int) -> float:
     """Median time of buffering one report (what every report costs, before and after)."""
-    from radas.history import HistoryRecorder
+    from radas.tune.history import HistoryRecorder
 
     class Trial:
         trial_id = "a1b2c_00000"
@@ -126,10 +127,11 @@ def sweep(variant: str, epochs: int, epoch_ms: float) -> dict:
     from ray import tune
 
     import radas
-    from radas import history
+    from radas.storage import history_parts
+    from radas.tune import history
 
     seen: dict = {}
-    compact = history.compact_history
+    compact = history_parts.compact_history
     on_checkpoint = history.HistoryRecorder.on_checkpoint
     flush = history.HistoryRecorder.flush
     seen["flushes"], seen["flush_s"] = 0, 0.0
@@ -145,15 +147,15 @@ def sweep(variant: str, epochs: int, epoch_ms: float) -> dict:
     history.HistoryRecorder.flush = timed_flush
 
     def counting_compact(experiment_path):
-        parts = history.history_parts(experiment_path)
+        parts = history_parts.history_parts(experiment_path)
         seen["parts"] = len(parts)
         started = time.perf_counter()
-        frame = history._load_stored_history(experiment_path, set())
+        frame = history_parts.load_stored_history(experiment_path, set())
         seen["load_ms"] = 1000 * (time.perf_counter() - started)
         seen["rows"] = len(frame)
         compact(experiment_path)
 
-    history.compact_history = counting_compact
+    history_parts.compact_history = counting_compact
     if variant == "before":
         history.HistoryRecorder.on_checkpoint = lambda self, *args, **info: None  # timer only
     try:
@@ -171,7 +173,7 @@ def sweep(variant: str, epochs: int, epoch_ms: float) -> dict:
         )
         seen["wall_s"] = time.perf_counter() - started
     finally:
-        history.compact_history = compact
+        history_parts.compact_history = compact
         history.HistoryRecorder.on_checkpoint = on_checkpoint
         history.HistoryRecorder.flush = flush
     return seen

@@ -31,7 +31,7 @@ import lost_node  # noqa: E402
 
 
 def wait(condition, what: str = "condition", timeout_s: float = 180):
-    from radas._poll import wait_until
+    from radas.core.poll import wait_until
 
     return wait_until(condition, timeout_s, what=what, max_delay_s=0.1)
 

@@ -189,7 +189,7 @@ def write_million(path: str, trials: int, reports: int) -> dict:
     experiment state so radas.Tuner opens it."""
     import pyarrow.parquet as pq
 
-    from radas.history import HISTORY_DIR, compact_history, rows_to_table
+    from radas.storage.history_parts import HISTORY_DIR, compact_history, rows_to_table
 
     directory = Path(path) / HISTORY_DIR
     directory.mkdir(parents=True)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run a focused subset of radas's tests on the OLDEST Ray minor radas supports
-# (radas/_ray_versions.py: OLDEST), in its own venv, .venv-ray-oldest: the patches of Ray
+# (radas/ray_compat/versions.py: OLDEST), in its own venv, .venv-ray-oldest: the patches of Ray
 # internals, a local sweep with its history, restore, one cluster round trip, and the
 # client/cluster version check. Creates and fills the venv itself, so it works on a fresh
 # machine. Extra arguments go to pytest.
@@ -18,7 +18,7 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 # the one place that names the oldest supported minor
 oldest=$("$venv/bin/python" -c \
-  'import runpy; print("%d.%d" % runpy.run_path("src/radas/_ray_versions.py")["OLDEST"])')
+  'import runpy; print("%d.%d" % runpy.run_path("src/radas/ray_compat/versions.py")["OLDEST"])')
 # radas with what the subset needs (the test extra), not the whole dev extra: its s3 and
 # tracker packages are not used here and resolving them takes pip many minutes on a fresh venv
 echo "[radas] installing radas[test] with ray $oldest.* into $venv (the first time takes minutes)"

@@ -29,9 +29,9 @@ from typing import Any
 import psutil
 import yaml
 
-from radas._poll import wait_until
 from radas.clusters import local
 from radas.clusters.config import ClusterConfig, register_cluster
+from radas.core.poll import wait_until
 
 TESTS_DIR = Path(__file__).resolve().parent
 HEAD_TYPE = "ray.head.default"  # the fake provider's name for the head's type

@@ -27,9 +27,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from radas import _ray_state, _store
-from radas._spec import RunTarget, SweepOutcome, SweepSpec
-from radas.sweep import archive_previous_results, write_experiment_info
+from radas.core.spec import RunTarget, SweepOutcome, SweepSpec
+from radas.results import tune_state
+from radas.storage import store as _store
+from radas.tune.sweep import archive_previous_results, write_experiment_info
 
 
 @dataclass
@@ -77,11 +78,11 @@ class FakeBackend:
             archived_to = archive_previous_results(spec)
             write_experiment_info(spec)
             trials = [
-                _ray_state.TrialState(f"fake_{index:05d}", "PENDING", config, {}, "")
+                tune_state.TrialState(f"fake_{index:05d}", "PENDING", config, {}, "")
                 for index, config in enumerate(grid_points(spec.param_space or {}))
             ]
         else:
-            trials = _ray_state.load_trial_states(path, running=False)
+            trials = tune_state.load_trial_states(path, running=False)
             already_done = sum(trial.status == "TERMINATED" for trial in trials)
         ran, out_of_memory = 0, []
         for trial in trials:
@@ -107,7 +108,7 @@ class FakeBackend:
     async def attach(self, spec: SweepSpec, *, stop: bool) -> SweepOutcome:
         """As a cluster's job that has ended: the stored experiment's outcome."""
         self.calls.append(Call("attach", spec.run_choice, copy.copy(spec), stop=stop))
-        trials = _ray_state.load_trial_states(spec.experiment_path, running=False)
+        trials = tune_state.load_trial_states(spec.experiment_path, running=False)
         return SweepOutcome.of_trials(spec.experiment_path, trials)
 
 
@@ -130,7 +131,7 @@ def _values(value: Any) -> list[Any]:
     return [value]
 
 
-def run_trial(spec: SweepSpec, path: Path, trial: _ray_state.TrialState) -> str:
+def run_trial(spec: SweepSpec, path: Path, trial: tune_state.TrialState) -> str:
     """Calls the trainable; returns how the trial ended: finished, error or memory."""
     trial.trial_dir_name = f"fake_trial_{trial.trial_id}"
     trial_dir = path / trial.trial_dir_name
@@ -149,7 +150,7 @@ def run_trial(spec: SweepSpec, path: Path, trial: _ray_state.TrialState) -> str:
     return "finished"
 
 
-def store(path: Path, trials: list[_ray_state.TrialState], cpu_per_trial: float) -> None:
+def store(path: Path, trials: list[tune_state.TrialState], cpu_per_trial: float) -> None:
     """Tune's experiment state (the part radas reads: ``trial_data``) and radas's records."""
     trial_data = [
         [
@@ -172,12 +173,12 @@ def store(path: Path, trials: list[_ray_state.TrialState], cpu_per_trial: float)
         for trial in trials
     ]
     path.mkdir(parents=True, exist_ok=True)
-    for old in _ray_state.state_files(path):
+    for old in tune_state.state_files(path):
         _store.location(old).unlink()
     state_file = path / f"experiment_state-{time.strftime('%Y-%m-%d_%H-%M-%S')}.json"
     state_file.write_text(json.dumps({"trial_data": trial_data}))
     records: dict[str, dict[str, Any]] = {
-        _ray_state.RECORDS_FORMAT_KEY: {"version": _ray_state.RECORDS_FORMAT}
+        tune_state.RECORDS_FORMAT_KEY: {"version": tune_state.RECORDS_FORMAT}
     }
     for trial in trials:
         if trial.status == "PENDING":
@@ -189,4 +190,4 @@ def store(path: Path, trials: list[_ray_state.TrialState], cpu_per_trial: float)
             "status": trial.status,
             "last_result": trial.last_result,
         }
-    _ray_state.write_trial_records(path, records)
+    tune_state.write_trial_records(path, records)

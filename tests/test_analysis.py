@@ -13,7 +13,7 @@ import seaborn as sns
 from ray import tune
 
 import radas
-from radas import analysis
+from radas.results import analysis
 
 
 def curve(config):
@@ -187,5 +187,5 @@ def test_resolve_plot_kwargs_calls_functions_only():
 
 def test_unique_experiment_name_per_test_dir(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    name = radas.naming.full_experiment_name(f"x-{uuid.uuid4().hex[:4]}")
+    name = radas.core.naming.full_experiment_name(f"x-{uuid.uuid4().hex[:4]}")
     assert name.startswith(str(tmp_path).replace("/", "_").replace("-", "_"))

@@ -1,6 +1,6 @@
 """run_experiment is async in deed: the event loop stays free while experiments run, two
 cluster experiments awaited together run together, local ones take turns; and the one
-polling helper (radas._poll)."""
+polling helper (radas.core.poll)."""
 
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ import pytest
 from ray import tune
 
 import radas
-from radas import _poll
-from radas._locks import is_held
-from radas.backends._job_client import JobServer
+from radas.backends.job_client import JobServer
 from radas.backends.ray_jobs import RayJobsBackend
+from radas.core import poll
+from radas.core.naming import full_experiment_name
 from radas.errors import ClusterError, ClusterOfflineError, ExperimentRunningError
-from radas.naming import full_experiment_name
+from radas.storage.locks import is_held
 
 # --- the polling helper ---------------------------------------------------------------------
 
@@ -31,12 +31,12 @@ def test_wait_until_returns_the_conditions_value_once_it_holds():
         asked.append(1)
         return next(answers)
 
-    assert _poll.wait_until(condition, 10, what="readiness") == "ready"
+    assert poll.wait_until(condition, 10, what="readiness") == "ready"
     assert len(asked) == 4
 
 
 def test_the_pauses_back_off_to_the_cap():
-    next_delay = _poll.delays(first_s=0.1, cap_s=1.0)
+    next_delay = poll.delays(first_s=0.1, cap_s=1.0)
     pauses = [next_delay() for _ in range(10)]
     assert pauses[0] == pytest.approx(0.1)
     assert pauses[1] == pytest.approx(0.15)
@@ -46,10 +46,10 @@ def test_the_pauses_back_off_to_the_cap():
 def test_wait_until_times_out_with_an_error_naming_what_it_waited_for():
     asked = []
     with pytest.raises(TimeoutError, match=r"waiting for the moon to rise after 0.3 s"):
-        _poll.wait_until(lambda: asked.append(1), 0.3, what="the moon to rise")
+        poll.wait_until(lambda: asked.append(1), 0.3, what="the moon to rise")
     assert len(asked) >= 2, "asked once more at the deadline"
     with pytest.raises(ClusterError, match="job x to stop"):
-        _poll.wait_until(lambda: False, 0.05, what="job x to stop", error=ClusterError)
+        poll.wait_until(lambda: False, 0.05, what="job x to stop", error=ClusterError)
 
 
 def test_wait_until_lets_the_conditions_error_through():
@@ -57,7 +57,7 @@ def test_wait_until_lets_the_conditions_error_through():
         raise ClusterOfflineError("gone")
 
     with pytest.raises(ClusterOfflineError, match="gone"):
-        _poll.wait_until(condition, 5, what="anything")
+        poll.wait_until(condition, 5, what="anything")
 
 
 def test_async_wait_until_keeps_the_loop_free_while_the_condition_blocks():
@@ -78,7 +78,7 @@ def test_async_wait_until_keeps_the_loop_free_while_the_condition_blocks():
                 await asyncio.sleep(0.02)
 
         ticking = asyncio.create_task(ticker())
-        result = await _poll.async_wait_until(blocking_condition, 10, what="the release")
+        result = await poll.async_wait_until(blocking_condition, 10, what="the release")
         await ticking
         return result, ticks
 
@@ -215,7 +215,7 @@ def test_the_same_local_experiment_started_while_it_runs_is_refused_not_queued(p
 
     async def main():
         first = asyncio.create_task(local_run("twice", marks, seconds=1.0, trials=4))
-        await _poll.async_wait_until(lambda: is_held(first_path()), 120, what="the first run")
+        await poll.async_wait_until(lambda: is_held(first_path()), 120, what="the first run")
         with pytest.raises(ExperimentRunningError, match="'twice' is running already"):
             await local_run("twice", marks, seconds=1.0)
         return await first
@@ -235,7 +235,7 @@ def test_a_cancelled_local_run_stops_gracefully_and_frees_the_turn(project):
 
     async def main():
         running = asyncio.create_task(local_run("cancelled", marks, seconds=1.0, trials=30))
-        await _poll.async_wait_until(
+        await poll.async_wait_until(
             lambda: len(intervals(marks, "cancelled")) >= 2, 120, what="two finished trials"
         )
         running.cancel()

@@ -17,7 +17,7 @@ from ray import tune
 
 import radas
 from autoscaling_bed import NodeType, proved_bed
-from radas.clusters import _shape_record, get_cluster_availability
+from radas.clusters import get_cluster_availability, shape_record
 from radas.clusters.config import get_cluster, register_cluster
 from radas.errors import JobFailedError, ResourceRequestError
 from waiting import wait_for
@@ -124,7 +124,7 @@ def test_a_sweep_scales_from_zero_says_what_it_waits_for_and_keeps_busy_nodes(
 def test_a_request_no_node_type_holds_is_refused_naming_the_types(
     scaled_to_zero, project, tmp_path
 ):
-    record = Path(get_cluster(NAME).results_root) / _shape_record.RECORD_FILE
+    record = Path(get_cluster(NAME).results_root) / shape_record.RECORD_FILE
     record.unlink(missing_ok=True)
     # no node runs and no type was read yet: the client cannot tell, the job's driver reads
     # the types on the head and refuses

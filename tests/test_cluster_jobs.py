@@ -34,7 +34,7 @@ import radas
 from conftest import add
 from fault_tools import short_cluster_timeout
 from radas import cli
-from radas.backends._job_client import warn_if_token_in_clear
+from radas.backends.job_client import warn_if_token_in_clear
 from radas.backends.ray_jobs import RayJobsBackend
 from radas.clusters import local, register_cluster, start_local_cluster
 from radas.clusters.config import ClusterConfig, get_cluster, unregister_cluster
@@ -591,7 +591,7 @@ def _in_group(process: psutil.Process, group: int) -> bool:
 
 
 def test_an_entry_without_a_token_source_is_told_how_to_name_one(tmp_path):
-    from radas.backends._job_client import HTTPStatusError, translate
+    from radas.backends.job_client import HTTPStatusError, translate
 
     plain = ClusterConfig("plain", "http://127.0.0.1:1", str(tmp_path))
     error = translate(HTTPStatusError(401, "Unauthorized"), plain, "listing jobs", 2.0, False)
@@ -603,21 +603,21 @@ def test_markers_are_written_only_where_the_client_can_write(tmp_path):
     """A folder the client cannot write into (a read-only mount of the share: /proc stands in,
     unwritable even as root) is left unchecked; a results_root that is no folder here and
     cannot be made one is an OSError (the client could not read results there)."""
-    from radas.backends import _shared_roots
+    from radas.backends import shared_roots
 
     def entry(results_root: str, data_root: str) -> ClusterConfig:
         return ClusterConfig("c", "http://127.0.0.1:1", results_root, data_root)
 
-    markers = _shared_roots.write_markers(entry(str(tmp_path / "r"), "/proc"), "job-r1")
+    markers = shared_roots.write_markers(entry(str(tmp_path / "r"), "/proc"), "job-r1")
     assert list(markers) == ["results_root"]
-    environ = {_shared_roots.MARKERS_ENV: json.dumps(markers)}
-    assert _shared_roots.unseen_roots(environ) == {}  # seen, and removed
+    environ = {shared_roots.MARKERS_ENV: json.dumps(markers)}
+    assert shared_roots.unseen_roots(environ) == {}  # seen, and removed
     assert list((tmp_path / "r" / ".radas-checks").iterdir()) == []
-    assert _shared_roots.write_markers(entry("/proc", "s3://b/d"), "job-r1") == {}
+    assert shared_roots.write_markers(entry("/proc", "s3://b/d"), "job-r1") == {}
     a_file = tmp_path / "file"
     a_file.write_text("")
     with pytest.raises(OSError):
-        _shared_roots.write_markers(entry(str(a_file / "results"), ""), "job-r1")
+        shared_roots.write_markers(entry(str(a_file / "results"), ""), "job-r1")
     unseen = {"results_root": "/mnt/x"}
-    line = f"[radas] error: {_shared_roots.unseen_line(unseen)}"
-    assert _shared_roots.unseen_in(f"a\n{line}\nb") == unseen
+    line = f"[radas] error: {shared_roots.unseen_line(unseen)}"
+    assert shared_roots.unseen_in(f"a\n{line}\nb") == unseen

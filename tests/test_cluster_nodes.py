@@ -11,7 +11,7 @@ import pytest
 from ray import tune
 
 import radas
-from radas._poll import wait_until
+from radas.core.poll import wait_until
 from waiting import wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]

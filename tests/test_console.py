@@ -25,8 +25,8 @@ import pytest
 from ray import tune
 
 import radas
-from radas.console import LiveLine, RelayedOutput, print_info
-from radas.progress import ProgressLine
+from radas.core.console import LiveLine, RelayedOutput, print_info
+from radas.tune.progress import ProgressLine
 
 # A record in Ray's logging format, wherever it comes from (driver, job supervisor, worker)
 RAY_RECORD = re.compile(r"\b(DEBUG|INFO|WARNING)\b \S+\.py:\d+ -- ")
@@ -137,7 +137,8 @@ def test_relayed_output_passes_whole_plain_lines_without_rays_records(monkeypatc
     relay = RelayedOutput(sink)
     for chunk in (
         "2026-11-29 12:08:13,565\tINFO job_manager.py:581 -- Runtime env is setting up.\nRun",
-        "ning entrypoint for job radas-x-r1: python -u -m radas._job_driver spec\n[radas] a",
+        "ning entrypoint for job radas-x-r1: python -u -m radas.backends.job_driver spec\n"
+        "[radas] a",
         ": 1 of 2\n\x1b[36m(f pid=7)\x1b[0m hello\x1b[32m [repeated 2x]\x1b[0m\nlast",
     ):
         relay.write(chunk)
@@ -328,7 +329,7 @@ def test_a_trial_radas_runs_again_is_not_announced_as_an_error(project, capfd):
         output,
         flags=re.MULTILINE,
     )
-    lost = re.findall(  # run again within the fit, at once (radas._retries)
+    lost = re.findall(  # run again within the fit, at once (radas.tune.retries)
         r"^\[radas\] runs-again: trial \w+ \(i=1\) lost its node or worker \(not an error of "
         r"the trainable\); it runs again from its latest saved state as soon as a node has "
         r"room \(details in (\S+/error\.txt)\)$",

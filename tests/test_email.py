@@ -1,4 +1,4 @@
-"""radas.email: send_email over SMTP and the experiment notification mail.
+"""radas.notify.email: send_email over SMTP and the experiment notification mail.
 
 A real SMTP server (aiosmtpd) listens on 127.0.0.1 on a free port; the mails it receives are
 parsed and checked. The experiments are real local sweeps. The dead-server case uses a port
@@ -17,7 +17,8 @@ import seaborn as sns
 from ray import tune
 
 import radas
-from radas.email import (
+from radas.errors import EmailConfigError, EmailError, InvalidArgumentError, RadasWarning
+from radas.notify.email import (
     SmtpSettings,
     best_result,
     check_notification,
@@ -26,7 +27,6 @@ from radas.email import (
     send_email,
     smtp_settings,
 )
-from radas.errors import EmailConfigError, EmailError, InvalidArgumentError, RadasWarning
 
 SMTP_PASSWORD = "radas-test-smtp-password-7f3a9c"
 
@@ -218,7 +218,7 @@ def test_a_radas_warning_shows_as_a_radas_line_and_obeys_the_filters(monkeypatch
 
     script = (
         "import warnings, radas\n"
-        "from radas.email import check_notification\n"
+        "from radas.notify.email import check_notification\n"
         "check_notification('a@example.com')\n"
         "warnings.filterwarnings('ignore', category=radas.RadasWarning)\n"
         "check_notification('b@example.com')\n"

@@ -171,10 +171,10 @@ def test_dos_run_only_returns_the_tuner(project):
 
 def test_trials_know_their_experiment(project):
     def who_am_i(config):
-        info = radas.trial.current_experiment()
+        info = radas.tune.trial.current_experiment()
         return {"name": info["experiment_name"], "user": info["user_name"], "tid": info["trial_id"]}
 
     results = run(experiment_name="whoami", trainable=who_am_i, param_space={"a": 1})
     row = results["df"].iloc[0]
     assert (row["name"], row["user"], row["tid"]) == ("whoami", "tester", row["trial_id"])
-    assert radas.trial.current_experiment() is None  # not inside a trial
+    assert radas.tune.trial.current_experiment() is None  # not inside a trial

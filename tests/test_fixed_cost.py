@@ -1,5 +1,5 @@
 """What a local sweep costs beyond a hand-written Tune script (issue 23, deliverable 6): the
-trials of radas's own local Ray take the workers Ray starts with it (``_ray_compat`` fix 10,
+trials of radas's own local Ray take the workers Ray starts with it (``fixes`` fix 10,
 radas's worker setup run in each trial instead of as the session's hook), and counting radas's
 callbacks for Ray's usage statistics imports no integration of Ray's (fix 9).
 bench/bench_fixed_cost.py measures the time; these tests check the mechanisms, on real Ray."""
@@ -13,7 +13,8 @@ import textwrap
 
 import pytest
 
-from radas import _ray_compat, _worker
+from radas.ray_compat import fixes
+from radas.tune import worker as _worker
 
 
 def run_fresh(script: str, tmp_path) -> subprocess.CompletedProcess:
@@ -35,14 +36,14 @@ def test_radas_callbacks_are_not_counted_and_import_no_integration(tmp_path):
         import json, sys
         from ray import tune
         from ray.air._internal import usage
-        from radas import _ray_compat
-        from radas.history import HistoryRecorder
-        from radas.progress import ProgressLine
+        from radas.ray_compat import fixes
+        from radas.tune.history import HistoryRecorder
+        from radas.tune.progress import ProgressLine
 
         class Mine(tune.Callback):
             pass
 
-        with _ray_compat.fixes_installed():
+        with fixes.fixes_installed():
             ours = usage.tag_callbacks([ProgressLine("x"), HistoryRecorder()])
             imported = "ray.air.integrations.wandb" in sys.modules
             usage.tag_callbacks([ProgressLine("x"), Mine()])
@@ -79,7 +80,7 @@ def test_trial_actors_have_no_runtime_env_while_rays_processes_hold_tunes_variab
     monkeypatch.delenv("AWS_ACCESS_KEY_ID", raising=False)
     tunes = {"env_vars": {"PL_DISABLE_FORK": "1"}}
     assert actor_runtime_env() == tunes  # Tune's own, outside a radas sweep
-    with _ray_compat.fixes_installed():
+    with fixes.fixes_installed():
         assert actor_runtime_env() is None
         # a variable Tune passes on, set after Ray started: Tune's way, with its value
         monkeypatch.setenv("AWS_ACCESS_KEY_ID", "set-later")
@@ -91,12 +92,12 @@ def test_trial_actors_have_no_runtime_env_while_rays_processes_hold_tunes_variab
 
 
 def test_a_ray_radas_did_not_start_keeps_tunes_way(radas_ray, monkeypatch):
-    monkeypatch.setattr(_ray_compat, "_workers_environment", None)
-    with _ray_compat.fixes_installed():
+    monkeypatch.setattr(fixes, "_workers_environment", None)
+    with fixes.fixes_installed():
         assert actor_runtime_env() == {"env_vars": {"PL_DISABLE_FORK": "1"}}
     environment = {"PL_DISABLE_FORK": "1"}
-    monkeypatch.setattr(_ray_compat, "_workers_environment", ("10.0.0.1:6379", environment))
-    with _ray_compat.fixes_installed():  # what was noted belongs to another Ray session
+    monkeypatch.setattr(fixes, "_workers_environment", ("10.0.0.1:6379", environment))
+    with fixes.fixes_installed():  # what was noted belongs to another Ray session
         assert actor_runtime_env() == {"env_vars": {"PL_DISABLE_FORK": "1"}}
 
 
@@ -109,7 +110,7 @@ def test_trials_run_in_the_workers_ray_started_with_the_session(tmp_path):
         import ray
         from ray import tune
         import radas
-        from radas._poll import wait_until
+        from radas.core.poll import wait_until
         from radas.backends.local import ensure_local_ray
 
         def idle_workers():

@@ -18,7 +18,8 @@ import radas
 from conftest import add, grid_ab
 from fake_backend import FakeBackend
 from radas import backends
-from radas._spec import RunTarget, parse_run_with
+from radas.core.naming import full_experiment_name
+from radas.core.spec import RunTarget, parse_run_with
 from radas.errors import (
     AnalysisError,
     ExperimentNotFoundError,
@@ -28,7 +29,6 @@ from radas.errors import (
     TrialsOutOfMemoryError,
     UnknownClusterError,
 )
-from radas.naming import full_experiment_name
 
 
 @pytest.fixture

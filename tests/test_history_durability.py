@@ -30,17 +30,18 @@ from ray import tune
 
 import radas
 from fault_tools import radas_warnings
-from radas import history
 from radas.errors import RadasWarning
-from radas.history import (
+from radas.results.history import load_history
+from radas.storage import history_parts as parts_module
+from radas.storage.history_parts import (
     HISTORY_DIR,
-    HistoryRecorder,
     history_parts,
     last_rows_from_history,
-    load_history,
     rows_to_table,
     table_to_frame,
 )
+from radas.tune import history
+from radas.tune.history import HistoryRecorder
 from waiting import in_thread, wait_for
 
 EPOCHS = 40
@@ -128,7 +129,7 @@ def test_history_holds_every_report_up_to_the_state_after_random_kills(project, 
     marks = project / "marks"
     marks.mkdir()
     (project / "driver.py").write_text(DRIVER_SCRIPT)
-    path = Path(radas.get_ray_results_dir("tester")) / radas.naming.full_experiment_name(
+    path = Path(radas.get_ray_results_dir("tester")) / radas.core.naming.full_experiment_name(
         "durable", cwd=str(project)
     )
     runs, killed, gaps, continued, output = 5, 0, set(), [], ""
@@ -240,7 +241,7 @@ def test_the_recorder_says_once_per_column_that_it_stored_a_placeholder(tmp_path
         "a placeholder with its repr instead (report plain data, e.g. numbers, strings, lists, "
         "to keep the value)."
     ]
-    rows = history._load_stored_history(tmp_path, set())
+    rows = parts_module.load_stored_history(tmp_path, set())
     assert rows["lock"].str.startswith("<radas: not stored, lock cannot be pickled").all()
 
 
@@ -281,7 +282,7 @@ def holds_after_three(config):
 def test_history_folder_removed_during_a_run_is_made_again_and_the_loss_is_said(project):
     marks = project / "marks"
     marks.mkdir()
-    path = Path(radas.get_ray_results_dir("tester")) / radas.naming.full_experiment_name(
+    path = Path(radas.get_ray_results_dir("tester")) / radas.core.naming.full_experiment_name(
         "removed", cwd=str(project)
     )
     with warnings.catch_warnings(record=True) as caught:
@@ -409,7 +410,7 @@ def test_in_an_object_store_parts_are_uploaded_whole_and_merged(monkeypatch):
             recorder.flush()
         selector = pyarrow.fs.FileSelector(f"{s3.bucket}/experiment/{HISTORY_DIR}")
         names = sorted(info.base_name for info in filesystem.get_file_info(selector))
-        assert len(names) == 2 and all(history.PART_NAME.fullmatch(n) for n in names), names
+        assert len(names) == 2 and all(parts_module.PART_NAME.fullmatch(n) for n in names), names
         tables = [
             table_to_frame(pq.read_table(f"{selector.base_dir}/{n}", filesystem=filesystem))
             for n in names

@@ -10,7 +10,7 @@ import pytest
 from ray import tune
 
 import radas
-from radas import _ray_state
+from radas.results import tune_state
 
 
 def flaky_curve(config):
@@ -28,8 +28,8 @@ def flaky_curve(config):
 def rays_rows(experiment_path: str) -> pd.DataFrame:
     """Every row Ray's own JSON logger wrote, newest report of each iteration kept."""
     rows = []
-    for trial in _ray_state.load_trial_states(experiment_path):
-        for result in _ray_state.read_trial_result_file(
+    for trial in tune_state.load_trial_states(experiment_path):
+        for result in tune_state.read_trial_result_file(
             Path(experiment_path) / trial.trial_dir_name
         ):
             rows.append(
@@ -82,7 +82,7 @@ def test_ray_result_grid_works_without_rays_loggers(project):
     )
     tuner = results["tuner"]
     path = Path(tuner.experiment_path)
-    trial_dirs = [path / t.trial_dir_name for t in _ray_state.load_trial_states(path)]
+    trial_dirs = [path / t.trial_dir_name for t in tune_state.load_trial_states(path)]
     assert len(trial_dirs) == 2
     assert not any((d / "result.json").exists() for d in trial_dirs)  # Ray's loggers were off
     grid = tuner.get_results()  # writes result.json from radas's history on first use

@@ -20,15 +20,15 @@ SOURCE = Path(radas.__file__).parent
 # storage/dirs -> backends, closed through sweep.py, which base.py imported), and the modules
 # split out of sweep.py.
 LOWER_LAYER = (
-    "radas._spec",
-    "radas._home",
-    "radas._retries",
-    "radas._trial_records",
+    "radas.core.spec",
+    "radas.storage.home",
+    "radas.tune.retries",
+    "radas.tune.trial_records",
     "radas.backends",
     "radas.backends.base",
     "radas.clusters.config",
     "radas.storage.dirs",
-    "radas.sweep",
+    "radas.tune.sweep",
 )
 
 
@@ -114,8 +114,8 @@ def test_the_graph_reader_sees_lazy_imports_and_skips_type_checking_ones(tmp_pat
         "def f():\n"
         "    from radas.backends import get_backend\n"
     )
-    modules = {"radas", "radas._store", "radas.backends", "radas.clusters.config"}
-    assert imports_of(source, modules) == {"radas._store", "radas.backends"}
+    modules = {"radas", "radas.storage.store", "radas.backends", "radas.clusters.config"}
+    assert imports_of(source, modules) == {"radas.storage.store", "radas.backends"}
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
 
@@ -127,9 +127,9 @@ def test_no_import_cycle_through_the_backends_the_cluster_config_or_the_storage_
     # the edges that used to close it go one way now
     assert "radas.backends" not in graph["radas.storage.dirs"]
     assert "radas.storage.dirs" not in graph["radas.clusters.config"]
-    assert "radas.sweep" not in graph["radas.backends.base"]
-    assert graph["radas._spec"] <= {"radas._status", "radas.errors"}
-    assert graph["radas._home"] <= {"radas.errors"}  # a leaf but for the error it raises
+    assert "radas.tune.sweep" not in graph["radas.backends.base"]
+    assert graph["radas.core.spec"] <= {"radas.core.status", "radas.errors"}
+    assert graph["radas.storage.home"] <= {"radas.errors"}  # a leaf but for the error it raises
 
 
 # Run in a fresh interpreter: the package ``radas`` is replaced by an empty one with the same

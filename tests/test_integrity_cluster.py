@@ -26,12 +26,13 @@ from ray import tune
 
 import radas
 from fault_tools import short_cluster_timeout
-from radas import _ray_state, cli
+from radas import cli
 from radas.clusters import get_cluster_availability, register_cluster, start_local_cluster
 from radas.clusters.config import ClusterConfig, get_cluster, unregister_cluster
 from radas.clusters.local import find_local_cluster
+from radas.core.naming import full_experiment_name
 from radas.errors import ClusterError, ClusterOfflineError, RadasError
-from radas.naming import full_experiment_name
+from radas.results import tune_state
 from waiting import in_thread, wait_for
 
 TIMEOUT_S = 3.0  # RADAS_CLUSTER_TIMEOUT_S in these tests
@@ -231,7 +232,7 @@ def driver_processes(name: str) -> list[psutil.Process]:
     found = []
     for process in psutil.process_iter(["pid", "cmdline"]):
         try:
-            if "radas._job_driver" not in " ".join(process.info["cmdline"] or []):
+            if "radas.backends.job_driver" not in " ".join(process.info["cmdline"] or []):
                 continue
             if process.environ().get("RADAS_CLUSTER") == name:
                 found.append(process)
@@ -263,12 +264,12 @@ def test_the_head_dying_under_a_follower_is_one_error_and_restore_continues(
 
     def stored_finished() -> list[int]:
         """Trials Tune's stored experiment state holds as finished (read while it is written)."""
-        if not _ray_state.state_files(experiment_path):
+        if not tune_state.state_files(experiment_path):
             return []
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a state file being replaced reads as damaged
             try:
-                trials = _ray_state.load_trial_states(experiment_path)
+                trials = tune_state.load_trial_states(experiment_path)
             except RadasError:
                 return []
         return sorted(t.config["i"] for t in trials if t.status == "TERMINATED")

@@ -152,8 +152,8 @@ def test_artifacts_on_a_black_holed_s3_endpoint_end_with_a_clear_error(
 def test_a_later_analysis_never_replaces_an_earlier_figure_silently(tmp_path):
     import seaborn as sns
 
-    from radas import analysis
     from radas.errors import RadasWarning
+    from radas.results import analysis
 
     df = pd.DataFrame({"x": [1, 2, 3], "y": [1, 4, 9]})
 
@@ -312,7 +312,7 @@ def test_run_over_a_folder_that_cannot_be_moved_copies_nothing(project, radas_ho
 def test_run_over_results_on_a_full_disk_moves_nothing_and_restore_still_works(
     project, monkeypatch
 ):
-    from radas.sweep import MIN_FREE_TO_RUN_BYTES
+    from radas.tune.sweep import MIN_FREE_TO_RUN_BYTES
 
     with tmpfs(project / "home", "120m") as home:
         monkeypatch.setenv("RADAS_HOME", str(home))

@@ -18,7 +18,7 @@ import seaborn as sns
 
 import radas
 from radas import cli
-from radas.backends._job_client import cluster_timeout_s
+from radas.backends.job_client import cluster_timeout_s
 from radas.clusters import config as cluster_config
 from radas.clusters.config import ClusterConfig
 from radas.errors import (
@@ -108,9 +108,9 @@ def test_one_s3_root_on_two_servers_is_read_through_the_named_clusters_endpoint(
     """Two clusters keep results under one s3:// URI on different servers: a read through a
     cluster goes to its own endpoint (it went to whichever the config listed last: "no
     results stored"); a bare URI under that root says it is ambiguous, and how to read it."""
-    from radas import _store
     from radas.backends.ray_jobs import RayJobsBackend
     from radas.errors import StorageError
+    from radas.storage import store as _store
 
     s3 = {"results_root": '"s3://lab/results"', "data_root": None, "cold_data_root": None}
     config_file.write_text(

@@ -24,9 +24,10 @@ import pytest
 
 import radas
 from fault_tools import radas_warnings, tmpfs
-from radas import _ray_state
 from radas.errors import ExperimentDamagedError, RadasWarning
-from radas.history import HISTORY_DIR, history_parts, load_history
+from radas.results import tune_state
+from radas.results.history import load_history
+from radas.storage.history_parts import HISTORY_DIR, history_parts
 
 GRID_SCRIPT = textwrap.dedent(
     """
@@ -68,16 +69,16 @@ def start_grid(project: Path, runs: Path, choice: str, name: str, *, sleep=0.3, 
 
 
 def experiment_path(project: Path, name: str) -> Path:
-    full = radas.naming.full_experiment_name(name, cwd=str(project))
+    full = radas.core.naming.full_experiment_name(name, cwd=str(project))
     return Path(radas.get_ray_results_dir("tester")) / full
 
 
 def recorded_ends(path: Path) -> set[str]:
     try:
-        records = json.loads((path / _ray_state.TRIAL_RECORDS_FILE).read_text())
+        records = json.loads((path / tune_state.TRIAL_RECORDS_FILE).read_text())
     except (OSError, ValueError):
         return set()
-    return {tid for tid, record in records.items() if _ray_state.ended_in_records(record)}
+    return {tid for tid, record in records.items() if tune_state.ended_in_records(record)}
 
 
 def kill_run(process: subprocess.Popen) -> None:
@@ -107,7 +108,7 @@ def test_sigkill_after_trials_finished_restore_reruns_none_of_them(project):
         kill_run(first)
     ended = recorded_ends(path)
     ended_configs = {
-        t.config["i"] for t in _ray_state.load_trial_states(path) if t.trial_id in ended
+        t.config["i"] for t in tune_state.load_trial_states(path) if t.trial_id in ended
     }
     assert len(ended_configs) == len(ended) >= 2
 
@@ -164,7 +165,7 @@ def split_history_into_parts(path: Path) -> list[Path]:
     """The compacted history as one part per trial, as a run writes them before compacting."""
     import pyarrow.parquet as pq
 
-    from radas.history import COMPACTED_FILE, rows_to_table
+    from radas.storage.history_parts import COMPACTED_FILE, rows_to_table
 
     directory = path / HISTORY_DIR
     frame = pq.read_table(directory / COMPACTED_FILE).to_pandas()
@@ -183,11 +184,11 @@ def truncate(file: Path) -> None:
 
 def newest_state(path: Path) -> Path:
     """Tune's newest state file (not radas's copy of the last readable one)."""
-    return [f for f in _ray_state.state_files(path) if _ray_state.BACKUP_STAMP not in f.name][-1]
+    return [f for f in tune_state.state_files(path) if tune_state.BACKUP_STAMP not in f.name][-1]
 
 
 def all_states(path: Path) -> list[Path]:
-    return _ray_state.state_files(path)  # Tune's and radas's copy
+    return tune_state.state_files(path)  # Tune's and radas's copy
 
 
 def delete_history(path):
@@ -234,7 +235,7 @@ def empty_tuner_pickle(path):
 
 
 def truncate_trial_records(path):
-    truncate(path / _ray_state.TRIAL_RECORDS_FILE)
+    truncate(path / tune_state.TRIAL_RECORDS_FILE)
 
 
 def junk_files(path):
@@ -246,7 +247,7 @@ def junk_files(path):
 
 def delete_state_and_records(path):
     delete_state(path)
-    (path / _ray_state.TRIAL_RECORDS_FILE).unlink()
+    (path / tune_state.TRIAL_RECORDS_FILE).unlink()
 
 
 def delete_error_file(path):
@@ -256,7 +257,7 @@ def delete_error_file(path):
 
 def everything_but_history_deleted_or_truncated(path):
     truncate_all_states(path)
-    (path / _ray_state.TRIAL_RECORDS_FILE).unlink()
+    (path / tune_state.TRIAL_RECORDS_FILE).unlink()
     shutil.rmtree(path / HISTORY_DIR)
 
 
@@ -397,7 +398,7 @@ def test_restore_sets_a_truncated_newest_state_aside(pristine, project, capsys):
         path, results = restore_copy(pristine, project, truncate_state_with_older_one)
     assert any("is damaged" in message for message in seen), seen
     assert "3 of 4 trials were already done" in capsys.readouterr().out
-    assert len(list(path.glob("experiment_state-*.json" + _ray_state.DAMAGED_SUFFIX))) == 1
+    assert len(list(path.glob("experiment_state-*.json" + tune_state.DAMAGED_SUFFIX))) == 1
     assert sorted(results["df"]["status"]) == ["ERROR"] + ["TERMINATED"] * 3
 
 
@@ -434,8 +435,9 @@ WRITER_SCRIPT = textwrap.dedent(
     """
     import sys
     from pyarrow import fs
-    from radas import _ray_state
-    from radas.history import HistoryRecorder, compact_history
+    from radas.results import tune_state
+    from radas.tune.history import HistoryRecorder
+    from radas.storage.history_parts import compact_history
 
     path, start = sys.argv[1], int(sys.argv[2])
     recorder = HistoryRecorder()
@@ -450,7 +452,7 @@ WRITER_SCRIPT = textwrap.dedent(
         for n, row in enumerate(recorder._rows):
             row["training_iteration"] = k * 1000 + n
         recorder.flush()
-        _ray_state.write_trial_records(path, {"writer": {"written": k, "pad": "x" * 50_000}})
+        tune_state.write_trial_records(path, {"writer": {"written": k, "pad": "x" * 50_000}})
         with open(f"{path}/log", "a") as log:
             log.write(f"{k}\\n")
         if k % 2:
@@ -494,7 +496,7 @@ def test_history_and_records_writes_survive_sigkill_at_random_moments(tmp_path):
         assert len(history) == 200 * len(written)
         assert not history.duplicated(["trial_id", "training_iteration"]).any()
         assert (history["value"] == history["training_iteration"] // 1000 * 1.5).all()
-        records = _ray_state.read_trial_records(path)  # never torn: the old or the new one
+        records = tune_state.read_trial_records(path)  # never torn: the old or the new one
         assert records.get("writer", {}).get("written", -1) in (len(written) - 2, len(written) - 1)
         start = len(written)
         if len(written) > len(logged):  # the in-flight write landed: log it as the writer would
@@ -557,7 +559,7 @@ def test_full_disk_gives_storage_full_error_and_restore_continues(project):
         other = run_fill(project, home, "run", "other", 1)  # another experiment, stored first
         assert other.returncode == 0, other.stdout + other.stderr
         results = home / "ray-results" / "tester"
-        other_path = results / radas.naming.full_experiment_name("other", cwd=str(project))
+        other_path = results / radas.core.naming.full_experiment_name("other", cwd=str(project))
         other_before = folder_digest(other_path)
         for marker in (project / "runs").iterdir():
             marker.unlink()
@@ -565,7 +567,7 @@ def test_full_disk_gives_storage_full_error_and_restore_continues(project):
         full = run_fill(project, home, "run", "fill", 24)  # ~24 MB of history into 20 MB
         output = full.stdout + full.stderr
         assert full.returncode != 0, output
-        path = results / radas.naming.full_experiment_name("fill", cwd=str(project))
+        path = results / radas.core.naming.full_experiment_name("fill", cwd=str(project))
         assert "StorageFullError: No space left to write " + str(path) in output, output[-3000:]
         assert "needed" in output and "run_choice='restore'" in output
 
@@ -609,7 +611,7 @@ def job_driver_processes(cluster) -> list:
     drivers = []
     for process in psutil.process_iter(["pid", "cmdline"]):
         try:
-            if "radas._job_driver" in (process.info["cmdline"] or []) and (
+            if "radas.backends.job_driver" in (process.info["cmdline"] or []) and (
                 os.getpgid(process.pid) in groups
             ):
                 drivers.append(process)
@@ -656,7 +658,7 @@ def test_sigkill_of_the_job_driver_keeps_the_trials_it_recorded(cluster, project
 
     thread = threading.Thread(target=first_run, daemon=True)
     thread.start()
-    full_name = radas.naming.full_experiment_name("driver-killed", cwd=str(project))
+    full_name = radas.core.naming.full_experiment_name("driver-killed", cwd=str(project))
     path = Path(get_cluster("testcluster").results_root) / "tester" / full_name
     deadline = time.monotonic() + 240
     while len(recorded_ends(path)) < 2:
@@ -670,7 +672,7 @@ def test_sigkill_of_the_job_driver_keeps_the_trials_it_recorded(cluster, project
     assert isinstance(box.get("error"), JobFailedError), box
     ended = recorded_ends(path)
     ended_configs = {
-        t.config["i"] for t in _ray_state.load_trial_states(path) if t.trial_id in ended
+        t.config["i"] for t in tune_state.load_trial_states(path) if t.trial_id in ended
     }
     assert len(ended_configs) == len(ended) >= 2
 

@@ -21,8 +21,6 @@ from ray import tune
 
 import radas
 from conftest import add, grid_ab
-from radas._experiment_info import describe_param_space, param_space_changes
-from radas._locks import experiment_lock
 from radas.backends.ray_jobs import ExperimentJob, _job_id
 from radas.errors import (
     ExperimentRunningError,
@@ -30,6 +28,8 @@ from radas.errors import (
     NameCollisionError,
     RadasWarning,
 )
+from radas.results.experiment_info import describe_param_space, param_space_changes
+from radas.storage.locks import experiment_lock
 from waiting import wait_for
 
 RACER = textwrap.dedent(

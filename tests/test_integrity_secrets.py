@@ -25,11 +25,12 @@ from ray import cloudpickle, tune
 
 import radas
 import radas.rwandb as rw
-from radas._secrets import prepare_secrets, with_secrets
-from radas._spec import SweepSpec
 from radas.backends import get_backend
 from radas.backends.ray_jobs import check_working_dir
+from radas.core.secrets import with_secrets
+from radas.core.spec import SweepSpec
 from radas.errors import ExperimentNotFoundError, InvalidArgumentError, RadasWarning
+from radas.trackers.secrets import prepare_secrets
 
 HOME = Path(os.environ["RADAS_HOME"])
 TRACKER_ENV = {  # offline wandb, its files inside RADAS_HOME (searched below)

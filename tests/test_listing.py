@@ -21,8 +21,9 @@ from pathlib import Path
 import pytest
 
 import radas
-from radas import _ray_state, cli
-from radas._listing import local_results_dir
+from radas import cli
+from radas.results import tune_state
+from radas.results.listing import local_results_dir
 
 USER = "lister"
 
@@ -72,7 +73,7 @@ def test_damaged_and_foreign_folders_are_listed_without_a_crash():
         json.dumps({"experiment_name": "damaged", "cwd": "/p"})
     )
     (damaged / "experiment_state-2026-01-01_00-00-00.json").write_text("{ truncated")
-    (damaged / _ray_state.TRIAL_RECORDS_FILE).write_text("\x00\x00 garbage")
+    (damaged / tune_state.TRIAL_RECORDS_FILE).write_text("\x00\x00 garbage")
     for own in (".archive", ".locks"):  # radas's own folders are not experiments
         (root / own / "_p_old").mkdir(parents=True, exist_ok=True)
 

@@ -21,8 +21,8 @@ from ray import tune
 
 import lost_node
 import radas
-from radas._retries import MAX_LOST_TRIAL_RETRIES
-from radas.progress import ProgressLine
+from radas.tune.progress import ProgressLine
+from radas.tune.retries import MAX_LOST_TRIAL_RETRIES
 from waiting import wait_for
 
 
@@ -252,8 +252,8 @@ def test_without_the_fixes_a_lost_trial_runs_again_after_the_fit(project, capsys
     alone (no in-fit retry): the lost trial runs again in a round after the fit, as before."""
     from ray.tune.experiment import Trial
 
-    from radas import _ray_compat
     from radas.errors import RadasWarning
+    from radas.ray_compat import fixes as _ray_compat
 
     rays = Trial.should_recover
 

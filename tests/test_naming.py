@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
+from radas.core.naming import full_experiment_name, validate_user_name
 from radas.errors import InvalidNameError
-from radas.naming import full_experiment_name, validate_user_name
 
 
 def test_full_name_is_cwd_and_name_with_non_alphanumerics_replaced():

@@ -20,8 +20,8 @@ from ray import tune
 import radas
 from radas import cli
 from radas.clusters import get_cluster_availability
+from radas.core.naming import full_experiment_name
 from radas.errors import ExperimentNotFoundError, RadasWarning
-from radas.naming import full_experiment_name
 from waiting import wait_for
 
 TRAINABLE = textwrap.dedent(
@@ -267,7 +267,7 @@ def test_a_cluster_job_with_results_in_an_object_store_reads_as_partial(
 def test_the_lock_says_whether_it_runs_and_a_readers_probe_never_refuses_a_run(tmp_path):
     import fcntl
 
-    from radas._locks import experiment_lock, is_held, lock_path
+    from radas.storage.locks import experiment_lock, is_held, lock_path
 
     experiment = tmp_path / "alice" / "_proj_exp"
     assert not is_held(experiment) and not (tmp_path / "alice").exists()  # nothing created

@@ -1,4 +1,4 @@
-"""radas's boundary with Ray's internals (radas._ray_compat), with real Ray.
+"""radas's boundary with Ray's internals (radas.ray_compat.fixes), with real Ray.
 
 Result buffering (fix 2): Ray's controller calls ``train_buffered`` with its arguments
 swapped, so it never buffered; radas schedules its own ``train_buffered``. These tests show
@@ -110,7 +110,7 @@ def test_fifo_choice_picks_the_trial_rays_scan_would_pick(project, monkeypatch):
     ones), radas's FIFO choice equals Ray's own scan over all trials."""
     from ray.tune.schedulers import FIFOScheduler
 
-    from radas._ray_compat import RadasFIFOScheduler
+    from radas.ray_compat.fixes import RadasFIFOScheduler
 
     ours = RadasFIFOScheduler.choose_trial_to_run
     choices: list[tuple] = []
@@ -178,7 +178,7 @@ def test_a_quick_report_is_not_held_back_for_a_slow_one(project, monkeypatch):
 
 
 def test_a_target_that_is_missing_or_changed_is_named():
-    from radas._ray_compat import TARGETS, Target
+    from radas.ray_compat.fixes import TARGETS, Target
 
     assert [target.problem() for target in TARGETS] == [None] * len(TARGETS)
     missing = Target("ray.tune.tune", "no_such_function", ("x",))
@@ -198,13 +198,13 @@ def test_a_target_that_is_missing_or_changed_is_named():
 
 
 def test_what_the_cluster_shape_readers_use_is_there():
-    from radas._ray_compat import SHAPE_TARGETS
+    from radas.ray_compat.fixes import SHAPE_TARGETS
 
     assert [target.problem() for target in SHAPE_TARGETS] == [None] * len(SHAPE_TARGETS)
 
 
 def test_what_the_saved_state_repair_uses_is_there():
-    from radas._ray_compat import SAVED_STATE_TARGETS
+    from radas.ray_compat.fixes import SAVED_STATE_TARGETS
 
     problems = [target.problem() for target in SAVED_STATE_TARGETS]
     assert problems == [None] * len(SAVED_STATE_TARGETS)
@@ -215,7 +215,7 @@ def test_fixes_are_installed_for_a_sweep_and_removed_after():
     from ray.air.execution._internal.actor_manager import RayActorManager
     from ray.tune.experiment import Trial
 
-    from radas import _ray_compat
+    from radas.ray_compat import fixes as _ray_compat
 
     def current():
         return [
@@ -242,8 +242,8 @@ def test_a_users_scheduler_is_used_as_given():
 
     from ray.tune.schedulers import ASHAScheduler
 
-    from radas._ray_compat import RadasFIFOScheduler
-    from radas.sweep import _tune_config
+    from radas.ray_compat.fixes import RadasFIFOScheduler
+    from radas.tune.sweep import _tune_config
 
     def tune_config(given):
         spec = SimpleNamespace(trainable=reports_then_maybe_raises, tuner_init_kwargs=given)
@@ -265,8 +265,8 @@ def test_a_ray_that_does_not_match_gets_one_warning_and_runs_without_fixes(
     RadasWarning naming it, none of the fixes, and the sweep runs on Ray's code."""
     from ray.air.execution._internal.actor_manager import RayActorManager
 
-    from radas import _ray_compat
     from radas.errors import RadasWarning
+    from radas.ray_compat import fixes as _ray_compat
 
     rays = RayActorManager._actor_task_failed
 
@@ -299,7 +299,7 @@ def _stored_scheduler(experiment_path: str):
 
     from ray import cloudpickle
 
-    from radas._ray_compat import stored_tune_config
+    from radas.ray_compat.fixes import stored_tune_config
 
     state = cloudpickle.loads((Path(experiment_path) / "tuner.pkl").read_bytes())
     return stored_tune_config(state).scheduler
@@ -352,7 +352,7 @@ def test_a_plain_tuner_after_radas_runs_on_rays_code(project, monkeypatch, batch
     from ray import cloudpickle
     from ray._private import worker
 
-    from radas._ray_compat import RadasFIFOScheduler
+    from radas.ray_compat.fixes import RadasFIFOScheduler
 
     # Tune may start Ray here (this test run alone): its workers cannot import this module
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -412,8 +412,8 @@ def test_a_plain_tuner_after_radas_runs_on_rays_code(project, monkeypatch, batch
 def test_a_job_client_that_differs_is_refused_before_anything_is_sent(monkeypatch):
     from ray.dashboard.modules.dashboard_sdk import SubmissionClient
 
-    from radas._ray_compat import JOB_CLIENT_TARGETS, job_client
     from radas.errors import ClusterError
+    from radas.ray_compat.fixes import JOB_CLIENT_TARGETS, job_client
 
     assert [target.problem() for target in JOB_CLIENT_TARGETS] == [None, None]
 
@@ -463,7 +463,7 @@ SIGTERM_REPORT = [
 def test_a_worker_stopped_while_it_starts_says_nothing_while_ray_is_quiet(
     monkeypatch, lines, quiet, printed
 ):
-    from radas import _ray_compat
+    from radas.ray_compat import fixes as _ray_compat
 
     monkeypatch.setattr(_ray_compat, "_restored_lines_shown", not quiet)
     seen: list[list[str]] = []
@@ -483,7 +483,7 @@ def test_a_late_line_of_an_earlier_sweeps_trial_is_printed_plain(monkeypatch):
 
     from ray._private import worker
 
-    from radas import _ray_compat
+    from radas.ray_compat import fixes as _ray_compat
 
     monkeypatch.setattr(_ray_compat, "_sweep_worker_pids", set())
     monkeypatch.setattr(_ray_compat, "_sweep_trainables", set())

@@ -1,4 +1,4 @@
-"""The supported Ray range (radas/_ray_versions.py) and the client/cluster version check."""
+"""The supported Ray range (radas/ray_compat/versions.py) and the client/cluster version check."""
 
 from __future__ import annotations
 
@@ -10,8 +10,11 @@ import tomlkit
 from packaging.requirements import Requirement
 
 import radas
-from radas import _job_driver
-from radas._ray_versions import (
+from radas.backends import job_driver
+from radas.backends.job_client import JobServer
+from radas.clusters.config import get_cluster
+from radas.errors import ClusterError
+from radas.ray_compat.versions import (
     CLIENT_RAY_VERSION_ENV,
     NEWEST,
     OLDEST,
@@ -21,9 +24,6 @@ from radas._ray_versions import (
     pip_requirement,
     supported_range,
 )
-from radas.backends._job_client import JobServer
-from radas.clusters.config import get_cluster
-from radas.errors import ClusterError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -104,7 +104,7 @@ def test_the_job_driver_refuses_to_load_on_another_ray(monkeypatch, capsys):
     # client's version it receives is made different; the check runs before anything loads.
     monkeypatch.setenv(CLIENT_RAY_VERSION_ENV, "2.54.0")
     monkeypatch.setenv("RADAS_CLUSTER", "dev")
-    assert _job_driver.main(["_job_driver", "no_such_spec_module"]) == 1
+    assert job_driver.main(["job_driver", "no_such_spec_module"]) == 1
     error = capsys.readouterr().err
     assert f"its driver runs Ray {ray.__version__} (is ray in the job's runtime_env?)" in error
     assert "This client has Ray 2.54.0, cluster 'dev' runs Ray" in error

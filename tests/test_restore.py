@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import radas
-from radas import _ray_state
+from radas.results import tune_state
 
 SCRIPT = textwrap.dedent(
     """
@@ -55,7 +55,7 @@ def recorded_finished(experiment: str) -> list[str]:
     """The trials the running driver has recorded as finished (radas_trials.json)."""
     if not Path(experiment).exists():
         return []
-    records = _ray_state.read_trial_records(experiment)
+    records = tune_state.read_trial_records(experiment)
     return [trial for trial, record in records.items() if record.get("status") == "TERMINATED"]
 
 
@@ -72,7 +72,7 @@ def test_interrupted_experiment_resumes_without_rerunning_finished_trials(projec
     experiment = (
         radas.get_ray_results_dir("tester")
         + "/"
-        + radas.naming.full_experiment_name("interrupt", cwd=str(project))
+        + radas.core.naming.full_experiment_name("interrupt", cwd=str(project))
     )
     first = start(project, runs, "run")
     deadline = time.monotonic() + 120
@@ -86,7 +86,7 @@ def test_interrupted_experiment_resumes_without_rerunning_finished_trials(projec
     output, _ = first.communicate(timeout=120)
     assert first.returncode != 0, output
     assert "run_choice='restore'" in output, output
-    before = {t.config["i"]: t.status for t in _ray_state.load_trial_states(experiment)}
+    before = {t.config["i"]: t.status for t in tune_state.load_trial_states(experiment)}
     finished_before = sorted(i for i, status in before.items() if status == "TERMINATED")
     assert 3 <= len(finished_before) < 8, before
     # nothing runs now: started trials that did not end are STOPPED, never RUNNING

@@ -32,7 +32,6 @@ from ray import tune
 import radas
 import radas.cloud_artifact as rda
 from moto_s3 import MotoS3, moto_s3_server
-from radas import _store
 from radas.clusters import register_cluster
 from radas.clusters.config import ClusterConfig, get_cluster, load_clusters, unregister_cluster
 from radas.errors import (
@@ -41,6 +40,7 @@ from radas.errors import (
     RadasWarning,
     StorageError,
 )
+from radas.storage import store as _store
 
 USER = "s3-user"
 ALIAS = "testcluster-s3results"
@@ -113,9 +113,9 @@ def test_local_paths_stay_paths_and_uris_read_and_write_through_the_store(
     assert str(root / "a" / "b.json") == f"s3://{s3.bucket}/store-unit/a/b.json"
     assert not (root / "a").exists()
 
-    from radas import _files
+    from radas.storage import files
 
-    _files.write_atomic(root / "a" / "b.json", json.dumps({"x": 1}))
+    files.write_atomic(root / "a" / "b.json", json.dumps({"x": 1}))
     assert json.loads((root / "a" / "b.json").read_text()) == {"x": 1}
     assert (root / "a").is_dir() and (root / "a" / "b.json").is_file()
     # the temporary name is gone: one object, under its own name
@@ -140,7 +140,7 @@ def test_reading_from_a_store_that_does_not_answer_is_a_clear_error(monkeypatch,
     with pytest.raises(StorageError, match="did not answer while radas read the experiment"):
         radas.Tuner(uri)
     # an object store cannot lock: the lock of a run is on the driver host's own disk
-    from radas._locks import lock_path
+    from radas.storage.locks import lock_path
 
     lock = lock_path("s3://radas-test/results/alice", "_home_alice_exp")
     assert lock.is_relative_to(radas_home / "locks") and lock.name == "_home_alice_exp.lock"

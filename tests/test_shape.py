@@ -10,11 +10,11 @@ import json
 
 import pytest
 
-from radas import progress
-from radas._ray_compat import v2_status_as_v1
-from radas.clusters import _shape_record, shape
+from radas.clusters import shape, shape_record
 from radas.errors import NodeLaunchError, ResourceRequestError
+from radas.ray_compat.fixes import v2_status_as_v1
 from radas.resources import NodeCapacity, trial_resources
+from radas.tune import progress
 
 HEAD = "fffffffffffffffffffffffffffffffffffffffffffffffffff00000"
 WORKER = "fffffffffffffffffffffffffffffffffffffffffffffffffff00001"
@@ -220,14 +220,14 @@ def test_a_damaged_or_unwritable_record_is_gone_without_a_crash(tmp_path):
     none (the client then leaves the check to the driver), and a results root that cannot
     take it does not stop the sweep."""
     cluster = shape.from_reports(ALIVE, RUNNING, shape.types_from_autoscaler_config(CONFIG))
-    _shape_record.record(cluster, str(tmp_path))
-    kept, read_at = _shape_record.recorded(str(tmp_path))
+    shape_record.record(cluster, str(tmp_path))
+    kept, read_at = shape_record.recorded(str(tmp_path))
     assert kept == cluster and read_at > 0
-    record = tmp_path / _shape_record.RECORD_FILE
+    record = tmp_path / shape_record.RECORD_FILE
     for damage in ("", "{not json", '{"read_at": 1}', '{"shape": {"node_types": [{"x": 1}]}}'):
         record.write_text(damage)
-        assert _shape_record.recorded(str(tmp_path)) is None, damage
+        assert shape_record.recorded(str(tmp_path)) is None, damage
     blocked = tmp_path / "a-file"
     blocked.write_text("not a folder")
-    _shape_record.record(cluster, str(blocked))  # raises nothing
-    assert _shape_record.recorded(str(blocked)) is None
+    shape_record.record(cluster, str(blocked))  # raises nothing
+    assert shape_record.recorded(str(blocked)) is None

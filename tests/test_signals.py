@@ -30,7 +30,7 @@ import pytest
 from ray import tune
 
 import radas
-from radas._poll import wait_until
+from radas.core.poll import wait_until
 
 REPEATS = int(os.environ.get("RADAS_SIGNAL_REPEATS", "3"))
 

@@ -1,4 +1,4 @@
-"""Statuses that tell the truth (issue 13 §2): one status in words (``radas._status``) for the
+"""Statuses that tell the truth (issue 13 §2): one status in words (``radas.core.status``) for the
 returned outcome, the closing console line, the mail, ``radas ls`` and the cluster client; and
 a not-found error that says where else the experiment is stored (§4).
 
@@ -23,8 +23,8 @@ from ray import tune
 
 import radas
 from radas import cli
-from radas._status import TrialCounts, experiment_status
-from radas.email import experiment_summary
+from radas.core.status import TrialCounts, experiment_status
+from radas.notify.email import experiment_summary
 
 USER = "status-tester"
 ERRORED = "all-errored"
@@ -214,7 +214,7 @@ def test_cluster_jobs_show_their_trials_or_say_they_cannot(cluster, project):
 def test_the_status_module_examples_hold():
     import doctest
 
-    from radas import _status
+    from radas.core import status as _status
 
     failures, tried = doctest.testmod(_status)
     assert (failures, tried > 0) == (0, True)

@@ -17,7 +17,8 @@ from ray import tune
 
 import radas
 from radas.errors import InvalidArgumentError
-from radas.history import HISTORY_DIR, compact_history, load_history, rows_to_table
+from radas.results.history import load_history
+from radas.storage.history_parts import HISTORY_DIR, compact_history, rows_to_table
 from waiting import in_thread, wait_for
 
 EPOCHS = 40
@@ -357,7 +358,7 @@ def test_killed_driver_then_restore_continues_from_the_state(project):
         stderr=subprocess.DEVNULL,
         start_new_session=True,  # its Ray is killed with it (one process group)
     )
-    path = Path(radas.get_ray_results_dir("tester")) / radas.naming.full_experiment_name(
+    path = Path(radas.get_ray_results_dir("tester")) / radas.core.naming.full_experiment_name(
         "stateful-kill", cwd=str(project)
     )
 
@@ -389,8 +390,8 @@ def test_killed_driver_then_restore_continues_from_the_state(project):
 
 
 def test_two_states_are_kept_per_trial_unless_the_run_config_says_otherwise(tmp_path):
-    from radas._spec import SweepSpec
-    from radas.sweep import _run_config
+    from radas.core.spec import SweepSpec
+    from radas.tune.sweep import _run_config
 
     def checkpoint_config(**tuner_init_kwargs):
         spec = SweepSpec("u", "e", "e", str(tmp_path), stateful, {}, "run", 1, tuner_init_kwargs)

@@ -10,8 +10,8 @@ import pytest
 from ray import tune
 
 import radas
-from radas import history
 from radas.errors import ExperimentNotFoundError
+from radas.storage import history_parts as history
 
 
 def reports_n_times(config):

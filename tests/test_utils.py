@@ -57,7 +57,7 @@ def test_get_current_user_name(monkeypatch):
     assert radas.get_current_user_name() == "Jane_Doe_ml"
     monkeypatch.delenv("RADAS_USER")
     name = radas.get_current_user_name()
-    assert name == radas.naming.validate_user_name(name)
+    assert name == radas.core.naming.validate_user_name(name)
 
 
 def test_print_helpers(capsys):
@@ -70,7 +70,7 @@ def test_print_helpers(capsys):
 
 
 def test_radas_warnings_obey_the_filters_and_show_as_radas_lines(capsys):
-    from radas.console import collected_warnings, warn
+    from radas.core.console import collected_warnings, warn
 
     with pytest.raises(RadasWarning, match="refused"):  # the suite's filter: error
         warn("refused")
@@ -88,7 +88,7 @@ def test_radas_warnings_obey_the_filters_and_show_as_radas_lines(capsys):
 
 THREADS_WARNING = """
 import sys, threading, warnings
-from radas.console import warn
+from radas.core.console import warn
 from radas.errors import RadasWarning
 
 display = (warnings.showwarning, warnings._showwarnmsg_impl)
@@ -113,7 +113,7 @@ def test_radas_warnings_from_many_threads_leave_the_warnings_machinery_as_it_was
 
 
 def test_a_radas_warning_names_the_callers_line():
-    from radas.console import warn
+    from radas.core.console import warn
 
     def library_function():
         warn("look here", stacklevel=2)

@@ -1,4 +1,4 @@
-"""radas's setup of Ray's worker processes (radas._worker), in a fresh interpreter each: the
+"""radas's setup of Ray's worker processes (radas.tune.worker), in a fresh interpreter each: the
 hook it installs is process-wide."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ def run(body: str) -> subprocess.CompletedProcess:
     script = textwrap.dedent(
         """
         import gc
-        from radas import _worker
+        from radas.tune import worker as _worker
 
         class ExitsWhenCollected:  # as Ray's SIGTERM handler inside a weakref callback
             def __init__(self, error):

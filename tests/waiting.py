@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from radas._poll import wait_until
+from radas.core.poll import wait_until
 
 
 def wait_for(condition: Callable[[], Any], timeout_s: float = 180, what: str = "condition") -> Any:

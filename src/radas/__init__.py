@@ -3,9 +3,10 @@
 Start with ``radas.run_experiment`` (async) or ``radas.run_experiment_sync`` (scripts).
 """
 
-from radas._listing import list_experiments
-from radas.client import get_client
-from radas.console import print_error, print_info, print_warning
+from radas.backends.client import get_client, list_experiments
+from radas.core import VERSION as _VERSION
+from radas.core.console import print_error, print_info, print_warning
+from radas.core.moved import install as _install_moved_names
 from radas.errors import (
     AnalysisError,
     ArtifactNotFoundError,
@@ -44,9 +45,9 @@ from radas.errors import (
 )
 from radas.experiment import run_experiment, run_experiment_sync
 from radas.resources import verify_gpu
+from radas.results.tuner import Tuner
 from radas.storage.dirs import get_cold_data_dir, get_data_dir, get_ray_results_dir
-from radas.trial import load_state, report
-from radas.tuner import Tuner
+from radas.tune.trial import load_state, report
 from radas.utils import (
     config_seed,
     explode,
@@ -58,7 +59,9 @@ from radas.utils import (
     set_seed,
 )
 
-__version__ = "0.1.0"
+_install_moved_names()  # experiments stored before the layers name modules the old way
+
+__version__ = _VERSION
 
 __all__ = [
     "AnalysisError",

@@ -51,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from radas.utils import get_current_user_name
+    from radas.core.naming import get_current_user_name
 
     parser = argparse.ArgumentParser(prog="radas", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(title="commands")
@@ -168,13 +168,14 @@ def _cluster_down(args: argparse.Namespace) -> int:
 
 
 def _client(args: argparse.Namespace):
-    from radas.client import get_client
+    from radas.backends.client import get_client
 
     return get_client(user_name=args.user, run_with=f"cluster:{args.cluster}")
 
 
 def _ls(args: argparse.Namespace) -> None:
-    from radas._listing import as_records, list_experiments, local_results_dir
+    from radas.backends.client import list_experiments
+    from radas.results.listing import as_records, local_results_dir
 
     run_with = f"cluster:{args.cluster}" if args.cluster else "local"
     if args.json:
@@ -249,14 +250,14 @@ def _logs(args: argparse.Namespace) -> int:
 
 
 def _trial_output(args: argparse.Namespace) -> int:
-    from radas import _store
     from radas.backends import get_backend
-    from radas.naming import full_experiment_name
-    from radas.tuner import Tuner
+    from radas.core.naming import full_experiment_name
+    from radas.results.tuner import Tuner
+    from radas.storage import store
 
     cwd = os.path.abspath(args.dir)
     backend = get_backend(args.run_with)
-    path = _store.location(backend.results_root(args.user)) / full_experiment_name(
+    path = store.location(backend.results_root(args.user)) / full_experiment_name(
         args.experiment, cwd=cwd
     )
     output = Tuner(str(path)).get_trial_output(args.trial)
@@ -271,9 +272,9 @@ def _trial_output(args: argparse.Namespace) -> int:
 def _analyze(args: argparse.Namespace) -> None:
     import seaborn as sns
 
-    from radas._store import is_uri
     from radas.errors import InvalidArgumentError
     from radas.experiment import analyze_stored_sync, run_experiment_sync
+    from radas.storage.store import is_uri
 
     plot_kwargs = {key: getattr(args, key) for key in ("x", "y", "hue", "col", "style")}
     plot_kwargs = {key: value for key, value in plot_kwargs.items() if value is not None}

@@ -1,7 +1,7 @@
 """``run_experiment``: name -> run choice -> backend -> analysis.
 
 This module decides; a backend executes (``radas.backends``); ``radas.Tuner`` and
-``radas.analysis`` read the stored results.
+``radas.results.analysis`` read the stored results.
 
 ``run_experiment`` is async in deed: what blocks (a job server's answers, reading results,
 building the DataFrame, sending the mail) runs in a worker thread, and a local sweep in a
@@ -23,17 +23,11 @@ from typing import Any
 
 import pandas as pd
 
-from radas import _listing, _ray_state, _store, analysis, email
-from radas._args import checked_keywords, of_type, one_of
-from radas._experiment_info import (
-    check_owner,
-    describe_param_space,
-    param_space_changes,
-    read_experiment_info,
-)
-from radas._spec import SweepOutcome, SweepSpec
 from radas.backends import Backend, get_backend
-from radas.console import print_info, print_warning, warn
+from radas.core.args import checked_keywords, of_type, one_of
+from radas.core.console import print_info, print_warning, warn
+from radas.core.naming import full_experiment_name, validate_user_name
+from radas.core.spec import SweepOutcome, SweepSpec
 from radas.errors import (
     AnalysisError,
     ClusterError,
@@ -43,15 +37,23 @@ from radas.errors import (
     RunChoiceRequiredError,
     TrialsOutOfMemoryError,
 )
-from radas.naming import full_experiment_name, validate_user_name
+from radas.notify import email
 from radas.resources import validate_cpu_per_trial
+from radas.results import analysis, listing, tune_state
+from radas.results.experiment_info import (
+    check_owner,
+    describe_param_space,
+    param_space_changes,
+    read_experiment_info,
+)
+from radas.results.tuner import Tuner
+from radas.storage import store as _store
 from radas.storage.dirs import figures_dir
-from radas.sweep import (
+from radas.trackers import prepare_secrets
+from radas.tune.sweep import (
     ship_trainable_by_value,
     validate_tuner_init_kwargs,
 )
-from radas.trackers import prepare_secrets
-from radas.tuner import Tuner
 
 RUN_CHOICES = ("run", "restore", "attach", "stop_attach")
 DOS = ("run", "analyze")
@@ -185,7 +187,7 @@ async def _run_and_analyze(
 
     def stored_elsewhere() -> str:
         """Where else this name is stored, for a not-found error (looked up only then)."""
-        return _listing.where_else(
+        return listing.where_else(
             experiment_name, user_name=user_name, run_with=str(backend.target), cwd=cwd
         )
 
@@ -216,7 +218,7 @@ async def _run_and_analyze(
             _validate_trainable(trainable)
             ship_trainable_by_value(trainable)
         if choice == "restore" and not await asyncio.to_thread(
-            _ray_state.has_stored_experiment, experiment_path
+            tune_state.has_stored_experiment, experiment_path
         ):
             raise ExperimentNotFoundError(
                 f"Nothing to restore for experiment {experiment_name!r}: no stored state at "
@@ -336,8 +338,8 @@ def resolve_run_choice(
     """The run choice to use; asks on a terminal when ``run_choice`` is None."""
     if run_choice is not None:
         return run_choice
-    found = _ray_state.has_stored_experiment(experiment_path)
-    trials = _ray_state.load_trial_states(experiment_path) if found else []
+    found = tune_state.has_stored_experiment(experiment_path)
+    trials = tune_state.load_trial_states(experiment_path) if found else []
     if not trials and yes:
         return "run"
     if not sys.stdin.isatty():
@@ -409,10 +411,10 @@ def _nothing_to_continue(
     """The stored outcome when a restore has nothing to do (every trial finished and the
     searcher made all it will make), answered from the store without starting Ray or a job;
     None when something may continue (errored trials run again) or it cannot be told."""
-    trials = _ray_state.load_trial_states(experiment_path)
+    trials = tune_state.load_trial_states(experiment_path)
     if not trials or any(not trial.finished for trial in trials):
         return None
-    if not _ray_state.search_finished(experiment_path):
+    if not tune_state.search_finished(experiment_path):
         return None
     print_info(
         f"{experiment_name}: nothing to continue: {len(trials)} of {len(trials)} trials "
@@ -454,7 +456,7 @@ def _load_tuner(
     stored_elsewhere: Callable[[], str],
     job_running: Callable[[], bool] | None = None,
 ) -> Tuner:
-    if not _ray_state.has_stored_experiment(experiment_path):
+    if not tune_state.has_stored_experiment(experiment_path):
         hint = (
             "Run it first with dos=['run', 'analyze'] and run_choice='run'"
             if dos == ["analyze"]

@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import contextlib
-import getpass
 import hashlib
 import json
-import os
 import random
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from radas.core.naming import get_current_user_name as get_current_user_name  # public here
 from radas.errors import InvalidArgumentError
-from radas.naming import validate_user_name
 
 # ---------------------------------------------------------------------------------------------
 # Seeding
@@ -72,16 +69,6 @@ def config_seed(config: Mapping[str, Any], key: str = "seed") -> int:
 
 # ---------------------------------------------------------------------------------------------
 # User name
-
-
-def get_current_user_name() -> str:
-    """A valid radas user name for whoever runs this: ``$RADAS_USER``, else the login name.
-
-    Characters radas does not allow in user names become ``_``.
-    """
-    name = os.environ.get("RADAS_USER") or getpass.getuser()
-    name = re.sub(r"[^A-Za-z0-9._-]", "_", name)[:64].strip(".") or "user"
-    return validate_user_name(name)
 
 
 # ---------------------------------------------------------------------------------------------

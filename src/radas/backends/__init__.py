@@ -6,8 +6,8 @@
 
 from __future__ import annotations
 
-from radas._spec import RunTarget, parse_run_with
 from radas.backends.base import Backend
+from radas.core.spec import RunTarget, parse_run_with
 
 # A backend standing in for one run_with ("local", "cluster:<name>"), for tests only: the
 # fake backend of tests/fake_backend.py registers here (as submitit's tests pass a fake

@@ -1,12 +1,12 @@
 """The interface every backend implements. Imports no Ray: the data it passes is plain
-(``radas._spec``)."""
+(``radas.core.spec``)."""
 
 from __future__ import annotations
 
 import contextlib
 from typing import Any, Protocol
 
-from radas._spec import RunTarget, SweepOutcome, SweepSpec
+from radas.core.spec import RunTarget, SweepOutcome, SweepSpec
 
 
 class Backend(Protocol):

@@ -10,7 +10,7 @@ running, is refused: ExperimentRunningError, as from another process).
 
 Ctrl-C stays graceful: Tune catches SIGINT only when it runs in the main thread, so while a
 sweep runs in radas's thread, radas catches SIGINT in the main thread and hands it to that
-sweep's Tune loop (``_ray_compat.tune_interrupted_by``, fix 6), which saves the experiment's
+sweep's Tune loop (``fixes.tune_interrupted_by``, fix 6), which saves the experiment's
 state and returns as it does in the main thread.
 """
 
@@ -30,14 +30,14 @@ from typing import Any, TypeVar
 
 import ray
 
-from radas import _ray_compat
-from radas._locks import refuse_if_held
-from radas._poll import async_wait_until, wait_until
-from radas._spec import RunTarget, SweepOutcome, SweepSpec
-from radas.console import print_info, print_warning, ray_output_wanted
+from radas.core.console import print_info, print_warning, ray_output_wanted
+from radas.core.poll import async_wait_until, wait_until
+from radas.core.spec import RunTarget, SweepOutcome, SweepSpec
 from radas.errors import NotSupportedError
+from radas.ray_compat import fixes
 from radas.storage.dirs import get_ray_results_dir
-from radas.sweep import run_sweep
+from radas.storage.locks import refuse_if_held
+from radas.tune.sweep import run_sweep
 
 # The runtime_env radas started the in-process Ray with (None: radas did not start it).
 _started_with: dict[str, Any] | None = None
@@ -133,7 +133,7 @@ async def _run_in_sweep_thread(work: Callable[[], T], *, name: str) -> T:
         result: Any = None
         error: BaseException | None = None
         try:
-            with _ray_compat.tune_interrupted_by(interrupt):
+            with fixes.tune_interrupted_by(interrupt):
                 result = work()
         except BaseException as err:  # handed to the awaiting task, which raises it
             error = err
@@ -182,7 +182,7 @@ def ensure_local_ray(runtime_env: dict[str, Any]) -> None:
 
     The session's own runtime_env is the user's alone (none by default): Ray starts one worker
     per CPU with the session, with no runtime_env, and only trials whose runtime_env is that
-    one can take them (``_ray_compat``, fix 10). So radas's worker setup runs in each trial
+    one can take them (``fixes``, fix 10). So radas's worker setup runs in each trial
     (``_worker.with_setup``) instead of as the session's ``worker_process_setup_hook``, and
     the variables Tune passes to its trials are in the environment Ray's processes start with.
     """
@@ -195,9 +195,9 @@ def ensure_local_ray(runtime_env: dict[str, Any]) -> None:
     # Ray turns 127.0.0.1 into the machine's network address unless "cluster mode" is off;
     # a local run has no other nodes, so keep every Ray server (this process and the ones
     # Ray starts) on the loopback interface.
-    _ray_compat.keep_local_ray_on_loopback()
+    fixes.keep_local_ray_on_loopback()
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-    with _environment_while_starting(_ray_compat.tune_trial_environment()) as inherited:
+    with _environment_while_starting(fixes.tune_trial_environment()) as inherited:
         ray.init(
             address="local",
             include_dashboard=False,
@@ -207,7 +207,7 @@ def ensure_local_ray(runtime_env: dict[str, Any]) -> None:
             logging_level=logging.INFO if ray_output_wanted() else logging.ERROR,
             _node_ip_address="127.0.0.1",
         )
-    _ray_compat.inherited_by_workers(inherited)
+    fixes.inherited_by_workers(inherited)
     _started_with = wanted
 
 

@@ -3,7 +3,7 @@
 The client pickles the ``SweepSpec`` (trainable included, by value for project code), puts it
 in the cluster's memory under a random key (``hand_over_spec``: no file on any node; the
 driver reads and deletes it), ships the working directory and the radas package itself
-(``py_modules``), and submits ``python -m radas._job_driver <key>``, which runs
+(``py_modules``), and submits ``python -m radas.backends.job_driver <key>``, which runs
 ``sweep.run_sweep`` on the cluster. Before the sweep starts, the driver checks that the
 cluster sees the config's path roots as the client does (``_shared_roots``). The client
 streams the job's output, and reads the results from the cluster's results root when it ends.
@@ -16,7 +16,7 @@ Jobs carry metadata (user, experiment, full name), which is how every lifecycle 
 finds "the job of this experiment". Every call to the job server goes through
 ``_job_client.JobServer``: bounded in time, its errors translated into RadasErrors. The async
 methods make those calls in worker threads (``asyncio.to_thread``) and wait with
-``asyncio.sleep`` (``radas._poll``), so several experiments are followed in one event loop.
+``asyncio.sleep`` (``radas.core.poll``), so several experiments are followed in one event loop.
 """
 
 from __future__ import annotations
@@ -35,15 +35,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from radas import _ray_state, _store
-from radas._poll import async_wait_until
-from radas._secrets import HAND_OVER_ENV, hand_over, secret_looking_files
-from radas._spec import RunTarget, SweepOutcome, SweepSpec
-from radas.backends import _shared_roots
-from radas.backends._job_client import HTTPStatusError, JobServer, _quiet_ray_sdk, cluster_timeout_s
+from radas.backends import shared_roots
+from radas.backends.job_client import HTTPStatusError, JobServer, _quiet_ray_sdk, cluster_timeout_s
 from radas.clusters import availability
 from radas.clusters.config import ClusterConfig, config_path
-from radas.console import RelayedOutput, print_info, print_warning, ray_output_wanted, warn
+from radas.core.console import RelayedOutput, print_info, print_warning, ray_output_wanted, warn
+from radas.core.poll import async_wait_until
+from radas.core.secrets import HAND_OVER_ENV, hand_over, secret_looking_files
+from radas.core.spec import RunTarget, SweepOutcome, SweepSpec
 from radas.errors import (
     ClusterConfigError,
     ClusterError,
@@ -56,6 +55,8 @@ from radas.errors import (
     StorageError,
     WorkingDirTooLargeError,
 )
+from radas.results import tune_state
+from radas.storage import store as _store
 
 OUTCOME_FILE = "radas_job_outcome.json"
 SPEC_HEADER = b"radas-spec-v1\n"  # the first bytes of a spec handed over (hand_over_spec)
@@ -65,6 +66,8 @@ STOP_WAIT_S = 120  # how long a stopped job may take to save its state before Ra
 LOG_TAIL_LINES = 40
 STATUS_POLL_S = 0.5  # the longest pause between two questions for a followed job's status
 _RUN_NUMBER = re.compile(r"-r(\d+)$")  # the end of a job id made by _job_id
+
+RADAS_PACKAGE = Path(__file__).parents[1]  # src/radas: the job gets this copy of radas
 
 
 @dataclass
@@ -279,7 +282,7 @@ class RayJobsBackend:
                 "run_choice='attach' to follow it, or run_choice='stop_attach' to stop it "
                 "(its state is saved; run_choice='restore' continues it later)."
             )
-        if spec.run_choice == "restore" and not _ray_state.has_stored_experiment(
+        if spec.run_choice == "restore" and not tune_state.has_stored_experiment(
             spec.experiment_path
         ):
             raise ExperimentNotFoundError(
@@ -295,7 +298,7 @@ class RayJobsBackend:
             self._submit(spec, runtime_env, job_id, markers)
         except ClusterOfflineError as err:  # no answer: the job may exist all the same
             if isinstance(err.__cause__, HTTPStatusError):  # an answer: "still starting"
-                _shared_roots.remove_own_markers(markers)
+                shared_roots.remove_own_markers(markers)
                 raise
             if self._created_anyway(job_id, spec):
                 print_info(
@@ -311,7 +314,7 @@ class RayJobsBackend:
                 "follows it, and a new run is refused while it runs)."
             ) from err
         except ClusterError as err:
-            _shared_roots.remove_own_markers(markers)
+            shared_roots.remove_own_markers(markers)
             if not self._started_by_another_client(err, job_id, spec):
                 raise
             raise ExperimentRunningError(
@@ -321,14 +324,14 @@ class RayJobsBackend:
                 "(its state is saved; run_choice='restore' continues it later)."
             ) from err
         except BaseException:
-            _shared_roots.remove_own_markers(markers)
+            shared_roots.remove_own_markers(markers)
             raise
         return job_id
 
     def _write_root_markers(self, job_id: str) -> dict[str, list[str]]:
         """The markers the job's driver looks for under the cluster's path roots."""
         try:
-            return _shared_roots.write_markers(self.cluster, job_id)
+            return shared_roots.write_markers(self.cluster, job_id)
         except OSError as err:
             raise StorageError(
                 f"Cannot write to results_root {self.cluster.results_root!r} of cluster:"
@@ -342,7 +345,7 @@ class RayJobsBackend:
         """Whether job ``job_id`` of ``spec`` exists although its submission got no answer: a
         busy head may create it after radas stopped waiting, so radas asks for up to
         ``RADAS_CLUSTER_TIMEOUT_S``. False also when the cluster does not answer at all."""
-        from radas._poll import wait_until
+        from radas.core.poll import wait_until
 
         def exists() -> bool:
             try:
@@ -393,12 +396,10 @@ class RayJobsBackend:
         if status == "FAILED":
             details = await asyncio.to_thread(self.client.get_job_info, job_id)
             logs = await asyncio.to_thread(self.logs, job_id)
-            unseen = _shared_roots.unseen_in(logs)
+            unseen = shared_roots.unseen_in(logs)
             if unseen:
-                _shared_roots.remove_markers(self.cluster, job_id)
-                raise ClusterConfigError(
-                    _shared_roots.not_shared_message(self.cluster.name, unseen)
-                )
+                shared_roots.remove_markers(self.cluster, job_id)
+                raise ClusterConfigError(shared_roots.not_shared_message(self.cluster.name, unseen))
             tail = "\n".join(logs.splitlines()[-LOG_TAIL_LINES:])
             raise JobFailedError(
                 f"Job {job_id} of experiment {spec.experiment_name!r} failed on cluster:"
@@ -422,7 +423,7 @@ class RayJobsBackend:
             record = json.loads(stored.read_text())
             if record.pop("job_id", None) == job_id:
                 return SweepOutcome(**record)
-        trials = _ray_state.load_trial_states(spec.experiment_path)
+        trials = tune_state.load_trial_states(spec.experiment_path)
         if not trials:
             raise ExperimentNotFoundError(
                 f"Job {job_id} ended but no results are stored at {spec.experiment_path}; "
@@ -440,8 +441,8 @@ class RayJobsBackend:
         import ray
         from ray import cloudpickle
 
-        import radas
-        from radas._ray_versions import CLIENT_RAY_VERSION_ENV, check_pair
+        from radas.core import VERSION
+        from radas.ray_compat.versions import CLIENT_RAY_VERSION_ENV, check_pair
 
         # the cluster's Ray unpickles and runs what this client's Ray pickled
         problem = check_pair(ray.__version__, self.client.ray_version, self.cluster.name)
@@ -461,7 +462,10 @@ class RayJobsBackend:
         env = {
             **runtime_env,
             "working_dir": str(cwd),
-            "py_modules": [str(Path(radas.__file__).parent), *runtime_env.get("py_modules", [])],
+            "py_modules": [
+                str(Path(__file__).resolve().parents[1]),
+                *runtime_env.get("py_modules", []),
+            ],
             "env_vars": {
                 **self.cluster.job_env(),
                 **runtime_env.get("env_vars", {}),
@@ -470,19 +474,19 @@ class RayJobsBackend:
                 "RAY_JOB_STOP_WAIT_TIME_S": str(STOP_WAIT_S),
                 "RADAS_JOB_ID": job_id,
                 CLIENT_RAY_VERSION_ENV: ray.__version__,  # the driver checks its own Ray
-                _shared_roots.MARKERS_ENV: json.dumps(markers),
+                shared_roots.MARKERS_ENV: json.dumps(markers),
                 # the driver keeps Ray quiet unless this client asked for its output
                 **({"RADAS_VERBOSE": "1"} if ray_output_wanted() else {}),
             },
         }
-        env.setdefault("worker_process_setup_hook", "radas._worker.setup")
+        env.setdefault("worker_process_setup_hook", "radas.tune.worker.setup")
         metadata = {
             "radas_user": spec.user_name,
             "radas_experiment": spec.experiment_name,
             "radas_full_name": spec.full_name,
             "radas_run_choice": spec.run_choice,
             "radas_cwd": str(cwd),
-            "radas_version": radas.__version__,
+            "radas_version": VERSION,
         }
         with self.client.submitting():  # one bound for the uploads and the submission
             spec_key = hand_over_spec(self.client, pickled)
@@ -490,7 +494,7 @@ class RayJobsBackend:
                 env["env_vars"][HAND_OVER_ENV] = hand_over(self.client, spec.secrets)
             with _quiet_ray_sdk():
                 return self.client.submit_job(
-                    entrypoint=f"python -u -m radas._job_driver {spec_key}",
+                    entrypoint=f"python -u -m radas.backends.job_driver {spec_key}",
                     submission_id=job_id,
                     runtime_env=env,
                     metadata=metadata,
@@ -537,7 +541,7 @@ def hand_over_spec(server: JobServer, pickled: bytes) -> str:
 def take_over_spec(key: str) -> bytes:
     """In the job's driver (Ray connected): the pickled spec ``hand_over_spec`` stored under
     ``key``, deleted from the cluster's memory."""
-    from radas._ray_compat import pop_from_cluster_memory
+    from radas.ray_compat.fixes import pop_from_cluster_memory
 
     payload = pop_from_cluster_memory(key)
     if payload is None or not payload.startswith(SPEC_HEADER):
@@ -552,7 +556,7 @@ def take_over_spec(key: str) -> bytes:
 def check_working_dir(directory: Path, excludes: list[str], *, cluster_name: str = "") -> int:
     """Bytes of ``directory`` that Ray would upload (honouring .gitignore and ``excludes``);
     too many raise WorkingDirTooLargeError, secret-looking files get a RadasWarning."""
-    from radas import _ray_compat
+    from radas.ray_compat import fixes
 
     limit_mb = float(os.environ.get("RADAS_MAX_WORKING_DIR_MB", DEFAULT_MAX_WORKING_DIR_MB))
     sizes: dict[Path, int] = {}
@@ -563,7 +567,7 @@ def check_working_dir(directory: Path, excludes: list[str], *, cluster_name: str
 
     include_gitignore = os.environ.get("RAY_RUNTIME_ENV_IGNORE_GITIGNORE", "0") != "1"
     with _quiet_ray_sdk():
-        _ray_compat.walk_job_upload(directory, excludes, record, gitignore=include_gitignore)
+        fixes.walk_job_upload(directory, excludes, record, gitignore=include_gitignore)
     total = sum(sizes.values())
     if total > limit_mb * 2**20:
         biggest = sorted(sizes.items(), key=lambda item: -item[1])[:5]

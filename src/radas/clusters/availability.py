@@ -17,9 +17,9 @@ from typing import Any
 import pandas as pd
 import requests
 
-from radas.clusters._shape_record import recorded
 from radas.clusters.config import ClusterConfig, config_path, load_clusters
 from radas.clusters.shape import ClusterShape, Sizing, from_reports, sizing
+from radas.clusters.shape_record import recorded
 from radas.errors import ClusterError
 
 
@@ -199,7 +199,7 @@ def get_cluster_availability(timeout_s: float = 3.0) -> AvailabilityReport:
 def probe(cluster: ClusterConfig, timeout_s: float = 3.0) -> ClusterStatus:
     # here, not at the top: radas.clusters (which imports this module) is not yet
     # initialized when the job client's module imports radas.clusters.config
-    from radas.backends._job_client import translated
+    from radas.backends.job_client import translated
 
     try:
         token = cluster.resolve_token()
@@ -307,7 +307,7 @@ def _gb(value: float | None) -> float | None:
 
 def alive_nodes(address: str, token: str | None, timeout_s: float = 3.0) -> int:
     """Nodes alive at ``address``; 0 while its dashboard does not answer (a starting head)."""
-    from radas.backends._job_client import HTTPStatusError
+    from radas.backends.job_client import HTTPStatusError
 
     try:
         nodes = _get(address, "/nodes?view=summary", token, timeout_s)["summary"]
@@ -320,8 +320,8 @@ def _get(address: str, path: str, token: str | None, timeout_s: float) -> Any:
     """The ``data`` of the dashboard's answer to GET ``path``. What fails in transport, an
     error status or an answer that is not JSON is raised as is, for ``translated``. The whole
     request ends within ``timeout_s`` (a server trickling its answer is cut there)."""
-    from radas._ray_compat import RequestDeadline
-    from radas.backends._job_client import HTTPStatusError
+    from radas.backends.job_client import HTTPStatusError
+    from radas.ray_compat.fixes import RequestDeadline
 
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     with RequestDeadline(timeout_s, f"GET {path}") as deadline:

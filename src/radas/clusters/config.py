@@ -45,9 +45,9 @@ from urllib.parse import urlsplit
 
 import tomlkit
 
-from radas._config import config_path, plain, read_config, refuse_secrets, write_config
 from radas.clusters.shape import OVERRIDES_ENV, Overrides
-from radas.console import warn
+from radas.core.config import config_path, plain, read_config, refuse_secrets, write_config
+from radas.core.console import warn
 from radas.errors import ClusterAuthError, ClusterConfigError, UnknownClusterError
 
 CLUSTER_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")

@@ -27,19 +27,19 @@ from typing import TYPE_CHECKING, Any
 
 import psutil
 
-from radas._home import radas_home
-from radas._poll import wait_until
 from radas.clusters.config import (
     ClusterConfig,
     get_cluster,
     register_cluster,
     validate_cluster_name,
 )
-from radas.console import print_info, print_warning
+from radas.core.console import print_info, print_warning
+from radas.core.poll import wait_until
 from radas.errors import ClusterError, InvalidArgumentError
+from radas.storage.home import radas_home
 
 if TYPE_CHECKING:
-    from radas.backends._job_client import JobServer
+    from radas.backends.job_client import JobServer
 
 STARTUP_TIMEOUT_S = 120.0
 _ANSI_CODE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -419,7 +419,7 @@ def _stop_jobs(server: JobServer, job_ids: list[str]) -> None:
 # A local cluster stays on the loopback interface. Ray replaces 127.0.0.1 by the machine's
 # network address unless its "cluster mode" is off (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, set
 # for every process of the cluster); but `ray start` itself refuses extra nodes with cluster
-# mode off, so its launcher (_ray_compat.LOOPBACK_RAY_START) turns it back on and keeps
+# mode off, so its launcher (fixes.LOOPBACK_RAY_START) turns it back on and keeps
 # --node-ip-address as given.
 
 
@@ -444,9 +444,9 @@ def head_command(ports: list[int], temp_dir: str | Path, *flags: str) -> list[st
 
 
 def _ray_command() -> list[str]:
-    from radas import _ray_compat  # Ray Tune: not for every import of this module
+    from radas.ray_compat import fixes  # Ray Tune: not for every import of this module
 
-    return [sys.executable, "-c", _ray_compat.LOOPBACK_RAY_START]
+    return [sys.executable, "-c", fixes.LOOPBACK_RAY_START]
 
 
 def _node_temp_dir(name: str, node: str) -> str:

@@ -25,8 +25,6 @@ import posixpath
 from dataclasses import dataclass
 from pathlib import Path
 
-from radas._home import radas_home
-from radas._spec import parse_run_with
 from radas.clusters.config import (
     ARTIFACTS_DIRNAME,
     cluster_artifact_endpoint_url,
@@ -35,8 +33,10 @@ from radas.clusters.config import (
     default_artifact_root,
     get_cluster,
 )
+from radas.core.naming import validate_user_name
+from radas.core.spec import parse_run_with
 from radas.errors import InvalidNameError, StorageError
-from radas.naming import validate_user_name
+from radas.storage.home import radas_home
 
 _JOB_ROOT_VARS = ("RADAS_RESULTS_ROOT",)
 

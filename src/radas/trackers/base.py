@@ -24,7 +24,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from radas._secrets import is_secret_key
+from radas.core.secrets import is_secret_key
 from radas.errors import TrackerConfigError, TrackerNotInstalledError
 
 BLOCK_KEYS = ("enable", "api_key", "init_kwargs")
@@ -271,7 +271,7 @@ def _running_trial() -> dict[str, Any] | None:
 
 def _experiment_record(experiment_dir: str) -> dict[str, Any] | None:
     """The record radas stored with the experiment (``radas_experiment.json``, see
-    ``radas._experiment_info``; read here as a plain file, since a trial needs none of the
+    ``radas.results.experiment_info``; read here as a plain file, since a trial needs none of the
     storage layers that module brings), or None."""
     try:
         record = json.loads(Path(experiment_dir, "radas_experiment.json").read_text())

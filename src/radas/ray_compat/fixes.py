@@ -2,7 +2,7 @@
 
 Elsewhere radas uses Ray's public and developer APIs (``tune.Tuner``, ``tune.Callback``,
 ``TrialScheduler``, ``Trial.storage``, ``get_context().get_storage()``) and reads Tune's files
-through ``radas._ray_state``, whose readers take a file they cannot read as damaged (a
+through ``radas.results.tune_state``, whose readers take a file they cannot read as damaged (a
 ``RadasWarning``), never as a crash. Here are the rest: fixes to Tune's code, radas's subclass
 of Ray's job client (``job_client``: timeouts on every request; a Ray whose client differs is
 refused with a ``ClusterError`` before anything is sent), and private names radas reads or sets
@@ -11,7 +11,7 @@ refused with a ``ClusterError`` before anything is sent), and private names rada
 Ray changes its internals between releases, and radas runs on whatever Ray a cluster has. So
 radas checks every target of its fixes before it changes anything (``TARGETS``: the attribute
 exists and has the signature the fix was written for, in the Ray minors of
-``radas._ray_versions``: verified on 2.55 and 2.60), and installs all the fixes or none. When
+``radas.ray_compat.versions``: verified on 2.55 and 2.60), and installs all the fixes or none. When
 one does not match, radas warns once (a ``RadasWarning`` naming what differs) and runs on Ray's
 own behaviour: the same results, with what each fix below removes.
 
@@ -130,7 +130,7 @@ from ray import cloudpickle
 from ray.exceptions import OutOfMemoryError, RayActorError, RayTaskError
 from ray.tune.schedulers import FIFOScheduler
 
-from radas.console import end_live_line, is_terminal, strip_ansi, warn
+from radas.core.console import end_live_line, is_terminal, strip_ansi, warn
 from radas.resources import FAILURE_HEADER, own_error_block, own_error_line
 
 # --- what radas relies on, checked before any fix is installed -------------------------------
@@ -267,7 +267,7 @@ def fixes_apply() -> bool:
         if _mismatches:
             import ray
 
-            from radas._ray_versions import supported_range
+            from radas.ray_compat.versions import supported_range
 
             warn(
                 f"radas's fixes to Ray's internals are off: this Ray ({ray.__version__}) "
@@ -923,7 +923,7 @@ def pop_from_cluster_memory(key: str) -> bytes | None:
 # checkpoint's metrics (its ``training_iteration`` is where the trial's count continues). A
 # snapshot can name a checkpoint Tune deleted since (it keeps ``num_to_keep`` and deletes the
 # oldest before its next snapshot is stored): radas points the trial at another one before
-# Tune restores it (``radas.sweep``). Read and rebuilt only here.
+# Tune restores it (``radas.tune.sweep``). Read and rebuilt only here.
 SAVED_STATE_TARGETS = (
     Target(
         "ray.train._internal.checkpoint_manager",
@@ -1176,8 +1176,8 @@ def job_client(
     if problems:
         import ray
 
-        from radas._ray_versions import supported_range
         from radas.errors import ClusterError
+        from radas.ray_compat.versions import supported_range
 
         raise ClusterError(
             f"radas cannot talk to clusters with this Ray ({ray.__version__}): its job client "

@@ -16,16 +16,17 @@ from typing import Any
 from ray import cloudpickle
 from ray.tune import Callback
 
-from radas import _ray_compat, _store
 from radas.clusters import shape as cluster_shape
-from radas.console import LiveLine, print_info, strip_ansi
+from radas.core.console import LiveLine, print_info, strip_ansi
 from radas.errors import NodeLaunchError
+from radas.ray_compat import fixes
 from radas.resources import (
     FAILURE_HEADER,
     classify_failure,
     error_file_text,
     next_cpu_per_trial,
 )
+from radas.storage import store
 
 HEARTBEAT_S = 30.0
 MIN_INTERVAL_S = 5.0
@@ -47,7 +48,7 @@ class ProgressLine(Callback):
     running ones what is left of ``d``, shared among the most trials seen running at once
     (a trial's start-up is not counted: for trials of a few seconds it is an underestimate).
     A trial that fails is reported at once, in one line (see ``error_line``); one that Tune
-    runs again in the same fit (a lost node or worker: ``radas._retries``) too, and it counts
+    runs again in the same fit (a lost node or worker: ``radas.tune.retries``) too, and it counts
     as retrying until it runs again (``1 retrying``), not errored. The final
     summary comes from radas after the fit, from the stored state (after an interruption,
     Tune's in-memory statuses no longer say which trials really finished).
@@ -125,7 +126,7 @@ class ProgressLine(Callback):
         print_info(f"{self.label}: {error_line(trial)}")
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        """Tune requeued the failed trial in this fit (``radas._retries``, or the user's
+        """Tune requeued the failed trial in this fit (``radas.tune.retries``, or the user's
         ``FailureConfig(max_failures=...)``): it is retrying, not errored."""
         self._started_at.pop(trial.trial_id, None)
         self._retrying.add(trial.trial_id)
@@ -268,7 +269,7 @@ def error_line(trial: Any) -> str:
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     last = lines[-1] if lines else "error"
     kind = classify_failure(_pickled_error(trial), text.rpartition(FAILURE_HEADER)[2])
-    if kind == "lost" and _ray_compat.recovering_in_fit():
+    if kind == "lost" and fixes.recovering_in_fit():
         return (
             f"{head} lost its node or worker again (not an error of the trainable); it ran "
             "again as often as radas allows, so it stays errored and run_choice='restore' "
@@ -342,7 +343,7 @@ def _store_error(trial: Any, text: str) -> str:
     """Where the trial's traceback ``text`` is stored now (Tune's own copy if storing fails)."""
     try:
         storage = trial.storage
-        folder = _store.on_filesystem(storage.storage_filesystem, storage.trial_fs_path)
+        folder = store.on_filesystem(storage.storage_filesystem, storage.trial_fs_path)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "error.txt").write_text(text)
     except (AttributeError, OSError):

@@ -11,9 +11,9 @@ import contextlib
 import json
 import time
 
-from radas import _files, _store
 from radas.clusters.shape import ClusterShape
 from radas.errors import StorageError
+from radas.storage import files, store
 
 RECORD_FILE = ".radas-node-types.json"
 
@@ -23,14 +23,14 @@ def record(shape: ClusterShape, results_root: str) -> None:
     whose results root cannot take it runs all the same)."""
     data = json.dumps({"read_at": time.time(), "shape": shape.to_dict()})
     with contextlib.suppress(OSError, StorageError):
-        _files.write_atomic(_store.location(results_root) / RECORD_FILE, data)
+        files.write_atomic(store.location(results_root) / RECORD_FILE, data)
 
 
 def recorded(results_root: str) -> tuple[ClusterShape, float] | None:
     """The shape the cluster's last radas job read, and when (``time.time()``); None if none
     or unreadable."""
     try:
-        data = json.loads((_store.location(results_root) / RECORD_FILE).read_text())
+        data = json.loads((store.location(results_root) / RECORD_FILE).read_text())
         return ClusterShape.from_dict(data["shape"]), float(data["read_at"])
     except Exception:  # missing, damaged, unreachable: the client goes without it
         return None

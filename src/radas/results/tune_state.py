@@ -12,8 +12,9 @@ record. A damaged file (truncated, emptied, garbage) is reported with a ``RadasW
 naming it and what is lost, and every intact part is used; when nothing usable remains,
 ``ExperimentDamagedError`` names the file.
 
-Whether the experiment runs now is its lock (``radas._locks``): while it is held, a trial that
-started and did not end is RUNNING and Tune's newest snapshot may be half copied (read the one
+Whether the experiment runs now is its lock (``radas.storage.locks``): while it is held, a
+trial that started and did not end is RUNNING and Tune's newest snapshot may be half
+copied (read the one
 before, silently); once it is free, nothing runs, and such a trial is STOPPED (interrupted,
 stopped, or its driver died; ``restore`` continues it). Trials that never started stay PENDING.
 """
@@ -28,9 +29,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from radas import _files, _locks, _ray_compat, _store
-from radas.console import warn
+from radas.core.console import warn
 from radas.errors import ExperimentDamagedError
+from radas.ray_compat import fixes
+from radas.storage import files as _files
+from radas.storage import locks
+from radas.storage import store as _store
+from radas.storage.history_parts import HISTORY_DIR, last_rows_from_history
 
 TERMINAL_STATUSES = ("TERMINATED", "ERROR")
 STARTED_STATUSES = ("RUNNING", "PAUSED")  # started, not ended (Tune's names)
@@ -40,7 +45,6 @@ TRIAL_RECORDS_FILE = "radas_trials.json"
 # Tune's state calls TERMINATED without a recorded end did not get its results stored.
 RECORDS_FORMAT_KEY = "_radas_records_format"
 RECORDS_FORMAT = 2
-HISTORY_DIR = "radas_history"  # written and read by radas.history
 DAMAGED_SUFFIX = ".damaged"
 # Tune copies each snapshot of its state into the results folder in place: a full disk or a
 # kill during the copy leaves it truncated. radas keeps a copy of the last readable snapshot
@@ -220,7 +224,7 @@ def load_trial_states(
     if not has_stored_experiment(experiment_path):
         return []  # nothing stored (a folder holding only radas's experiment info is no damage)
     if running is None:
-        running = _locks.is_held(experiment_path)
+        running = locks.is_held(experiment_path)
     records = read_trial_records(experiment_path)
     found = newest_state(experiment_path, running=running)
     if found is None:
@@ -290,8 +294,6 @@ def _rebuild_trial_states(
             "are missing from it."
         )
         return rebuilt
-    from radas.history import last_rows_from_history  # the history reads this module
-
     rebuilt = [
         TrialState(
             trial_id=str(row["trial_id"]),
@@ -327,7 +329,7 @@ def stored_metric_and_mode(experiment_path: _store.AnyPath) -> tuple[str | None,
             return None, None
         from ray import cloudpickle
 
-        from radas._ray_compat import stored_tune_config
+        from radas.ray_compat.fixes import stored_tune_config
 
         with contextlib.redirect_stderr(io.StringIO()):
             state = cloudpickle.loads(path.read_bytes())
@@ -502,7 +504,7 @@ def saved_states_gone(experiment_path: _store.AnyPath) -> dict[str, SavedStates]
     damaged = {}
     for json_state, json_metadata in found[1]["trial_data"]:
         state, metadata = json.loads(json_state), json.loads(json_metadata)
-        named = _ray_compat.saved_states(metadata.get("checkpoint_manager"))
+        named = fixes.saved_states(metadata.get("checkpoint_manager"))
         trial_dir = state.get("relative_logdir") or ""
         if state["status"] == "TERMINATED" or named is None or not trial_dir:
             continue
@@ -540,13 +542,13 @@ def continue_from(
         encoded = metadata.get("checkpoint_manager")
         if trial_id in chosen:
             name, metrics = chosen[trial_id]
-            named = _ray_compat.saved_states(encoded)
+            named = fixes.saved_states(encoded)
             folder = None
             if name is not None and named is not None:
                 folder = named[0].rstrip("/").rpartition("/")[0] + "/" + name
-            metadata["checkpoint_manager"] = _ray_compat.saved_states_at(encoded, folder, metrics)
+            metadata["checkpoint_manager"] = fixes.saved_states_at(encoded, folder, metrics)
         else:
-            metadata["checkpoint_manager"] = _ray_compat.saved_states_without(
+            metadata["checkpoint_manager"] = fixes.saved_states_without(
                 encoded, damaged[trial_id].gone
             )
         return True

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from radas._status import TrialCounts, experiment_status
+from radas.core.status import TrialCounts, experiment_status
 from radas.errors import InvalidArgumentError
 
 CLUSTER_NAME_PATTERN = re.compile(r"[A-Za-z0-9._-]+")
@@ -62,7 +62,7 @@ class SweepSpec:
     cpu_per_trial: float = 1
     tuner_init_kwargs: dict[str, Any] = field(default_factory=dict)
     cwd: str = ""  # the working directory it was started from ("": not known)
-    # environment variable -> secret, in each trial's os.environ (see radas._secrets)
+    # environment variable -> secret, in each trial's os.environ (see radas.core.secrets)
     secrets: dict[str, str] = field(default_factory=dict, repr=False)
 
     @property
@@ -107,6 +107,6 @@ class SweepOutcome:
     @property
     def status(self) -> str:
         """In words, as radas shows it everywhere: ``FINISHED``, ``FINISHED, 3 of 3 trials
-        errored``, ``STOPPED, 4 of 10 trials finished`` (``radas._status``)."""
+        errored``, ``STOPPED, 4 of 10 trials finished`` (``radas.core.status``)."""
         counts = TrialCounts(self.total_trials, self.finished_trials, self.errored_trials)
         return experiment_status("ENDED", counts)

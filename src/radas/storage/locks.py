@@ -26,10 +26,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from radas import _store
-from radas._poll import wait_until
-from radas.console import warn
+from radas.core.console import warn
+from radas.core.poll import wait_until
 from radas.errors import ExperimentRunningError, StorageError
+from radas.storage import store as _store
 
 LOCKS_DIR = ".locks"
 PROBE_WAIT_S = 0.5

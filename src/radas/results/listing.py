@@ -1,14 +1,15 @@
-"""Stored experiments as a list: ``radas.list_experiments`` and ``radas ls`` read it from here.
+"""Stored experiments as a list: ``radas.list_experiments`` and ``radas ls`` read the local
+ones from here (``local_listing``).
 
 Locally the listing is the user's folder of the local results root (``$RADAS_HOME``): one row
 per experiment folder with its name, the folder it was run from, its status
-(``radas._status``), its trial counts, its last update and its path. A run whose lock is held
-(``radas._locks``) is RUNNING; one that ended with unfinished trials is STOPPED. A damaged or
+(``radas.core.status``), its trial counts, its last update and its path. A run whose lock is held
+(``radas.storage.locks``) is RUNNING; one that ended with unfinished trials is STOPPED. A damaged or
 foreign folder gets a row whose status says so: a listing never fails on one folder.
 
-On a cluster the rows are the user's jobs (``ExperimentsClient.list_experiments``), with the
-trial counts read from the stored experiment under the cluster's results root
-(``job_trial_counts``) when this machine can read it.
+On a cluster the rows are the user's jobs (``radas.backends.client``), with the trial counts
+read from the stored experiment under the cluster's results root (``read_trial_counts``) when
+this machine can read it.
 
 ``where_else`` finds an experiment name stored under another folder or for another
 ``run_with``, for the hint of an ExperimentNotFoundError; it reads one small file per
@@ -18,27 +19,21 @@ candidate folder of the user's folder of each readable root, never more.
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 
-from radas import _locks, _ray_state, _store
-from radas._args import checked_keywords
-from radas._experiment_info import read_experiment_info
-from radas._status import TrialCounts, experiment_status
-from radas.console import collected_warnings
+from radas.core.console import collected_warnings
+from radas.core.status import TrialCounts, experiment_status
 from radas.errors import ExperimentDamagedError, RadasError, StorageError
-from radas.naming import validate_user_name
+from radas.results import tune_state
+from radas.results.experiment_info import read_experiment_info
+from radas.storage import locks, store
 from radas.storage.dirs import check_storage_user_name, storage_roots
-from radas.utils import get_current_user_name
-
-if TYPE_CHECKING:
-    from radas.backends.ray_jobs import ExperimentJob, RayJobsBackend
 
 LOCAL_COLUMNS = [
     "experiment",
@@ -54,26 +49,9 @@ LOCAL_COLUMNS = [
 ]
 
 
-@checked_keywords
-def list_experiments(*, user_name: str | None = None, run_with: str = "local") -> pd.DataFrame:
-    """The stored experiments of ``user_name`` (default: the current user), one row each.
-
-    ``run_with="local"``: the experiments stored on this machine, with columns experiment,
-    cwd (the folder it was run from), status, finished, errored, total, last_update, path,
-    full_name and problem (what could not be read, if anything). ``run_with="cluster:<name>"``:
-    the user's jobs on that cluster, as ``radas.get_client(...).list_experiments()``.
-
-    >>> radas.list_experiments(user_name="alice")  # doctest: +SKIP
-      experiment            cwd    status  finished  errored  total  ...
-    0     ab-grid  /home/alice/p  FINISHED         6        0      6  ...
-    """
-    from radas._spec import parse_run_with
-
-    user_name = validate_user_name(user_name or get_current_user_name())
-    if parse_run_with(run_with).kind != "local":
-        from radas.client import get_client
-
-        return get_client(user_name=user_name, run_with=run_with).list_experiments()
+def local_listing(user_name: str) -> pd.DataFrame:
+    """The experiments stored on this machine for ``user_name``, one row each (the columns
+    ``radas.list_experiments`` documents)."""
     rows = [asdict(row) for row in local_experiments(user_name)]
     frame = pd.DataFrame(rows, columns=LOCAL_COLUMNS)
     frame["last_update"] = pd.to_datetime(frame["last_update"])
@@ -135,7 +113,7 @@ def _local_experiment(folder: Path) -> StoredExperiment:
         path=str(folder),
         full_name=folder.name,
     )
-    running = _locks.is_held(folder)
+    running = locks.is_held(folder)
     counts, problem = read_trial_counts(folder, running=running)
     if counts is None and problem == NOTHING_STORED:
         if not info and not running:
@@ -158,10 +136,10 @@ NOTHING_STORED = "nothing stored"
 
 
 def read_trial_counts(
-    experiment_path: _store.AnyPath, *, running: bool | None = None
+    experiment_path: store.AnyPath, *, running: bool | None = None
 ) -> tuple[TrialCounts | None, str]:
     """``(counts, problem)`` of the experiment stored at ``experiment_path`` (``running``: as
-    ``_ray_state.load_trial_states`` takes it).
+    ``tune_state.load_trial_states`` takes it).
 
     counts is None with problem ``NOTHING_STORED`` when nothing is stored there, or with the
     reason when it cannot be read. Damaged files whose intact parts still give the counts
@@ -169,9 +147,9 @@ def read_trial_counts(
     """
     with collected_warnings() as damaged:
         try:
-            if not _ray_state.has_stored_experiment(experiment_path):
+            if not tune_state.has_stored_experiment(experiment_path):
                 return None, NOTHING_STORED
-            trials = _ray_state.load_trial_states(experiment_path, running=running)
+            trials = tune_state.load_trial_states(experiment_path, running=running)
         except ExperimentDamagedError as err:
             return None, f"damaged: {err}"
         except (OSError, RadasError, ValueError, TypeError, KeyError) as err:
@@ -183,9 +161,9 @@ def _last_update(folder: Path) -> datetime | None:
     """The newest change of the folder or of the files a run keeps writing."""
     candidates = [
         folder,
-        folder / _ray_state.TRIAL_RECORDS_FILE,
-        folder / _ray_state.HISTORY_DIR,
-        *(Path(str(state)) for state in _ray_state.state_files(folder)[-1:]),
+        folder / tune_state.TRIAL_RECORDS_FILE,
+        folder / tune_state.HISTORY_DIR,
+        *(Path(str(state)) for state in tune_state.state_files(folder)[-1:]),
     ]
     stamps = []
     for candidate in candidates:
@@ -195,74 +173,6 @@ def _last_update(folder: Path) -> datetime | None:
 
 
 # --- cluster jobs ----------------------------------------------------------------------------
-
-
-def job_trial_counts(
-    backend: RayJobsBackend, user_name: str, jobs: list[ExperimentJob]
-) -> dict[str, tuple[TrialCounts | None, str]]:
-    """job id -> ``(counts, why unknown)`` for the jobs of one user on one cluster.
-
-    A job that ended and stored its outcome (``radas_job_outcome.json``) has its own counts;
-    otherwise the stored experiment's trials count for the newest job of that experiment
-    only: an older job's trials were continued (or replaced) by the newer one.
-    """
-
-    with backend.store_scope():
-        return _job_trial_counts(backend, user_name, jobs)
-
-
-def _job_trial_counts(
-    backend: RayJobsBackend, user_name: str, jobs: list[ExperimentJob]
-) -> dict[str, tuple[TrialCounts | None, str]]:
-    from radas.backends.ray_jobs import OUTCOME_FILE
-
-    root = backend.results_root(user_name)
-    unreadable = _unreadable(root)
-    newest = {job.full_name: job.job_id for job in jobs}  # jobs come oldest first
-    found: dict[str, tuple[TrialCounts | None, str]] = {}
-    for job in jobs:
-        if unreadable is not None:
-            found[job.job_id] = (None, unreadable)
-            continue
-        path = _store.location(root) / job.full_name
-        recorded = _recorded_outcome(path / OUTCOME_FILE, job.job_id)
-        if recorded is not None:
-            found[job.job_id] = (recorded, "")
-        elif newest[job.full_name] != job.job_id:
-            found[job.job_id] = (
-                None,
-                f"a later job, {newest[job.full_name]}, ran this experiment since",
-            )
-        else:
-            counts, problem = read_trial_counts(path)
-            if counts is None and problem == NOTHING_STORED:
-                problem = f"nothing stored at {path}"
-            found[job.job_id] = (counts, problem)
-    return found
-
-
-def _unreadable(root: str) -> str | None:
-    """Why the user's results folder ``root`` cannot be read from here, or None when it can."""
-    try:
-        if _store.location(root).is_dir():
-            return None
-    except (OSError, RadasError) as err:
-        return f"results root not readable here: {type(err).__name__}: {str(err)[:120]}"
-    return f"results root not readable here: {root} is not found on this machine"
-
-
-def _recorded_outcome(path: _store.Location, job_id: str) -> TrialCounts | None:
-    try:
-        record = json.loads(path.read_text())
-        if record.get("job_id") != job_id:
-            return None
-        return TrialCounts(
-            int(record["total_trials"]),
-            int(record["finished_trials"]),
-            int(record["errored_trials"]),
-        )
-    except (OSError, ValueError, TypeError, KeyError, AttributeError):
-        return None
 
 
 # --- where else an experiment name is stored ------------------------------------------------
@@ -280,7 +190,7 @@ def where_else(experiment_name: str, *, user_name: str, run_with: str, cwd: str)
         places += [
             (f"cluster:{name}", cluster.results_root)
             for name, cluster in sorted(load_clusters().items())
-            if not _store.is_uri(cluster.results_root)
+            if not store.is_uri(cluster.results_root)
         ]
     suffix = "_" + re.sub(r"[^A-Za-z0-9]", "_", experiment_name)
     found = []
@@ -315,7 +225,7 @@ def _stored_folders(user_root: Path, experiment_name: str, suffix: str) -> list[
             continue
         info = read_experiment_info(entry) or {}
         named = info.get("experiment_name") == experiment_name and info.get("cwd")
-        if named and _ray_state.has_stored_experiment(entry):
+        if named and tune_state.has_stored_experiment(entry):
             folders.append(str(info["cwd"]))
     return folders
 

@@ -34,7 +34,7 @@ def _recording_exit(real_exit: Any) -> Any:
         caller = sys._getframe(1).f_globals.get("__name__") or ""
         if caller != "ray" and not caller.startswith("ray."):
             try:
-                from radas._ray_compat import record_own_exit
+                from radas.ray_compat.fixes import record_own_exit
 
                 record_own_exit(code)
             except Exception:  # never keep the process from exiting

@@ -1,10 +1,10 @@
 """The radas config file (TOML), read and written in one place.
 
 The file is ``$RADAS_CONFIG``, else ``~/.config/radas/config.toml``. Its tables are
-``[clusters.<name>]`` (``radas.clusters.config``) and ``[smtp]`` (``radas.email``). No table
+``[clusters.<name>]`` (``radas.clusters.config``) and ``[smtp]`` (``radas.notify.email``). No table
 may hold a secret: each names where its secret lives (``token_env`` / ``token_file``,
 ``password_env`` / ``password_file``), and ``refuse_secrets`` enforces that with the rule radas
-uses for secrets everywhere (``radas._secrets.is_secret_key``).
+uses for secrets everywhere (``radas.core.secrets.is_secret_key``).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 import tomlkit
 
-from radas._secrets import is_secret_key
+from radas.core.secrets import is_secret_key
 from radas.errors import RadasError
 
 

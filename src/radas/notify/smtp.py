@@ -1,7 +1,7 @@
 """Mail over SMTP: the settings (``smtp_settings``) and the transport (``send_email``), public
-as ``radas.email.send_email`` and ``radas.email.smtp_settings``.
+as ``radas.notify.email.send_email`` and ``radas.notify.email.smtp_settings``.
 
-The settings come from the ``[smtp]`` table of the radas config file (``radas._config``),
+The settings come from the ``[smtp]`` table of the radas config file (``radas.core.config``),
 overridden by ``RADAS_SMTP_*`` environment variables::
 
     [smtp]
@@ -37,8 +37,8 @@ from email.utils import formatdate, make_msgid
 from pathlib import Path
 from typing import Any
 
-from radas import _config
-from radas.console import print_info, warn
+from radas.core import config as _config
+from radas.core.console import print_info, warn
 from radas.errors import EmailConfigError, EmailError, InvalidArgumentError
 
 SECURITY_MODES = {"starttls": 587, "ssl": 465, "none": 25}  # and each one's default port
@@ -96,7 +96,7 @@ def smtp_settings(smtp: SmtpSettings | Mapping[str, Any] | None = None) -> SmtpS
     if smtp is not None:
         if not isinstance(smtp, Mapping):
             raise EmailConfigError(
-                f"smtp must be a radas.email.SmtpSettings or a dict such as "
+                f"smtp must be a radas.notify.email.SmtpSettings or a dict such as "
                 f'{{"host": "smtp.example.com", "port": 587}}, got {type(smtp).__name__}.'
             )
         table = dict(smtp)

@@ -17,9 +17,9 @@ from typing import Any
 
 import pandas as pd
 
-from radas.console import warn
+from radas.core.console import warn
 from radas.errors import InvalidArgumentError, RadasError
-from radas.tuner import Tuner
+from radas.results.tuner import Tuner
 
 PLOT_FORMATS = ("png", "pdf", "svg")
 # plot_kwargs whose values are functions by nature; they are passed through, not called on df.

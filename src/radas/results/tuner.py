@@ -11,14 +11,16 @@ from typing import Any
 
 import pandas as pd
 
-from radas import _locks, _ray_state, _store
-from radas._experiment_info import read_experiment_info
-from radas._ray_compat import quiet_ray_logs
-from radas._trial_records import TrialRecords
-from radas.console import print_info, warn
+from radas.core.console import print_info, warn
 from radas.errors import ExperimentDamagedError, ExperimentNotFoundError, InvalidArgumentError
-from radas.history import flatten, load_history, write_ray_result_files
-from radas.trial import OUTPUT_FILE
+from radas.ray_compat.fixes import quiet_ray_logs
+from radas.results import tune_state
+from radas.results.experiment_info import read_experiment_info
+from radas.results.history import load_history, write_ray_result_files
+from radas.storage import locks
+from radas.storage import store as _store
+from radas.storage.history_parts import flatten
+from radas.tune.trial import OUTPUT_FILE
 
 # Columns Ray adds to every result for its own bookkeeping; the brief views drop them.
 BOOKKEEPING_COLUMNS = frozenset(
@@ -81,7 +83,7 @@ class Tuner:
         self.experiment_path = str(_store.location(os.path.expanduser(experiment_path)))
         self._job_running = job_running
         with self._reading():
-            stored = _ray_state.has_stored_experiment(self.experiment_path)
+            stored = tune_state.has_stored_experiment(self.experiment_path)
         if not stored:
             raise ExperimentNotFoundError(
                 f"No stored experiment at {self.experiment_path}: run it first "
@@ -97,11 +99,11 @@ class Tuner:
         partial. Its lock says (a run holds it on the machine that runs the sweep, in the
         results root when that is a path); for results in an object store written by a
         cluster job, a Tuner from ``run_experiment`` also asks the cluster."""
-        if _locks.is_held(self.experiment_path):
+        if locks.is_held(self.experiment_path):
             return True
         return self._job_running is not None and self._job_running()
 
-    def _say_if_partial(self, running: bool, trials: list[_ray_state.TrialState]) -> None:
+    def _say_if_partial(self, running: bool, trials: list[tune_state.TrialState]) -> None:
         """One line per distinct progress, so a notebook re-reading every minute says how
         far it is without repeating itself."""
         if not running:
@@ -150,7 +152,7 @@ class Tuner:
 
         with self._reading():
             running = self.is_running
-            found = _ray_state.newest_state(self.experiment_path, running=running)
+            found = tune_state.newest_state(self.experiment_path, running=running)
             if found is None:  # damaged ones: warned
                 raise ExperimentDamagedError(
                     f"Ray's ResultGrid needs Tune's experiment state, and {self.experiment_path} "
@@ -170,7 +172,7 @@ class Tuner:
                     "has every result."
                 )
             state_file, filesystem = _store.arrow_source(found[0])
-            metric, mode = _ray_state.stored_metric_and_mode(self.experiment_path)
+            metric, mode = tune_state.stored_metric_and_mode(self.experiment_path)
             for attempt in range(STATE_READ_ATTEMPTS):
                 try:
                     # Ray's "Failed to fetch metrics" for trials that reported nothing yet
@@ -189,7 +191,7 @@ class Tuner:
                     time.sleep(0.2)
             results = ResultGrid(analysis)
             self._say_if_partial(
-                running, _ray_state.load_trial_states(self.experiment_path, running=running)
+                running, tune_state.load_trial_states(self.experiment_path, running=running)
             )
         if not running:
             self._results = results
@@ -205,15 +207,15 @@ class Tuner:
         with self._reading():
             rows = []
             running = self.is_running  # first: a run that ends meanwhile reads as partial
-            records = TrialRecords.read(self.experiment_path)
-            trials = _ray_state.load_trial_states(self.experiment_path, running=running)
+            records = tune_state.read_trial_records(self.experiment_path)
+            trials = tune_state.load_trial_states(self.experiment_path, running=running)
             for trial in trials:
                 result = {k: v for k, v in trial.last_result.items() if k != "config"}
                 row = flatten(result)
                 row["trial_id"] = trial.trial_id
                 row.update(flatten(trial.config, prefix="config/"))
                 row["status"] = trial.status
-                row["error"] = _ray_state.error_summary(self.experiment_path, trial)
+                row["error"] = tune_state.error_summary(self.experiment_path, trial)
                 resources = records.get(trial.trial_id, {}).get("resources", {})
                 if resources:  # what the trial last ran with (retries may have given it more)
                     row["cpu_per_trial"] = resources.get("CPU")
@@ -230,10 +232,10 @@ class Tuner:
         """The whole traceback a failed trial left ("" if it left none), read from where the
         experiment is stored (also an object store, from any machine)."""
         with self._reading():
-            trials = _ray_state.load_trial_states(self.experiment_path)
+            trials = tune_state.load_trial_states(self.experiment_path)
             for trial in trials:
                 if trial.trial_id == trial_id:
-                    return _ray_state.error_text(self.experiment_path, trial)
+                    return tune_state.error_text(self.experiment_path, trial)
         known = ", ".join(trial.trial_id for trial in trials[:10])
         raise InvalidArgumentError(
             f"No trial {trial_id!r} in {self.experiment_path}; its trials are {known}"
@@ -247,7 +249,7 @@ class Tuner:
         output was not kept (a class trainable, an experiment run before radas kept it),
         are left out. ``trial_id``: that trial only."""
         with self._reading():
-            trials = _ray_state.load_trial_states(self.experiment_path)
+            trials = tune_state.load_trial_states(self.experiment_path)
             if trial_id is not None:
                 chosen = [trial for trial in trials if trial.trial_id == trial_id]
                 if not chosen:
@@ -281,7 +283,7 @@ class Tuner:
                 self.experiment_path, exclude=BOOKKEEPING_COLUMNS if brief_columns else ()
             )
             if running:
-                trials = _ray_state.load_trial_states(self.experiment_path, running=True)
+                trials = tune_state.load_trial_states(self.experiment_path, running=True)
                 self._say_if_partial(running, trials)
         return history
 

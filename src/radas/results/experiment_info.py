@@ -17,24 +17,24 @@ import math
 import re
 from typing import Any
 
-from radas import _store
 from radas.errors import NameCollisionError
+from radas.storage import store
 
 EXPERIMENT_INFO_FILE = "radas_experiment.json"
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 _MAX_DEPTH = 20
 
 
-def read_experiment_info(experiment_path: _store.AnyPath) -> dict[str, Any] | None:
+def read_experiment_info(experiment_path: store.AnyPath) -> dict[str, Any] | None:
     """The stored record, or None when there is none (or it cannot be read as JSON)."""
     try:
-        info = json.loads((_store.location(experiment_path) / EXPERIMENT_INFO_FILE).read_text())
+        info = json.loads((store.location(experiment_path) / EXPERIMENT_INFO_FILE).read_text())
     except (OSError, ValueError):
         return None
     return info if isinstance(info, dict) else None
 
 
-def check_owner(experiment_path: _store.AnyPath, *, experiment_name: str, cwd: str) -> None:
+def check_owner(experiment_path: store.AnyPath, *, experiment_name: str, cwd: str) -> None:
     """Raise NameCollisionError when the experiment stored at ``experiment_path`` was started
     as another (working directory, experiment_name) pair that maps onto the same full name.
 

@@ -19,9 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from radas import _ray_state
-from radas._spec import SweepSpec
-from radas.console import print_info
+from radas.core.console import print_info
+from radas.core.spec import SweepSpec
 from radas.resources import (
     FAILURE_HEADER,
     NodeCapacity,
@@ -29,6 +28,7 @@ from radas.resources import (
     error_file_text,
     next_cpu_per_trial,
 )
+from radas.results import tune_state
 
 MAX_LOST_TRIAL_RETRIES = 3
 
@@ -83,15 +83,15 @@ def retry_failed_trials(
     retries = Retries(cpu_per_trial=spec.cpu_per_trial)
     lost_retries = lost_retries if lost_retries is not None else LostTrialRetries()
     while True:
-        records = _ray_state.read_trial_records(path)
-        trials = _ray_state.load_trial_states(path)
+        records = tune_state.read_trial_records(path)
+        trials = tune_state.load_trial_states(path)
         # The records hold the statuses Tune had in memory at the end (its state can lag).
         statuses = {t.trial_id: records.get(t.trial_id, {}).get("status", t.status) for t in trials}
-        if any(status not in _ray_state.TERMINAL_STATUSES for status in statuses.values()):
+        if any(status not in tune_state.TERMINAL_STATUSES for status in statuses.values()):
             return retries  # interrupted: leave the rest to run_choice='restore'
         failures = {
             trial.trial_id: classify_failure(
-                _ray_state.trial_error(path, trial), _ray_state.error_text(path, trial)
+                tune_state.trial_error(path, trial), tune_state.error_text(path, trial)
             )
             for trial in trials
             if statuses[trial.trial_id] == "ERROR"
@@ -122,5 +122,5 @@ def retry_failed_trials(
             )
             retries.cpu_per_trial = bigger
             retries.memory_retried |= memory
-        _ray_state.requeue_trials(path, lost | memory)
+        tune_state.requeue_trials(path, lost | memory)
         rerun(retries.cpu_per_trial)

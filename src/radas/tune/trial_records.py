@@ -1,10 +1,10 @@
 """``TrialRecords``: the Tune callback that keeps radas's own record of every trial
-(``radas_trials.json``), the one source ``radas._ray_state`` trusts over Tune's lagging
+(``radas_trials.json``), the one source ``radas.results.tune_state`` trusts over Tune's lagging
 snapshot.
 
 Pickled into each experiment's ``tuner.pkl`` (as part of the run_config), so its class must
-stay importable where it is; ``radas.sweep`` imports it too, which keeps the name that older
-``tuner.pkl`` files hold (``radas.sweep.TrialRecords``) loading.
+stay importable where it is; ``radas.tune.sweep`` imports it too, which keeps the name that older
+``tuner.pkl`` files hold (``radas.tune.sweep.TrialRecords``) loading.
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ from typing import Any
 
 from ray.tune import Callback
 
-from radas import _ray_state, _store
 from radas.errors import StorageFullError
-from radas.history import HistoryRecorder
+from radas.results import tune_state
+from radas.storage import store
+from radas.tune.history import HistoryRecorder
 
 
 class TrialRecords(Callback):
@@ -26,12 +27,12 @@ class TrialRecords(Callback):
 
     A trial's end is made durable soon after Tune reports it (at the end of that Tune step,
     at most every ``write_interval_s`` seconds), the history being flushed first, so a killed
-    run never loses a trial recorded as ended: ``_ray_state`` prefers these records to Tune's
+    run never loses a trial recorded as ended: ``tune_state`` prefers these records to Tune's
     snapshot, which lags behind (it may still say RUNNING, or PENDING, for a trial that
     ended). Written atomically. ``radas.Tuner.get_dataframe()`` shows the resources.
     """
 
-    FILE = _ray_state.TRIAL_RECORDS_FILE
+    FILE = tune_state.TRIAL_RECORDS_FILE
 
     def __init__(self, history: HistoryRecorder | None = None, write_interval_s: float = 1.0):
         self.history = history
@@ -40,7 +41,7 @@ class TrialRecords(Callback):
 
     def _reset(self) -> None:
         self._records: dict[str, dict[str, Any]] | None = None
-        self._directory: _store.Location | None = None
+        self._directory: store.Location | None = None
         self._ending: dict[str, tuple[Any, str]] = {}
         self._tune_state_seen: Any = None
         self._unwritten = False
@@ -58,12 +59,12 @@ class TrialRecords(Callback):
     def _record(self, trial: Any) -> dict[str, Any]:
         if self._records is None:
             storage = trial.storage
-            self._directory = _store.on_filesystem(
+            self._directory = store.on_filesystem(
                 storage.storage_filesystem, storage.experiment_fs_path
             )
-            self._records = _ray_state.read_trial_records(self._directory)
-            format_ = {"version": _ray_state.RECORDS_FORMAT}
-            self._records[_ray_state.RECORDS_FORMAT_KEY] = format_
+            self._records = tune_state.read_trial_records(self._directory)
+            format_ = {"version": tune_state.RECORDS_FORMAT}
+            self._records[tune_state.RECORDS_FORMAT_KEY] = format_
         self._unwritten = True
         return self._records.setdefault(trial.trial_id, {})
 
@@ -71,9 +72,9 @@ class TrialRecords(Callback):
         if self._records is None and trials:  # the first step of this fit
             # Trials that start this fit ended (restore kept them): their end is on record.
             for trial in trials:
-                if trial.status in _ray_state.TERMINAL_STATUSES:
+                if trial.status in tune_state.TERMINAL_STATUSES:
                     record = self._record(trial)
-                    if not _ray_state.ended_in_records(record):
+                    if not tune_state.ended_in_records(record):
                         self._record_end(trial, trial.status)
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -111,8 +112,8 @@ class TrialRecords(Callback):
             if self.history is not None:
                 self.history.flush()
             if self._records is not None and self._directory is not None:
-                _ray_state.write_trial_records(self._directory, self._records)
-                seen = _ray_state.back_up_tune_state(self._directory, self._tune_state_seen)
+                tune_state.write_trial_records(self._directory, self._records)
+                seen = tune_state.back_up_tune_state(self._directory, self._tune_state_seen)
                 self._tune_state_seen = seen
         except StorageFullError as err:
             self._storage_error = self._storage_error or err
@@ -138,4 +139,4 @@ class TrialRecords(Callback):
 
     @classmethod
     def read(cls, experiment_path: str) -> dict[str, dict[str, Any]]:
-        return _ray_state.read_trial_records(experiment_path)
+        return tune_state.read_trial_records(experiment_path)

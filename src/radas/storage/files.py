@@ -14,8 +14,8 @@ import errno
 import os
 from collections.abc import Iterator
 
-from radas import _store
 from radas.errors import StorageFullError
+from radas.storage import store as _store
 
 NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 # pyarrow's IO errors carry the OS message but not always the errno.

@@ -26,27 +26,31 @@ import numpy as np
 import pandas as pd
 from ray import tune
 
-from radas import _files, _ray_compat, _ray_state, _store
-from radas._experiment_info import EXPERIMENT_INFO_FILE, check_owner, describe_param_space
-from radas._locks import experiment_lock
-from radas._retries import LostTrialRetries, retry_failed_trials
-from radas._secrets import with_secrets
-from radas._spec import SweepOutcome, SweepSpec
-from radas._trial_records import TrialRecords  # also the name older tuner.pkl files hold
-from radas._worker import with_setup
-from radas.clusters import _shape_record
 from radas.clusters import shape as cluster_shape
-from radas.console import print_info, ray_output_wanted, warn
+from radas.clusters import shape_record
+from radas.core.console import print_info, ray_output_wanted, warn
+from radas.core.secrets import with_secrets
+from radas.core.spec import SweepOutcome, SweepSpec
 from radas.errors import (
     ExperimentNotFoundError,
     InvalidArgumentError,
     StorageError,
     StorageFullError,
 )
-from radas.history import HistoryRecorder, load_history
-from radas.progress import ProgressLine
+from radas.ray_compat import fixes as _ray_compat
 from radas.resources import NodeCapacity, trial_resources
-from radas.trial import with_output_kept
+from radas.results import tune_state
+from radas.results.experiment_info import EXPERIMENT_INFO_FILE, check_owner, describe_param_space
+from radas.results.history import load_history
+from radas.storage import files as _files
+from radas.storage import store as _store
+from radas.storage.locks import experiment_lock
+from radas.tune.history import HistoryRecorder
+from radas.tune.progress import ProgressLine
+from radas.tune.retries import LostTrialRetries, retry_failed_trials
+from radas.tune.trial import with_output_kept
+from radas.tune.trial_records import TrialRecords  # also the name older tuner.pkl files hold
+from radas.tune.worker import with_setup
 
 TUNER_INIT_KEYS = ("tune_config", "run_config")
 RADAS_OWNED_RUN_CONFIG_FIELDS = ("name", "storage_path", "storage_filesystem")
@@ -147,7 +151,7 @@ def _is_installed(module_file: str) -> bool:
 def run_sweep(spec: SweepSpec, *, before_fit: Callable[[], None] | None = None) -> SweepOutcome:
     """Run or resume the experiment; returns its outcome. Ray must be initialized.
 
-    Holds the experiment's lock throughout (``radas._locks``): a second run or restore of it,
+    Holds the experiment's lock throughout (``radas.storage.locks``): a second run or restore of it,
     from any process sharing the results root, gets ExperimentRunningError; a different
     (folder, name) pair mapping onto its full name gets NameCollisionError. ``before_fit``
     (the backend's) runs before every Tune fit, the retries' included.
@@ -172,7 +176,7 @@ def _run_sweep_locked(spec: SweepSpec, before_fit: Callable[[], None]) -> SweepO
         write_experiment_info(spec)
         tuner = build_tuner(spec, capacity)
     else:
-        trials = _ray_state.load_trial_states(path)
+        trials = tune_state.load_trial_states(path)
         if not trials:
             raise ExperimentNotFoundError(
                 f"Nothing to restore for experiment {spec.experiment_name!r}: no stored state "
@@ -184,7 +188,7 @@ def _run_sweep_locked(spec: SweepSpec, before_fit: Callable[[], None]) -> SweepO
             "trials were already done and are kept; unfinished and errored trials continue."
         )
         tuner = _restore(spec, spec.cpu_per_trial, capacity, resume_errored=True)
-    # A trial that lost its node or worker runs again within the fit (radas._retries).
+    # A trial that lost its node or worker runs again within the fit (radas.tune.retries).
     lost_retries = LostTrialRetries()
     # Tune's own writes (its state, tuner.pkl) on a full disk raise a plain OSError.
     with (
@@ -203,7 +207,7 @@ def _run_sweep_locked(spec: SweepSpec, before_fit: Callable[[], None]) -> SweepO
             _restore(spec, cpu_per_trial, capacity, resume_errored=False).fit()
 
         retries = retry_failed_trials(spec, capacity, rerun, lost_retries)
-    trials = _ray_state.load_trial_states(path)
+    trials = tune_state.load_trial_states(path)
     return SweepOutcome.of_trials(
         str(path),
         trials,
@@ -227,7 +231,7 @@ def _size_trials(spec: SweepSpec) -> NodeCapacity:
         cluster_shape.from_ray(), cluster_shape.Overrides.from_env(), where
     )
     if cluster and os.environ.get("RADAS_RESULTS_ROOT"):
-        _shape_record.record(sized.shape, os.environ["RADAS_RESULTS_ROOT"])
+        shape_record.record(sized.shape, os.environ["RADAS_RESULTS_ROOT"])
     if sized.note:
         print_info(f"{spec.experiment_name}: {sized.note}")
     sized.check(spec.cpu_per_trial, where)
@@ -239,7 +243,7 @@ def _restore(
     spec: SweepSpec, cpu_per_trial: float, capacity: NodeCapacity, *, resume_errored: bool
 ) -> tune.Tuner:
     # Trials radas recorded as ended stay ended, even where Tune's last snapshot lags.
-    _ray_state.reconcile_with_records(spec.experiment_path)
+    tune_state.reconcile_with_records(spec.experiment_path)
     _rebuild_damaged_tuner_file(spec, capacity)
     _continue_trials_whose_state_is_gone(spec)
     # The trainable's resources apply to every trial that is still pending.
@@ -284,7 +288,7 @@ def _continue_trials_whose_state_is_gone(spec: SweepSpec) -> None:
     the history has the report it came with: its iteration count continues from there, so
     each report keeps its iteration), else from scratch; radas says which."""
     path = _store.location(spec.experiment_path)
-    damaged = _ray_state.saved_states_gone(path)
+    damaged = tune_state.saved_states_gone(path)
     if not damaged:
         return
     history = load_history(path) if any(d.latest_gone for d in damaged.values()) else None
@@ -315,7 +319,7 @@ def _continue_trials_whose_state_is_gone(spec: SweepSpec) -> None:
             f"{path / states.trial_dir / states.latest} is missing (Tune deleted it after its "
             f"last stored snapshot, or it was deleted or lost): {then}."
         )
-    _ray_state.continue_from(path, damaged, chosen)
+    tune_state.continue_from(path, damaged, chosen)
 
 
 def _report_metrics(row: pd.Series) -> dict[str, Any]:
@@ -406,8 +410,8 @@ def _tune_environment(quiet: bool) -> Iterator[None]:
 
 def write_experiment_info(spec: SweepSpec) -> None:
     """Who ran the experiment, under which name, from which folder and with which param_space:
-    read by trials (trackers, artifacts) through ``radas.trial.current_experiment()``, by tools
-    that list experiments, and by the checks of ``radas._experiment_info``."""
+    read by trials (trackers, artifacts) through ``radas.tune.trial.current_experiment()``, by tools
+    that list experiments, and by the checks of ``radas.results.experiment_info``."""
     path = _store.location(spec.experiment_path)
     path.mkdir(parents=True, exist_ok=True)
     info = {

@@ -1,4 +1,4 @@
-"""The entrypoint of a radas Ray Job: ``python -m radas._job_driver <spec key>``.
+"""The entrypoint of a radas Ray Job: ``python -m radas.backends.job_driver <spec key>``.
 
 Checks that this machine sees the cluster's path roots as the client does (the client's
 markers, ``backends._shared_roots``), takes the experiment the client pickled out of the
@@ -15,9 +15,9 @@ import logging
 import os
 import sys
 
-from radas import _files, _store
-from radas.console import print_error, print_info, ray_output_wanted
+from radas.core.console import print_error, print_info, ray_output_wanted
 from radas.errors import ClusterError
+from radas.storage import files, store
 
 
 def load_spec(key: str):
@@ -31,11 +31,11 @@ def load_spec(key: str):
 def main(argv: list[str]) -> int:
     import ray
 
-    from radas._ray_versions import CLIENT_RAY_VERSION_ENV, check_pair
-    from radas._secrets import HAND_OVER_ENV, forget_trainables, take_over
-    from radas.backends import _shared_roots
+    from radas.backends import shared_roots
     from radas.backends.ray_jobs import OUTCOME_FILE
-    from radas.sweep import run_sweep
+    from radas.core.secrets import HAND_OVER_ENV, forget_trainables, take_over
+    from radas.ray_compat.versions import CLIENT_RAY_VERSION_ENV, check_pair
+    from radas.tune.sweep import run_sweep
 
     # The client checked the head's Ray before submitting, but a runtime_env (pip, a container
     # image) can run this driver on another Ray, which would unpickle the experiment wrongly.
@@ -50,9 +50,9 @@ def main(argv: list[str]) -> int:
             f"(is ray in the job's runtime_env?). {problem}"
         )
         return 1
-    unseen = _shared_roots.unseen_roots()
+    unseen = shared_roots.unseen_roots()
     if unseen:  # before anything runs: the client reads the results from those folders
-        print_error(_shared_roots.unseen_line(unseen))
+        print_error(shared_roots.unseen_line(unseen))
         return 1
     # Ray's connection records only when asked for (RADAS_VERBOSE, passed on by the client)
     ray.init(logging_level=logging.INFO if ray_output_wanted() else logging.ERROR)
@@ -83,7 +83,7 @@ def main(argv: list[str]) -> int:
     finally:
         forget_trainables()
     record = {"job_id": os.environ.get("RADAS_JOB_ID"), **dataclasses.asdict(outcome)}
-    _files.write_atomic(_store.location(outcome.experiment_path) / OUTCOME_FILE, json.dumps(record))
+    files.write_atomic(store.location(outcome.experiment_path) / OUTCOME_FILE, json.dumps(record))
     if outcome.interrupted:
         print_info(
             f"{spec.experiment_name}: stopped with {outcome.finished_trials} of "

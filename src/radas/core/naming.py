@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import os
 import re
 import unicodedata
@@ -59,3 +60,13 @@ def full_experiment_name(experiment_name: object, cwd: str | None = None) -> str
             "use a shorter experiment_name or run from a shorter directory path."
         )
     return full_name
+
+
+def get_current_user_name() -> str:
+    """A valid radas user name for whoever runs this: ``$RADAS_USER``, else the login name.
+
+    Characters radas does not allow in user names become ``_``.
+    """
+    name = os.environ.get("RADAS_USER") or getpass.getuser()
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", name)[:64].strip(".") or "user"
+    return validate_user_name(name)

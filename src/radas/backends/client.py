@@ -1,21 +1,44 @@
-"""``radas.get_client``: a user's experiments on a named cluster, as jobs to list and control."""
+"""``radas.get_client``: a user's experiments on a named cluster, as jobs to list and control;
+``radas.list_experiments``, local or on a cluster."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import posixpath
 
 import pandas as pd
 
-from radas._args import checked_keywords
-from radas._listing import job_trial_counts
-from radas._poll import wait_until
-from radas._status import TrialCounts, experiment_status
 from radas.backends import get_backend
-from radas.backends.ray_jobs import ACTIVE_STATUSES, ExperimentJob, RayJobsBackend
-from radas.console import print_info
-from radas.errors import ClusterError, ClusterOfflineError, NotSupportedError
-from radas.naming import validate_user_name
+from radas.backends.ray_jobs import ACTIVE_STATUSES, OUTCOME_FILE, ExperimentJob, RayJobsBackend
+from radas.core.args import checked_keywords
+from radas.core.console import print_info
+from radas.core.naming import get_current_user_name, validate_user_name
+from radas.core.poll import wait_until
+from radas.core.spec import parse_run_with
+from radas.core.status import TrialCounts, experiment_status
+from radas.errors import ClusterError, ClusterOfflineError, NotSupportedError, RadasError
+from radas.results.listing import NOTHING_STORED, local_listing, read_trial_counts
+from radas.storage import store
+
+
+@checked_keywords
+def list_experiments(*, user_name: str | None = None, run_with: str = "local") -> pd.DataFrame:
+    """The stored experiments of ``user_name`` (default: the current user), one row each.
+
+    ``run_with="local"``: the experiments stored on this machine, with columns experiment,
+    cwd (the folder it was run from), status, finished, errored, total, last_update, path,
+    full_name and problem (what could not be read, if anything). ``run_with="cluster:<name>"``:
+    the user's jobs on that cluster, as ``radas.get_client(...).list_experiments()``.
+
+    >>> radas.list_experiments(user_name="alice")  # doctest: +SKIP
+      experiment            cwd    status  finished  errored  total  ...
+    0     ab-grid  /home/alice/p  FINISHED         6        0      6  ...
+    """
+    user_name = validate_user_name(user_name or get_current_user_name())
+    if parse_run_with(run_with).kind != "local":
+        return get_client(user_name=user_name, run_with=run_with).list_experiments()
+    return local_listing(user_name)
 
 
 @checked_keywords
@@ -106,7 +129,7 @@ class ExperimentsClient:
     def _with_statuses(
         self, jobs: list[ExperimentJob]
     ) -> list[tuple[ExperimentJob, str, TrialCounts | None]]:
-        """Each job with its experiment's status (``radas._status``) and trial counts."""
+        """Each job with its experiment's status (``radas.core.status``) and trial counts."""
         counts = job_trial_counts(self.backend, self.user_name, jobs)
         listed = []
         for job in jobs:
@@ -203,3 +226,72 @@ class ExperimentsClient:
 
 def _time(moment) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S") if moment else "-"
+
+
+# --- trial counts of the jobs -----------------------------------------------------------
+
+
+def job_trial_counts(
+    backend: RayJobsBackend, user_name: str, jobs: list[ExperimentJob]
+) -> dict[str, tuple[TrialCounts | None, str]]:
+    """job id -> ``(counts, why unknown)`` for the jobs of one user on one cluster.
+
+    A job that ended and stored its outcome (``radas_job_outcome.json``) has its own counts;
+    otherwise the stored experiment's trials count for the newest job of that experiment
+    only: an older job's trials were continued (or replaced) by the newer one.
+    """
+
+    with backend.store_scope():
+        return _job_trial_counts(backend, user_name, jobs)
+
+
+def _job_trial_counts(
+    backend: RayJobsBackend, user_name: str, jobs: list[ExperimentJob]
+) -> dict[str, tuple[TrialCounts | None, str]]:
+    root = backend.results_root(user_name)
+    unreadable = _unreadable(root)
+    newest = {job.full_name: job.job_id for job in jobs}  # jobs come oldest first
+    found: dict[str, tuple[TrialCounts | None, str]] = {}
+    for job in jobs:
+        if unreadable is not None:
+            found[job.job_id] = (None, unreadable)
+            continue
+        path = store.location(root) / job.full_name
+        recorded = _recorded_outcome(path / OUTCOME_FILE, job.job_id)
+        if recorded is not None:
+            found[job.job_id] = (recorded, "")
+        elif newest[job.full_name] != job.job_id:
+            found[job.job_id] = (
+                None,
+                f"a later job, {newest[job.full_name]}, ran this experiment since",
+            )
+        else:
+            counts, problem = read_trial_counts(path)
+            if counts is None and problem == NOTHING_STORED:
+                problem = f"nothing stored at {path}"
+            found[job.job_id] = (counts, problem)
+    return found
+
+
+def _unreadable(root: str) -> str | None:
+    """Why the user's results folder ``root`` cannot be read from here, or None when it can."""
+    try:
+        if store.location(root).is_dir():
+            return None
+    except (OSError, RadasError) as err:
+        return f"results root not readable here: {type(err).__name__}: {str(err)[:120]}"
+    return f"results root not readable here: {root} is not found on this machine"
+
+
+def _recorded_outcome(path: store.Location, job_id: str) -> TrialCounts | None:
+    try:
+        record = json.loads(path.read_text())
+        if record.get("job_id") != job_id:
+            return None
+        return TrialCounts(
+            int(record["total_trials"]),
+            int(record["finished_trials"]),
+            int(record["errored_trials"]),
+        )
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return None
