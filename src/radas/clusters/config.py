@@ -48,9 +48,9 @@ import tomlkit
 from radas.clusters.shape import OVERRIDES_ENV, Overrides
 from radas.core.config import config_path, plain, read_config, refuse_secrets, write_config
 from radas.core.console import warn
+from radas.core.spec import CLUSTER_NAME_RULE, is_cluster_name
 from radas.errors import ClusterAuthError, ClusterConfigError, UnknownClusterError
 
-CLUSTER_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 REQUIRED_KEYS = ("address", "results_root", "data_root", "cold_data_root")
 DATA_ROOT_KEYS = ("data_root", "cold_data_root")  # optional when results_root is a URI
 RESULTS_URI_SCHEMES = ("s3", "gs", "gcs")
@@ -194,10 +194,9 @@ def validate_cluster_name(name: object) -> str:
     >>> validate_cluster_name("lab-gpu")
     'lab-gpu'
     """
-    if not isinstance(name, str) or not CLUSTER_NAME_PATTERN.fullmatch(name):
+    if not is_cluster_name(name):
         raise UnknownClusterError(
-            f"{name!r} is not a valid cluster name: use 1 to 64 letters, digits, '.', '_' and "
-            "'-', starting with a letter or digit (no '/', no '..'), e.g. 'lab-gpu'."
+            f"{name!r} is not a valid cluster name: use {CLUSTER_NAME_RULE}, e.g. 'lab-gpu'."
         )
     return name
 
@@ -214,10 +213,9 @@ def load_clusters() -> dict[str, ClusterConfig]:
     clusters = {}
     for name, table in tables.items():
         where = f"[clusters.{name}] in {config_path()}"
-        if not CLUSTER_NAME_PATTERN.fullmatch(name):
+        if not is_cluster_name(name):
             raise ClusterConfigError(
-                f"{where}: {name!r} is not a valid cluster name; use 1 to 64 letters, digits, "
-                "'.', '_' and '-', starting with a letter or digit (no '/', no '..')."
+                f"{where}: {name!r} is not a valid cluster name; use {CLUSTER_NAME_RULE}."
             )
         if not isinstance(table, dict):
             raise ClusterConfigError(

@@ -12,12 +12,26 @@ import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard
 
 from radas.core.status import TrialCounts, experiment_status
 from radas.errors import InvalidArgumentError
 
-CLUSTER_NAME_PATTERN = re.compile(r"[A-Za-z0-9._-]+")
+# The one rule for a cluster's name (run_with="cluster:<name>", the config's [clusters.<name>],
+# a local cluster's folder): it names a folder, so no '/' and no leading '.', '_' or '-'.
+CLUSTER_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+CLUSTER_NAME_RULE = (
+    "1 to 64 letters, digits, '.', '_' and '-', starting with a letter or digit (no '/', no '..')"
+)
+
+
+def is_cluster_name(name: object) -> TypeGuard[str]:
+    """Whether ``name`` can name a cluster (``CLUSTER_NAME_RULE``).
+
+    >>> is_cluster_name("lab-gpu"), is_cluster_name("../x")
+    (True, False)
+    """
+    return isinstance(name, str) and CLUSTER_NAME_PATTERN.fullmatch(name) is not None
 
 
 @dataclass(frozen=True)
@@ -39,11 +53,12 @@ def parse_run_with(run_with: object) -> RunTarget:
         return RunTarget("local")
     if isinstance(run_with, str) and run_with.startswith("cluster:"):
         name = run_with.removeprefix("cluster:")
-        if CLUSTER_NAME_PATTERN.fullmatch(name):
+        if is_cluster_name(name):
             return RunTarget("cluster", name)
     raise InvalidArgumentError(
         f"run_with={run_with!r} is not valid: use 'local' (Ray on this machine) or "
-        "'cluster:<name>' with a cluster name from your radas config, e.g. 'cluster:gpu'."
+        "'cluster:<name>' with a cluster name from your radas config, e.g. 'cluster:gpu' "
+        f"(a name is {CLUSTER_NAME_RULE})."
     )
 
 
