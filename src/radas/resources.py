@@ -176,7 +176,7 @@ def own_error_line(
       reports an ``ActorDiedError`` ("Worker exits with an exit code 3"), as for a lost one
       (not when Ray says why it exited: a SIGTERM from outside is a lost worker).
     - ``os._exit(1)``: the same ``ActorDiedError`` as a crashed or killed worker; radas's worker
-      hook records the call (``os_exit_code``, from ``_ray_compat.own_exit_code``).
+      hook records the call (``os_exit_code``, from ``ray_compat.lost_trials.own_exit_code``).
     - ``raise KeyboardInterrupt``: Ray turns it into ``TaskCancelledError`` (Tune never cancels
       a trial's task).
     - An exception whose class cannot be rebuilt from its args (``__init__(self, a, b)``

@@ -99,7 +99,7 @@ class JobServer:
     """
 
     def __init__(self, cluster: ClusterConfig, timeout_s: float | None = None) -> None:
-        from radas.ray_compat import fixes
+        from radas.ray_compat import job_sdk
 
         self.cluster = cluster
         self.timeout_s = timeout_s or cluster_timeout_s()
@@ -111,7 +111,7 @@ class JobServer:
             warn_if_token_in_clear(cluster)
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         with self.errors("connecting"), _quiet_ray_sdk(), _configured_address_only():
-            self._client = fixes.job_client(
+            self._client = job_sdk.job_client(
                 cluster.address,
                 headers=headers,
                 timeout_s=self.timeout_s,
@@ -143,12 +143,12 @@ class JobServer:
         """The Ray version the cluster runs. Ray's client asks the job server's /api/version
         when it connects and keeps the answer, so reading it costs no request; a client that
         keeps none asks again."""
-        from radas.ray_compat import fixes
+        from radas.ray_compat import job_sdk
 
-        reported = fixes.server_ray_version(self._client)
+        reported = job_sdk.server_ray_version(self._client)
         if reported is None:
             with self.errors("asking for the cluster's Ray version"):
-                response = fixes.request(self._client, "GET", "/api/version")
+                response = job_sdk.request(self._client, "GET", "/api/version")
                 reported = response.json()["ray_version"]
         return str(reported)
 
@@ -204,11 +204,11 @@ class JobServer:
         """Store ``data`` in the cluster's memory (GCS) under ``uri`` (``gcs://<name>.zip``),
         with the upload Ray uses for a job's code; used to hand over secrets
         (radas.core.secrets)."""
-        from radas.ray_compat import fixes
+        from radas.ray_compat import job_sdk
 
         protocol, name = uri.split("://", 1)
         with self.errors("handing over the experiment's secrets"):
-            response = fixes.request(
+            response = job_sdk.request(
                 self._client, "PUT", f"/api/packages/{protocol}/{name}", data=data
             )
             if response.status_code != 200:
@@ -408,7 +408,7 @@ def _configured_address_only() -> Iterator[None]:
 @contextlib.contextmanager
 def _quiet_ray_sdk() -> Iterator[None]:
     """Ray's job SDK logs every package upload at INFO; radas says what matters itself."""
-    from radas.ray_compat.fixes import UPLOAD_LOGGER
+    from radas.ray_compat.private import UPLOAD_LOGGER
 
     names = (
         "ray.dashboard.modules.dashboard_sdk",

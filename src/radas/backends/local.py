@@ -10,7 +10,7 @@ running, is refused: ExperimentRunningError, as from another process).
 
 Ctrl-C stays graceful: Tune catches SIGINT only when it runs in the main thread, so while a
 sweep runs in radas's thread, radas catches SIGINT in the main thread and hands it to that
-sweep's Tune loop (``fixes.tune_interrupted_by``, fix 6), which saves the experiment's
+sweep's Tune loop (``ray_compat.signals.tune_interrupted_by``, fix 6), which saves the experiment's
 state and returns as it does in the main thread.
 """
 
@@ -34,7 +34,9 @@ from radas.core.console import print_info, print_warning, ray_output_wanted
 from radas.core.poll import async_wait_until, wait_until
 from radas.core.spec import RunTarget, SweepOutcome, SweepSpec
 from radas.errors import NotSupportedError
-from radas.ray_compat import fixes
+from radas.ray_compat.private import keep_local_ray_on_loopback
+from radas.ray_compat.signals import tune_interrupted_by
+from radas.ray_compat.worker_env import inherited_by_workers, tune_trial_environment
 from radas.storage.dirs import get_ray_results_dir
 from radas.storage.locks import refuse_if_held
 from radas.tune.sweep import run_sweep
@@ -133,7 +135,7 @@ async def _run_in_sweep_thread(work: Callable[[], T], *, name: str) -> T:
         result: Any = None
         error: BaseException | None = None
         try:
-            with fixes.tune_interrupted_by(interrupt):
+            with tune_interrupted_by(interrupt):
                 result = work()
         except BaseException as err:  # handed to the awaiting task, which raises it
             error = err
@@ -182,9 +184,10 @@ def ensure_local_ray(runtime_env: dict[str, Any]) -> None:
 
     The session's own runtime_env is the user's alone (none by default): Ray starts one worker
     per CPU with the session, with no runtime_env, and only trials whose runtime_env is that
-    one can take them (``fixes``, fix 10). So radas's worker setup runs in each trial
-    (``_worker.with_setup``) instead of as the session's ``worker_process_setup_hook``, and
-    the variables Tune passes to its trials are in the environment Ray's processes start with.
+    one can take them (``ray_compat.worker_env``, fix 10). So radas's worker setup runs in
+    each trial (``_worker.with_setup``) instead of as the session's
+    ``worker_process_setup_hook``, and the variables Tune passes to its trials are in the
+    environment Ray's processes start with.
     """
     global _started_with
     wanted = dict(runtime_env)
@@ -195,9 +198,9 @@ def ensure_local_ray(runtime_env: dict[str, Any]) -> None:
     # Ray turns 127.0.0.1 into the machine's network address unless "cluster mode" is off;
     # a local run has no other nodes, so keep every Ray server (this process and the ones
     # Ray starts) on the loopback interface.
-    fixes.keep_local_ray_on_loopback()
+    keep_local_ray_on_loopback()
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-    with _environment_while_starting(fixes.tune_trial_environment()) as inherited:
+    with _environment_while_starting(tune_trial_environment()) as inherited:
         ray.init(
             address="local",
             include_dashboard=False,
@@ -207,7 +210,7 @@ def ensure_local_ray(runtime_env: dict[str, Any]) -> None:
             logging_level=logging.INFO if ray_output_wanted() else logging.ERROR,
             _node_ip_address="127.0.0.1",
         )
-    fixes.inherited_by_workers(inherited)
+    inherited_by_workers(inherited)
     _started_with = wanted
 
 

@@ -541,7 +541,7 @@ def hand_over_spec(server: JobServer, pickled: bytes) -> str:
 def take_over_spec(key: str) -> bytes:
     """In the job's driver (Ray connected): the pickled spec ``hand_over_spec`` stored under
     ``key``, deleted from the cluster's memory."""
-    from radas.ray_compat.fixes import pop_from_cluster_memory
+    from radas.ray_compat.private import pop_from_cluster_memory
 
     payload = pop_from_cluster_memory(key)
     if payload is None or not payload.startswith(SPEC_HEADER):
@@ -556,7 +556,7 @@ def take_over_spec(key: str) -> bytes:
 def check_working_dir(directory: Path, excludes: list[str], *, cluster_name: str = "") -> int:
     """Bytes of ``directory`` that Ray would upload (honouring .gitignore and ``excludes``);
     too many raise WorkingDirTooLargeError, secret-looking files get a RadasWarning."""
-    from radas.ray_compat import fixes
+    from radas.ray_compat.private import walk_job_upload
 
     limit_mb = float(os.environ.get("RADAS_MAX_WORKING_DIR_MB", DEFAULT_MAX_WORKING_DIR_MB))
     sizes: dict[Path, int] = {}
@@ -567,7 +567,7 @@ def check_working_dir(directory: Path, excludes: list[str], *, cluster_name: str
 
     include_gitignore = os.environ.get("RAY_RUNTIME_ENV_IGNORE_GITIGNORE", "0") != "1"
     with _quiet_ray_sdk():
-        fixes.walk_job_upload(directory, excludes, record, gitignore=include_gitignore)
+        walk_job_upload(directory, excludes, record, gitignore=include_gitignore)
     total = sum(sizes.values())
     if total > limit_mb * 2**20:
         biggest = sorted(sizes.items(), key=lambda item: -item[1])[:5]

@@ -321,7 +321,7 @@ def _get(address: str, path: str, token: str | None, timeout_s: float) -> Any:
     error status or an answer that is not JSON is raised as is, for ``translated``. The whole
     request ends within ``timeout_s`` (a server trickling its answer is cut there)."""
     from radas.backends.job_client import HTTPStatusError
-    from radas.ray_compat.fixes import RequestDeadline
+    from radas.ray_compat.job_sdk import RequestDeadline
 
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     with RequestDeadline(timeout_s, f"GET {path}") as deadline:

@@ -419,7 +419,7 @@ def _stop_jobs(server: JobServer, job_ids: list[str]) -> None:
 # A local cluster stays on the loopback interface. Ray replaces 127.0.0.1 by the machine's
 # network address unless its "cluster mode" is off (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, set
 # for every process of the cluster); but `ray start` itself refuses extra nodes with cluster
-# mode off, so its launcher (fixes.LOOPBACK_RAY_START) turns it back on and keeps
+# mode off, so its launcher (ray_compat.private.LOOPBACK_RAY_START) turns it back on and keeps
 # --node-ip-address as given.
 
 
@@ -444,9 +444,9 @@ def head_command(ports: list[int], temp_dir: str | Path, *flags: str) -> list[st
 
 
 def _ray_command() -> list[str]:
-    from radas.ray_compat import fixes  # Ray Tune: not for every import of this module
+    from radas.ray_compat.private import LOOPBACK_RAY_START
 
-    return [sys.executable, "-c", fixes.LOOPBACK_RAY_START]
+    return [sys.executable, "-c", LOOPBACK_RAY_START]
 
 
 def _node_temp_dir(name: str, node: str) -> str:

@@ -16,7 +16,7 @@ Where the types come from, first found wins:
 3. the nodes alive now (no autoscaler).
 
 The autoscaler's own report (running, launching, failed launches per type) comes with every
-read. Everything Ray-internal is read through ``radas.ray_compat.fixes``; here are plain data.
+read. Everything Ray-internal is read through ``radas.ray_compat.autoscaler``; here are plain data.
 
 The config's ``cpus_per_node`` / ``gpus_per_node`` / ``memory_per_node_gb`` override what the
 cluster says (``Overrides``); radas says so when the two disagree.
@@ -363,7 +363,7 @@ def from_ray() -> ClusterShape:
     """The connected cluster's shape, read in the driver (``ray.init`` done)."""
     import ray
 
-    from radas.ray_compat import fixes
+    from radas.ray_compat.autoscaler import autoscaler_status, published_node_types
 
     alive = [
         {
@@ -374,8 +374,8 @@ def from_ray() -> ClusterShape:
         for node in ray.nodes()
         if node.get("Alive")
     ]
-    status = fixes.autoscaler_status()
-    declared = fixes.published_node_types()
+    status = autoscaler_status()
+    declared = published_node_types()
     source = "the node types published in the cluster's GCS"
     if declared is None and _key(status or {}, "autoscaler_report"):
         declared, source = _declared_by_autoscaler_config()
@@ -386,9 +386,9 @@ def _declared_by_autoscaler_config() -> tuple[list[dict[str, Any]] | None, str]:
     import ray
     import yaml
 
-    from radas.ray_compat import fixes
+    from radas.ray_compat.autoscaler import autoscaler_config_file
 
-    path = fixes.autoscaler_config_file(ray.get_runtime_context().gcs_address)
+    path = autoscaler_config_file(ray.get_runtime_context().gcs_address)
     if path is None:
         return None, "the autoscaler's report"
     try:
@@ -402,9 +402,9 @@ def _declared_by_autoscaler_config() -> tuple[list[dict[str, Any]] | None, str]:
 def launch_status() -> ClusterShape | None:
     """What the connected cluster's autoscaler reports now (types by name only, no config
     read): for the progress line, every few seconds. None without an autoscaler."""
-    from radas.ray_compat import fixes
+    from radas.ray_compat.autoscaler import autoscaler_status
 
-    status = fixes.autoscaler_status()
+    status = autoscaler_status()
     return None if status is None else from_reports([], status, None)
 
 

@@ -21,7 +21,10 @@ MOVED = {
     "radas.progress": "radas.tune.progress",
     "radas._retries": "radas.tune.retries",
     "radas._worker": "radas.tune.worker",
-    "radas._ray_compat": "radas.ray_compat.fixes",
+    # the fixes' classes a pickle names (RadasFIFOScheduler, ActorOutOfMemoryError) are
+    # re-exported by radas.ray_compat.install; .fixes was their module from the layers on
+    "radas._ray_compat": "radas.ray_compat.install",
+    "radas.ray_compat.fixes": "radas.ray_compat.install",
     "radas._spec": "radas.core.spec",
     "radas._status": "radas.core.status",
 }

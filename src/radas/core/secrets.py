@@ -191,7 +191,7 @@ def take_over(key: str | None) -> dict[str, str]:
     deleted from the cluster's memory; {} without a key."""
     if not key:
         return {}
-    from radas.ray_compat.fixes import pop_from_cluster_memory
+    from radas.ray_compat.private import pop_from_cluster_memory
 
     payload = pop_from_cluster_memory(key)
     if payload is None or not payload.startswith(_HAND_OVER_HEADER):
@@ -208,6 +208,6 @@ def forget_trainables() -> None:
     """In the job's driver, when the sweep ends: drop the trainables Tune registered in the
     cluster's memory (with the secrets ``with_secrets`` gave them). Tune does this at exit,
     but a job driver ends with ``os._exit``, which skips it."""
-    from radas.ray_compat.fixes import forget_registered_trainables
+    from radas.ray_compat.private import forget_registered_trainables
 
     forget_registered_trainables()

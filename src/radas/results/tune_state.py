@@ -31,7 +31,7 @@ from typing import Any
 
 from radas.core.console import warn
 from radas.errors import ExperimentDamagedError
-from radas.ray_compat import fixes
+from radas.ray_compat import saved_states
 from radas.storage import files as _files
 from radas.storage import locks
 from radas.storage import store as _store
@@ -329,7 +329,7 @@ def stored_metric_and_mode(experiment_path: _store.AnyPath) -> tuple[str | None,
             return None, None
         from ray import cloudpickle
 
-        from radas.ray_compat.fixes import stored_tune_config
+        from radas.ray_compat.private import stored_tune_config
 
         with contextlib.redirect_stderr(io.StringIO()):
             state = cloudpickle.loads(path.read_bytes())
@@ -504,7 +504,7 @@ def saved_states_gone(experiment_path: _store.AnyPath) -> dict[str, SavedStates]
     damaged = {}
     for json_state, json_metadata in found[1]["trial_data"]:
         state, metadata = json.loads(json_state), json.loads(json_metadata)
-        named = fixes.saved_states(metadata.get("checkpoint_manager"))
+        named = saved_states.saved_states(metadata.get("checkpoint_manager"))
         trial_dir = state.get("relative_logdir") or ""
         if state["status"] == "TERMINATED" or named is None or not trial_dir:
             continue
@@ -542,13 +542,13 @@ def continue_from(
         encoded = metadata.get("checkpoint_manager")
         if trial_id in chosen:
             name, metrics = chosen[trial_id]
-            named = fixes.saved_states(encoded)
+            named = saved_states.saved_states(encoded)
             folder = None
             if name is not None and named is not None:
                 folder = named[0].rstrip("/").rpartition("/")[0] + "/" + name
-            metadata["checkpoint_manager"] = fixes.saved_states_at(encoded, folder, metrics)
+            metadata["checkpoint_manager"] = saved_states.saved_states_at(encoded, folder, metrics)
         else:
-            metadata["checkpoint_manager"] = fixes.saved_states_without(
+            metadata["checkpoint_manager"] = saved_states.saved_states_without(
                 encoded, damaged[trial_id].gone
             )
         return True

@@ -13,7 +13,7 @@ import pandas as pd
 
 from radas.core.console import print_info, warn
 from radas.errors import ExperimentDamagedError, ExperimentNotFoundError, InvalidArgumentError
-from radas.ray_compat.fixes import quiet_ray_logs
+from radas.ray_compat.worker_logs import quiet_ray_logs
 from radas.results import tune_state
 from radas.results.experiment_info import read_experiment_info
 from radas.results.history import load_history, write_ray_result_files

@@ -19,7 +19,7 @@ from ray.tune import Callback
 from radas.clusters import shape as cluster_shape
 from radas.core.console import LiveLine, print_info, strip_ansi
 from radas.errors import NodeLaunchError
-from radas.ray_compat import fixes
+from radas.ray_compat.lost_trials import recovering_in_fit
 from radas.resources import (
     FAILURE_HEADER,
     classify_failure,
@@ -269,7 +269,7 @@ def error_line(trial: Any) -> str:
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     last = lines[-1] if lines else "error"
     kind = classify_failure(_pickled_error(trial), text.rpartition(FAILURE_HEADER)[2])
-    if kind == "lost" and fixes.recovering_in_fit():
+    if kind == "lost" and recovering_in_fit():
         return (
             f"{head} lost its node or worker again (not an error of the trainable); it ran "
             "again as often as radas allows, so it stays errored and run_choice='restore' "

@@ -2,7 +2,7 @@
 
 A trial that lost its node or worker runs again as it was, from its latest saved state: in the
 same fit, as soon as a node has room (``LostTrialRetries.in_fit``, which Tune asks through
-``_ray_compat.trials_recovered_by``), at most MAX_LOST_TRIAL_RETRIES times per sweep, so a
+``lost_trials.trials_recovered_by``), at most MAX_LOST_TRIAL_RETRIES times per sweep, so a
 node that keeps dying does not loop for ever. A trial that ran out of memory runs again with
 ``cpu_per_trial`` doubled (more memory each, fewer per node) once the fit has ended (a
 requeued trial's resources could change within the fit, but radas's outcome, the df's
@@ -10,7 +10,7 @@ requeued trial's resources could change within the fit, but radas's outcome, the
 trainable's own errors are never retried. ``run_sweep`` calls ``retry_failed_trials`` after
 each fit, with the way to run the requeued trials again (``rerun``), so the policy holds no
 Tune code; lost trials the fit could not run again (Ray's internals differ from what radas
-was verified against: ``_ray_compat.fixes_apply``) run again there, with the same budget.
+was verified against: ``ray_compat.targets.fixes_apply``) run again there, with the same budget.
 """
 
 from __future__ import annotations

@@ -37,7 +37,11 @@ from radas.errors import (
     StorageError,
     StorageFullError,
 )
-from radas.ray_compat import fixes as _ray_compat
+from radas.ray_compat.fifo import default_scheduler
+from radas.ray_compat.install import fixes_installed
+from radas.ray_compat.lost_trials import trials_recovered_by
+from radas.ray_compat.private import run_config_verbose
+from radas.ray_compat.worker_logs import quiet_ray_logs
 from radas.resources import NodeCapacity, trial_resources
 from radas.results import tune_state
 from radas.results.experiment_info import EXPERIMENT_INFO_FILE, check_owner, describe_param_space
@@ -62,7 +66,7 @@ ARCHIVE_DIR = ".archive"
 STATES_KEPT = 2
 SNAPSHOT_WARNING = "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S"
 # Trials send their reports in batches of up to 1000, every 0.5 s (up to 2 s with many trials
-# running: Tune stretches the time with the number of running trials); see _ray_compat, fix 2.
+# running: Tune stretches the time with the number of running trials); see buffering, fix 2.
 RESULT_BUFFERING = {
     "TUNE_RESULT_BUFFER_LENGTH": "1000",
     "TUNE_RESULT_BUFFER_MIN_TIME_S": "0.5",
@@ -198,7 +202,7 @@ def _run_sweep_locked(spec: SweepSpec, before_fit: Callable[[], None]) -> SweepO
             then="run_choice='restore' continues the experiment",
         ),
         _files.no_space_as_error(path, None),
-        _ray_compat.trials_recovered_by(lost_retries.in_fit),
+        trials_recovered_by(lost_retries.in_fit),
     ):
         tuner.fit()
 
@@ -362,9 +366,9 @@ def _tune_environment(quiet: bool) -> Iterator[None]:
     - Results are buffered in the trial's worker (``RESULT_BUFFERING``), unless the user set
       Tune's variables themselves.
     - Tune's messages that contradict radas (its restore advice, "Press CTRL+C", "Failed to
-      fetch metrics") are dropped (``_ray_compat.quiet_ray_logs``), for the whole sweep:
+      fetch metrics") are dropped (``ray_compat.worker_logs.quiet_ray_logs``), for the whole sweep:
       Tune's restore logs too.
-    - radas's fixes to Tune's code are installed (``_ray_compat.fixes_installed``) and removed
+    - radas's fixes to Tune's code are installed (``install.fixes_installed``) and removed
       after, so a ``tune.Tuner`` of the user's own runs on Ray's code.
     - ``quiet`` (unless ``console.ray_output_wanted``): Ray's INFO and WARNING records, the
       raylet's lines and each errored trial's traceback (``TUNE_PRINT_ALL_TRIAL_ERRORS=0``:
@@ -397,7 +401,7 @@ def _tune_environment(quiet: bool) -> Iterator[None]:
     if quiet:
         optuna_logger.setLevel(max(optuna_level, logging.WARNING))
     try:
-        with _ray_compat.fixes_installed(), _ray_compat.quiet_ray_logs(not quiet):
+        with fixes_installed(), quiet_ray_logs(not quiet):
             yield
     finally:
         optuna_logger.setLevel(optuna_level)
@@ -509,11 +513,11 @@ def build_tuner(spec: SweepSpec, capacity: NodeCapacity | None = None) -> tune.T
 
 
 def _tune_config(spec: SweepSpec) -> tune.TuneConfig:
-    """The TuneConfig the user gave, with radas's FIFO scheduler (``_ray_compat``, fix 3) if
+    """The TuneConfig the user gave, with radas's FIFO scheduler (``ray_compat.fifo``, fix 3) if
     they gave none; theirs (ASHA, PBT, ...) as given."""
     tune_config = _given_tune_config(spec)
     if tune_config.scheduler is None:
-        return dataclasses.replace(tune_config, scheduler=_ray_compat.default_scheduler())
+        return dataclasses.replace(tune_config, scheduler=default_scheduler())
     return tune_config
 
 
@@ -571,7 +575,7 @@ def _run_config(spec: SweepSpec, tune_config: tune.TuneConfig) -> tune.RunConfig
 def _user_verbosity(spec: SweepSpec) -> Any:
     """The verbose= the user gave RunConfig, or None."""
     given = spec.tuner_init_kwargs.get("run_config")
-    return None if given is None else _ray_compat.run_config_verbose(given)
+    return None if given is None else run_config_verbose(given)
 
 
 class SharedGridValues(list):

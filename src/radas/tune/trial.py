@@ -49,7 +49,7 @@ def report(metrics: dict[str, Any], *, checkpoint: Any = None, state: Any = _NO_
     """
     from ray import tune
 
-    from radas.ray_compat.fixes import CHECKPOINT_LOGGER
+    from radas.ray_compat.private import CHECKPOINT_LOGGER
 
     if not isinstance(metrics, dict):
         raise InvalidArgumentError(

@@ -1,6 +1,6 @@
 """Runs in every Ray worker process of a cluster job (``worker_process_setup_hook``) and in
 every trial's worker before its trainable (``with_setup``; the local Ray radas starts has no
-runtime_env of its own, so that trials take the workers Ray starts with it: ``_ray_compat``,
+runtime_env of its own, so that trials take the workers Ray starts with it: ``worker_env``,
 fix 10). ``setup`` may run more than once in a process; it sets things up once.
 """
 
@@ -28,13 +28,13 @@ def setup() -> None:
 def _recording_exit(real_exit: Any) -> Any:
     """``os._exit`` that first notes the code in the cluster's memory when the trainable (not
     Ray) calls it: Ray reports such an exit exactly as a crashed or killed worker, which radas
-    would run again (``_ray_compat.record_own_exit``, read back by ``own_exit_code``)."""
+    would run again (``ray_compat.lost_trials.record_own_exit``, read back by ``own_exit_code``)."""
 
     def _exit(code: int) -> None:
         caller = sys._getframe(1).f_globals.get("__name__") or ""
         if caller != "ray" and not caller.startswith("ray."):
             try:
-                from radas.ray_compat.fixes import record_own_exit
+                from radas.ray_compat.lost_trials import record_own_exit
 
                 record_own_exit(code)
             except Exception:  # never keep the process from exiting
