@@ -28,7 +28,7 @@ from radas.resources import (
     error_file_text,
     next_cpu_per_trial,
 )
-from radas.results import tune_state
+from radas.results import state_repair, tune_state
 
 MAX_LOST_TRIAL_RETRIES = 3
 
@@ -122,5 +122,5 @@ def retry_failed_trials(
             )
             retries.cpu_per_trial = bigger
             retries.memory_retried |= memory
-        tune_state.requeue_trials(path, lost | memory)
+        state_repair.requeue_trials(path, lost | memory)
         rerun(retries.cpu_per_trial)

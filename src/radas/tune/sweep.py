@@ -43,7 +43,7 @@ from radas.ray_compat.lost_trials import trials_recovered_by
 from radas.ray_compat.private import run_config_verbose
 from radas.ray_compat.worker_logs import quiet_ray_logs
 from radas.resources import NodeCapacity, trial_resources
-from radas.results import tune_state
+from radas.results import state_repair, tune_state
 from radas.results.experiment_info import EXPERIMENT_INFO_FILE, check_owner, describe_param_space
 from radas.results.history import load_history
 from radas.storage import files as _files
@@ -247,7 +247,7 @@ def _restore(
     spec: SweepSpec, cpu_per_trial: float, capacity: NodeCapacity, *, resume_errored: bool
 ) -> tune.Tuner:
     # Trials radas recorded as ended stay ended, even where Tune's last snapshot lags.
-    tune_state.reconcile_with_records(spec.experiment_path)
+    state_repair.reconcile_with_records(spec.experiment_path)
     _rebuild_damaged_tuner_file(spec, capacity)
     _continue_trials_whose_state_is_gone(spec)
     # The trainable's resources apply to every trial that is still pending.
@@ -292,7 +292,7 @@ def _continue_trials_whose_state_is_gone(spec: SweepSpec) -> None:
     the history has the report it came with: its iteration count continues from there, so
     each report keeps its iteration), else from scratch; radas says which."""
     path = _store.location(spec.experiment_path)
-    damaged = tune_state.saved_states_gone(path)
+    damaged = state_repair.saved_states_gone(path)
     if not damaged:
         return
     history = load_history(path) if any(d.latest_gone for d in damaged.values()) else None
@@ -323,7 +323,7 @@ def _continue_trials_whose_state_is_gone(spec: SweepSpec) -> None:
             f"{path / states.trial_dir / states.latest} is missing (Tune deleted it after its "
             f"last stored snapshot, or it was deleted or lost): {then}."
         )
-    tune_state.continue_from(path, damaged, chosen)
+    state_repair.continue_from(path, damaged, chosen)
 
 
 def _report_metrics(row: pd.Series) -> dict[str, Any]:

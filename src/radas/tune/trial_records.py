@@ -15,7 +15,7 @@ from typing import Any
 from ray.tune import Callback
 
 from radas.errors import StorageFullError
-from radas.results import tune_state
+from radas.results import state_repair, tune_state
 from radas.storage import store
 from radas.tune.history import HistoryRecorder
 
@@ -113,7 +113,7 @@ class TrialRecords(Callback):
                 self.history.flush()
             if self._records is not None and self._directory is not None:
                 tune_state.write_trial_records(self._directory, self._records)
-                seen = tune_state.back_up_tune_state(self._directory, self._tune_state_seen)
+                seen = state_repair.back_up_tune_state(self._directory, self._tune_state_seen)
                 self._tune_state_seen = seen
         except StorageFullError as err:
             self._storage_error = self._storage_error or err
