@@ -10,7 +10,8 @@ import posixpath
 import pandas as pd
 
 from radas.backends import get_backend
-from radas.backends.ray_jobs import ACTIVE_STATUSES, OUTCOME_FILE, ExperimentJob, RayJobsBackend
+from radas.backends.experiment_jobs import ACTIVE_STATUSES, ExperimentJob
+from radas.backends.ray_jobs import OUTCOME_FILE, RayJobsBackend
 from radas.core.args import checked_keywords
 from radas.core.console import print_info
 from radas.core.naming import get_current_user_name, validate_user_name

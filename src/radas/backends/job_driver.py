@@ -2,7 +2,7 @@
 
 Checks that this machine sees the cluster's path roots as the client does (the client's
 markers, ``backends._shared_roots``), takes the experiment the client pickled out of the
-cluster's memory (``ray_jobs.take_over_spec``), runs it with ``sweep.run_sweep`` and writes the
+cluster's memory (``submission.take_over_spec``), runs it with ``sweep.run_sweep`` and writes the
 outcome next to the results for the client. A stop request arrives as SIGINT (see
 ``backends.ray_jobs``): Tune saves the experiment's state and returns, so ``restore`` works.
 """
@@ -23,7 +23,7 @@ from radas.storage import files, store
 def load_spec(key: str):
     from ray import cloudpickle
 
-    from radas.backends.ray_jobs import take_over_spec
+    from radas.backends.submission import take_over_spec
 
     return cloudpickle.loads(take_over_spec(key))
 

@@ -1,9 +1,9 @@
 """``run_with="cluster:<name>"``: the experiment runs as a Ray Job on a named cluster.
 
 The client pickles the ``SweepSpec`` (trainable included, by value for project code), puts it
-in the cluster's memory under a random key (``hand_over_spec``: no file on any node; the
-driver reads and deletes it), ships the working directory and the radas package itself
-(``py_modules``), and submits ``python -m radas.backends.job_driver <key>``, which runs
+in the cluster's memory under a random key (``submission.hand_over_spec``: no file on any
+node; the driver reads and deletes it), ships the working directory and the radas package
+itself (``py_modules``), and submits ``python -m radas.backends.job_driver <key>``, which runs
 ``sweep.run_sweep`` on the cluster. Before the sweep starts, the driver checks that the
 cluster sees the config's path roots as the client does (``_shared_roots``). The client
 streams the job's output, and reads the results from the cluster's results root when it ends.
@@ -25,23 +25,29 @@ import asyncio
 import contextlib
 import hashlib
 import json
-import os
 import posixpath
 import re
 import sys
 import time
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from radas.backends import shared_roots
+from radas.backends.experiment_jobs import ACTIVE_STATUSES, ExperimentJob
 from radas.backends.job_client import HTTPStatusError, JobServer, _quiet_ray_sdk, cluster_timeout_s
+from radas.backends.submission import (
+    check_working_dir,
+    hand_over_spec,
+    job_metadata,
+    job_runtime_env,
+    pickled_spec,
+)
 from radas.clusters import availability
 from radas.clusters.config import ClusterConfig, config_path
-from radas.core.console import RelayedOutput, print_info, print_warning, ray_output_wanted, warn
+from radas.core.console import RelayedOutput, print_info, print_warning
 from radas.core.poll import async_wait_until
-from radas.core.secrets import HAND_OVER_ENV, hand_over, secret_looking_files
+from radas.core.secrets import HAND_OVER_ENV, hand_over
 from radas.core.spec import RunTarget, SweepOutcome, SweepSpec
 from radas.errors import (
     ClusterConfigError,
@@ -49,63 +55,17 @@ from radas.errors import (
     ClusterOfflineError,
     ExperimentNotFoundError,
     ExperimentRunningError,
-    InvalidArgumentError,
     JobFailedError,
     JobNotFoundError,
     StorageError,
-    WorkingDirTooLargeError,
 )
 from radas.results import tune_state
 from radas.storage import store as _store
 
 OUTCOME_FILE = "radas_job_outcome.json"
-SPEC_HEADER = b"radas-spec-v1\n"  # the first bytes of a spec handed over (hand_over_spec)
-ACTIVE_STATUSES = ("PENDING", "RUNNING")
-DEFAULT_MAX_WORKING_DIR_MB = 100.0
-STOP_WAIT_S = 120  # how long a stopped job may take to save its state before Ray kills it
 LOG_TAIL_LINES = 40
 STATUS_POLL_S = 0.5  # the longest pause between two questions for a followed job's status
 _RUN_NUMBER = re.compile(r"-r(\d+)$")  # the end of a job id made by _job_id
-
-RADAS_PACKAGE = Path(__file__).parents[1]  # src/radas: the job gets this copy of radas
-
-
-@dataclass
-class ExperimentJob:
-    """A radas experiment's Ray Job, as the job server reports it."""
-
-    job_id: str
-    user_name: str
-    experiment_name: str
-    full_name: str
-    run_choice: str
-    status: str
-    start_time: datetime | None
-    end_time: datetime | None
-    message: str
-    cwd: str
-
-    @property
-    def active(self) -> bool:
-        return self.status in ACTIVE_STATUSES
-
-    @classmethod
-    def from_details(cls, details: Any) -> ExperimentJob | None:
-        metadata = details.metadata or {}
-        if "radas_user" not in metadata:
-            return None
-        return cls(
-            job_id=details.submission_id or details.job_id or "",
-            user_name=metadata["radas_user"],
-            experiment_name=metadata.get("radas_experiment", ""),
-            full_name=metadata.get("radas_full_name", ""),
-            run_choice=metadata.get("radas_run_choice", ""),
-            status=str(getattr(details.status, "value", details.status)),
-            start_time=_from_ms(details.start_time),
-            end_time=_from_ms(details.end_time),
-            message=details.message or "",
-            cwd=metadata.get("radas_cwd", ""),
-        )
 
 
 def connect(cluster: ClusterConfig, timeout_s: float | None = None) -> JobServer:
@@ -439,10 +399,8 @@ class RayJobsBackend:
         markers: dict[str, list[str]],
     ) -> str:
         import ray
-        from ray import cloudpickle
 
-        from radas.core import VERSION
-        from radas.ray_compat.versions import CLIENT_RAY_VERSION_ENV, check_pair
+        from radas.ray_compat.versions import check_pair
 
         # the cluster's Ray unpickles and runs what this client's Ray pickled
         problem = check_pair(ray.__version__, self.client.ray_version, self.cluster.name)
@@ -450,44 +408,8 @@ class RayJobsBackend:
             raise ClusterError(f"{problem} Nothing was submitted.")
         cwd = Path.cwd()
         check_working_dir(cwd, runtime_env.get("excludes", []), cluster_name=self.cluster.name)
-        try:
-            pickled = cloudpickle.dumps(spec)
-        except Exception as err:
-            raise InvalidArgumentError(
-                f"The experiment cannot be sent to the cluster: pickling it failed ({err}). "
-                "Keep unpicklable objects (open files, locks, clients, GPU tensors) out of the "
-                "trainable's closure, param_space and tuner_init_kwargs: create them inside "
-                "the trainable instead."
-            ) from err
-        env = {
-            **runtime_env,
-            "working_dir": str(cwd),
-            "py_modules": [
-                str(Path(__file__).resolve().parents[1]),
-                *runtime_env.get("py_modules", []),
-            ],
-            "env_vars": {
-                **self.cluster.job_env(),
-                **runtime_env.get("env_vars", {}),
-                # stop = SIGINT to the driver: Tune saves the state, then the job ends
-                "RAY_JOB_STOP_SIGNAL": "SIGINT",
-                "RAY_JOB_STOP_WAIT_TIME_S": str(STOP_WAIT_S),
-                "RADAS_JOB_ID": job_id,
-                CLIENT_RAY_VERSION_ENV: ray.__version__,  # the driver checks its own Ray
-                shared_roots.MARKERS_ENV: json.dumps(markers),
-                # the driver keeps Ray quiet unless this client asked for its output
-                **({"RADAS_VERBOSE": "1"} if ray_output_wanted() else {}),
-            },
-        }
-        env.setdefault("worker_process_setup_hook", "radas.tune.worker.setup")
-        metadata = {
-            "radas_user": spec.user_name,
-            "radas_experiment": spec.experiment_name,
-            "radas_full_name": spec.full_name,
-            "radas_run_choice": spec.run_choice,
-            "radas_cwd": str(cwd),
-            "radas_version": VERSION,
-        }
+        pickled = pickled_spec(spec)
+        env = job_runtime_env(self.cluster, runtime_env, cwd, job_id, markers)
         with self.client.submitting():  # one bound for the uploads and the submission
             spec_key = hand_over_spec(self.client, pickled)
             if spec.secrets:  # never in the runtime_env (Ray logs it): only their key is
@@ -497,7 +419,7 @@ class RayJobsBackend:
                     entrypoint=f"python -u -m radas.backends.job_driver {spec_key}",
                     submission_id=job_id,
                     runtime_env=env,
-                    metadata=metadata,
+                    metadata=job_metadata(spec, cwd),
                 )
 
     def _started_by_another_client(self, err: ClusterError, job_id: str, spec: SweepSpec) -> bool:
@@ -527,72 +449,6 @@ class RayJobsBackend:
         )
 
 
-def hand_over_spec(server: JobServer, pickled: bytes) -> str:
-    """Put a pickled ``SweepSpec`` in the cluster's memory (GCS) under a random key, which the
-    job's driver names on its command line, reads and deletes (``take_over_spec``). Shipped as
-    a file (a py_module), it would stay on every node the job ran on, readable by their users."""
-    from secrets import token_hex
-
-    key = f"gcs://radas_spec_{token_hex(16)}.zip"
-    server.put_package(key, SPEC_HEADER + pickled)
-    return key
-
-
-def take_over_spec(key: str) -> bytes:
-    """In the job's driver (Ray connected): the pickled spec ``hand_over_spec`` stored under
-    ``key``, deleted from the cluster's memory."""
-    from radas.ray_compat.private import pop_from_cluster_memory
-
-    payload = pop_from_cluster_memory(key)
-    if payload is None or not payload.startswith(SPEC_HEADER):
-        raise ClusterError(
-            "The experiment is gone from the cluster's memory (the cluster restarted after the "
-            "job was submitted, or the job was started twice). Submit it again "
-            "(run_choice='restore' continues it)."
-        )
-    return payload[len(SPEC_HEADER) :]
-
-
-def check_working_dir(directory: Path, excludes: list[str], *, cluster_name: str = "") -> int:
-    """Bytes of ``directory`` that Ray would upload (honouring .gitignore and ``excludes``);
-    too many raise WorkingDirTooLargeError, secret-looking files get a RadasWarning."""
-    from radas.ray_compat.private import walk_job_upload
-
-    limit_mb = float(os.environ.get("RADAS_MAX_WORKING_DIR_MB", DEFAULT_MAX_WORKING_DIR_MB))
-    sizes: dict[Path, int] = {}
-
-    def record(path: Path) -> None:
-        if path.is_file() and not path.is_symlink():
-            sizes[path] = path.stat().st_size
-
-    include_gitignore = os.environ.get("RAY_RUNTIME_ENV_IGNORE_GITIGNORE", "0") != "1"
-    with _quiet_ray_sdk():
-        walk_job_upload(directory, excludes, record, gitignore=include_gitignore)
-    total = sum(sizes.values())
-    if total > limit_mb * 2**20:
-        biggest = sorted(sizes.items(), key=lambda item: -item[1])[:5]
-        listing = ", ".join(f"{p.relative_to(directory)} ({s / 2**20:.1f} MiB)" for p, s in biggest)
-        raise WorkingDirTooLargeError(
-            f"The working directory {directory} would upload {total / 2**20:.1f} MiB to the "
-            f"cluster (limit {limit_mb:g} MiB). Largest files: {listing}. Run from the "
-            "directory with just your code, list big files in .gitignore, or pass "
-            "runtime_env={'excludes': ['data/', '*.ckpt']}; put datasets in "
-            "radas.get_data_dir(user_name). (RADAS_MAX_WORKING_DIR_MB changes the limit.)"
-        )
-    found = secret_looking_files(sizes, directory)
-    if found:
-        excludes_hint = ", ".join(repr(name) for name in found)
-        warn(
-            f"The working directory {directory} would upload secret-looking file(s) to "
-            f"cluster {cluster_name!r}: {', '.join(found)}. Anyone with the cluster's token "
-            "can read a job's files. Keep them out: list them in .gitignore, or pass "
-            f"runtime_env={{'excludes': [{excludes_hint}]}}; hand secrets to the trials with "
-            "param_space['secrets'] = {'NAME': value} instead.",
-            stacklevel=4,
-        )
-    return total
-
-
 def _job_id(
     user_name: str, experiment_name: str, full_name: str, earlier: list[ExperimentJob]
 ) -> str:
@@ -608,7 +464,3 @@ def _job_id(
     safe = "".join(c if c.isalnum() else "-" for c in experiment_name)[:40].strip("-")
     digest = hashlib.sha256(f"{user_name}/{full_name}".encode()).hexdigest()[:10]
     return f"radas-{user_name}-{safe}-{digest}-r{run_number}"
-
-
-def _from_ms(value: int | None) -> datetime | None:
-    return datetime.fromtimestamp(value / 1000) if value else None
