@@ -50,12 +50,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+Commands = argparse._SubParsersAction  # what add_subparsers returns
+
+
 def build_parser() -> argparse.ArgumentParser:
     from radas.core.naming import get_current_user_name
 
     parser = argparse.ArgumentParser(prog="radas", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(title="commands")
+    user = get_current_user_name()
+    _add_cluster_commands(commands)
+    _add_ls(commands, user)
+    _add_job_commands(commands, user)
+    _add_analyze(commands, user)
+    return parser
 
+
+def _add_cluster_commands(commands: Commands) -> None:
+    """``radas clusters``, ``radas cluster up`` and ``radas cluster down``."""
     clusters = commands.add_parser("clusters", help="availability of the configured clusters")
     clusters.set_defaults(handler=_clusters)
 
@@ -80,30 +92,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     down.set_defaults(handler=_cluster_down)
 
+
+def _add_ls(commands: Commands, user: str) -> None:
     ls = commands.add_parser(
         "ls", help="list your stored experiments on this machine (or your jobs on a cluster)"
     )
     ls.add_argument("--cluster", help="list your jobs on this cluster from the config instead")
-    ls.add_argument("--user", default=get_current_user_name(), help="default: you")
+    ls.add_argument("--user", default=user, help="default: you")
     ls.add_argument("--json", action="store_true", help="one JSON object, for scripts")
     ls.set_defaults(handler=_ls)
 
-    def job_command(name: str, help_text: str, handler):
-        sub = commands.add_parser(name, help=help_text)
-        sub.add_argument("job_id")
-        sub.add_argument("--cluster", required=True, help="cluster name from the config")
-        sub.add_argument("--user", default=get_current_user_name())
-        sub.set_defaults(handler=handler)
-        return sub
 
-    job_command("stop", "stop one of your jobs gracefully (restore continues it)", _stop)
+def _add_job_commands(commands: Commands, user: str) -> None:
+    """``radas stop`` and ``radas logs``."""
+    stop = commands.add_parser(
+        "stop", help="stop one of your jobs gracefully (restore continues it)"
+    )
+    stop.add_argument("job_id")
+    stop.add_argument("--cluster", required=True, help="cluster name from the config")
+    stop.add_argument("--user", default=user)
+    stop.set_defaults(handler=_stop)
     logs = commands.add_parser(
         "logs",
         help="print (or --follow) a job's output, or what an experiment's trials printed",
     )
     logs.add_argument("job_id", nargs="?", help="a job id (with --cluster)")
     logs.add_argument("--cluster", help="cluster name from the config (with JOB_ID)")
-    logs.add_argument("--user", default=get_current_user_name(), help="default: you")
+    logs.add_argument("--user", default=user, help="default: you")
     logs.add_argument(
         "--experiment",
         help="instead of a job: print what each trial of this experiment printed, as kept in "
@@ -123,11 +138,13 @@ def build_parser() -> argparse.ArgumentParser:
         "errored",
     )
 
+
+def _add_analyze(commands: Commands, user: str) -> None:
     analyze = commands.add_parser(
         "analyze", help="re-plot a stored experiment to a file (nothing is re-run)"
     )
     analyze.add_argument("experiment", help="the experiment_name it was run with")
-    analyze.add_argument("--user", default=get_current_user_name())
+    analyze.add_argument("--user", default=user)
     analyze.add_argument("--run-with", default="local", help="'local' or 'cluster:<name>'")
     analyze.add_argument("--dir", default=".", help="the directory it was run from")
     analyze.add_argument("--history", action="store_true", help="one row per report")
@@ -137,7 +154,6 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("-o", "--output", help="figure file (.png, .pdf or .svg)")
     analyze.add_argument("--csv", help="also write the DataFrame to this CSV file")
     analyze.set_defaults(handler=_analyze)
-    return parser
 
 
 def _clusters(args: argparse.Namespace) -> None:
