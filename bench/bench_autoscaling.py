@@ -1,5 +1,5 @@
 """radas on a cluster that scales from zero, against the same Tune sweep submitted with
-`ray job submit`, side by side on one bed (tests/autoscaling_bed.py: Ray's real autoscaler,
+`ray job submit`, side by side on one bed (tests/support/autoscaling_bed.py: Ray's real autoscaler,
 a 0-CPU head, one worker type of 2 CPUs, min 0, max 2).
 
 Each round starts from zero workers (the autoscaler removes idle ones after 15 s) and runs a
@@ -28,7 +28,7 @@ os.environ["RADAS_HOME"] = str(HOME)
 os.environ["RADAS_CONFIG"] = str(HOME / "config.toml")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from autoscaling_bed import NodeType, start_autoscaling_bed  # noqa: E402
+from support.autoscaling_bed import NodeType, start_autoscaling_bed  # noqa: E402
 
 SECONDS = 5.0
 TRIALS = 4

@@ -1,5 +1,5 @@
 """The cluster-job path's checks and bounds, timed (issue 23), with the servers of
-tests/test_cluster_jobs.py on 127.0.0.1.
+tests/ray/test_cluster_jobs.py on 127.0.0.1.
 
 1. Path roots the cluster does not share (a head in a mount namespace of its own, where the
    roots are an empty tmpfs; needs root): seconds from ``run_experiment_sync`` to the
@@ -27,14 +27,10 @@ HOME = Path(tempfile.mkdtemp(prefix="radas-bench-"))
 os.environ["RADAS_HOME"] = str(HOME)
 os.environ["RADAS_CONFIG"] = str(HOME / "config.toml")
 os.environ["RADAS_CLUSTER_TIMEOUT_S"] = "2"
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+TESTS = Path(__file__).resolve().parents[1] / "tests"
+sys.path[:0] = [str(TESTS / "ray"), str(TESTS)]  # test_cluster_jobs, and its support.*
 
 import requests  # noqa: E402
-
-import radas  # noqa: E402
-from radas.clusters import start_local_cluster  # noqa: E402
-from radas.clusters.config import unregister_cluster  # noqa: E402
-from radas.errors import ClusterError  # noqa: E402
 from test_cluster_jobs import (  # noqa: E402
     _can_unshare,
     head_with_private_folder,
@@ -43,6 +39,11 @@ from test_cluster_jobs import (  # noqa: E402
     slow_head,
     trickling_server,
 )
+
+import radas  # noqa: E402
+from radas.clusters import start_local_cluster  # noqa: E402
+from radas.clusters.config import unregister_cluster  # noqa: E402
+from radas.errors import ClusterError  # noqa: E402
 
 TRICKLE_CAP_S = 60.0
 

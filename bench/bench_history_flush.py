@@ -6,7 +6,7 @@ stored experiment state names a state newer than the history. This prints, in on
 
 1. the driver's cost of one write of the buffer (a flush of 1 row, as at each report with a
    state, and of 16 rows, as the 2 s timer sees with 2 trials at 8 reports/s), on the local
-   disk and on S3 (moto's server on 127.0.0.1, ``tests/moto_s3.py``: a local stand-in, no
+   disk and on S3 (moto's server on 127.0.0.1, ``tests/support/moto_s3.py``: a local stand-in, no
    network latency);
 2. a real local sweep, 2 trials x ``--epochs`` epochs of ``--epoch-ms`` with a state saved
    every epoch, run alternately with the old recorder (timer only: "before") and the new one
@@ -97,7 +97,7 @@ def micro(use_s3: bool, repeat: int) -> None:
     if not use_s3:
         return
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-    from moto_s3 import AWS_ENV, moto_s3_server
+    from support.moto_s3 import AWS_ENV, moto_s3_server
 
     with moto_s3_server() as s3:
         host = s3.endpoint_url.removeprefix("http://")

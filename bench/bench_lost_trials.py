@@ -1,7 +1,7 @@
 """A worker node lost under a trial: how soon the trial runs again, and the sweep's wall time.
 
 A local cluster (a head with 2 CPUs, one worker node with 1 CPU, on 127.0.0.1) runs the
-3-trial sweep of tests/lost_node.py (epochs of 0.5 s: 12 for the trial on the worker, 4 and
+3-trial sweep of tests/support/lost_node.py (epochs of 0.5 s: 12 for the trial on the worker, 4 and
 40 for those on the head); once every trial runs, the worker node's raylet is killed. Printed
 per repeat and as medians: seconds from the kill to the lost trial's next start, and the
 sweep's wall time (the call to the DataFrame).
@@ -27,7 +27,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve()
 sys.path.insert(0, str(HERE.parent.parent / "tests"))  # lost_node
 
-import lost_node  # noqa: E402
+from support import lost_node  # noqa: E402
 
 
 def wait(condition, what: str = "condition", timeout_s: float = 180):

@@ -1,7 +1,7 @@
 """Results on S3 across hosts vs a shared path on one machine: side by side, one run.
 
-Brings up the multi-host test bed (tests/hostbed.py: a head and two workers on hosts of their
-own, 1 CPU each, results on the bed's S3 server) and a single-machine cluster with 3 CPUs
+Brings up the multi-host test bed (tests/support/hostbed.py: a head and two workers on hosts of
+their own, 1 CPU each, results on the bed's S3 server) and a single-machine cluster with 3 CPUs
 (radas.clusters.start_local_cluster, results on a local path), then measures:
 
 1. Round trip of a 3-trial trivial experiment, from the call to the DataFrame, alternating
@@ -170,8 +170,8 @@ def main() -> None:
 
 
 def measure(args: argparse.Namespace, home: Path) -> None:
-    from hostbed import host_bed
     from radas.clusters import start_local_cluster
+    from support.hostbed import host_bed
 
     trials, reports = max(3, int(100 * args.scale)), 100
     history_trials = max(10, int(2_000 * args.scale))

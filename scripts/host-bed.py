@@ -1,4 +1,4 @@
-"""Bring the multi-host test bed (tests/hostbed.py) up by hand; Ctrl-C tears it down.
+"""Bring the multi-host test bed (tests/support/hostbed.py) up by hand; Ctrl-C tears it down.
 
     sudo .venv/bin/python scripts/host-bed.py [--workers 2] [--cluster-name bed]
     sudo .venv/bin/python scripts/host-bed.py --cleanup   # what a bed killed hard left behind
@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from hostbed import HostBedError, cleanup_leftovers, host_bed
+from support.hostbed import HostBedError, cleanup_leftovers, host_bed
 
 
 def main() -> int:

@@ -31,10 +31,10 @@ case "$installed" in
   *) echo "[radas] expected Ray $oldest.* in $venv, found $installed" >&2; exit 1 ;;
 esac
 exec "$venv/bin/python" -m pytest \
-  tests/test_ray_versions.py \
-  tests/test_ray_compat.py \
-  tests/test_shape.py \
-  tests/test_history_fidelity.py \
-  tests/test_restore.py \
-  "tests/test_clusters.py::test_grid_runs_on_the_cluster_and_is_reanalyzed" \
+  tests/ray/test_ray_versions.py \
+  tests/ray/test_ray_compat.py \
+  tests/unit/test_shape.py \
+  tests/ray/test_history_fidelity.py \
+  tests/ray/test_restore.py \
+  "tests/ray/test_clusters.py::test_grid_runs_on_the_cluster_and_is_reanalyzed" \
   "$@"

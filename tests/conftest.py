@@ -57,16 +57,6 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def add(config):
-    return {"score": config["a"] + config["b"]}
-
-
-def grid_ab():
-    from ray import tune
-
-    return {"a": tune.grid_search([1, 2, 3]), "b": tune.grid_search([10, 20])}
-
-
 # --- the fault-and-input suite (issue 11): every case is a test marked ``integrity(kind)`` ----
 # kind "error":   a bad input or an unusable situation gets a clear RadasError (or RadasWarning)
 # kind "survive": a fault (kill, full disk, damaged file, dead server) is survived: nothing lost,
