@@ -1,9 +1,17 @@
-"""Shared fixtures. Tests run real Ray in-process (started once by radas, reused)."""
+"""Shared fixtures of every folder: a RADAS_HOME of the session's own, a working directory per
+test, the session's local cluster (started only when a test asks for it) and the report of the
+fault-and-input suite.
+
+Nothing here starts or imports Ray: radas starts its in-process Ray the first time a test
+runs a sweep (tests/ray/, tests/integrity/, tests/multihost/), and it is reused until the
+session ends. tests/unit/ runs without it (its conftest.py checks that).
+"""
 
 from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -26,11 +34,10 @@ for _name, _value in {
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _ray_session():
+def _session_end():
     yield
-    import ray
-
-    if ray.is_initialized():
+    ray = sys.modules.get("ray")  # imported only if a test used Ray
+    if ray is not None and ray.is_initialized():
         ray.shutdown()
     shutil.rmtree(_SESSION_HOME, ignore_errors=True)
 
