@@ -45,6 +45,7 @@ from radas.errors import (
 )
 from radas.experiment import run_experiment, run_experiment_sync
 from radas.resources import verify_gpu
+from radas.results.experiment_result import ExperimentResult
 from radas.results.tuner import Tuner
 from radas.storage.dirs import get_cold_data_dir, get_data_dir, get_ray_results_dir
 from radas.tune.trial import load_state, report
@@ -76,6 +77,7 @@ __all__ = [
     "EmailError",
     "ExperimentDamagedError",
     "ExperimentNotFoundError",
+    "ExperimentResult",
     "ExperimentRunningError",
     "GPUNotAvailableError",
     "InvalidArgumentError",

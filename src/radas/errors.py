@@ -41,6 +41,7 @@ Warnings radas emits are ``RadasWarning`` (a ``UserWarning``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 
@@ -90,11 +91,11 @@ class NotSupportedError(RadasError):
 class AnalysisError(RadasError):
     """Processing or plotting the results failed. The experiment's results are kept.
 
-    ``results`` holds what was computed before the failure (``tuner``, ``df`` when it
-    was computed, ``experiment_path``), so nothing has to be re-run.
+    ``results`` holds what was computed before the failure (the ``ExperimentResult``:
+    ``tuner``, ``df`` when it was computed, ``experiment_path``), so nothing has to be re-run.
     """
 
-    def __init__(self, message: str, *, results: dict[str, Any] | None = None) -> None:
+    def __init__(self, message: str, *, results: Mapping[str, Any] | None = None) -> None:
         super().__init__(message)
         self.results = results or {}
 

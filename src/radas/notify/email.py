@@ -15,13 +15,19 @@ import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from radas.core.console import warn
 from radas.core.status import TrialCounts, experiment_status
 from radas.errors import EmailConfigError
 from radas.notify.smtp import SmtpSettings, mime_type, parse_recipients, send_email, smtp_settings
 from radas.results import tune_state
+
+if TYPE_CHECKING:
+    from radas.results.experiment_result import ExperimentResult
+
+# what run_experiment returns; a mapping with some of its keys is read the same way (by key)
+Results: TypeAlias = "ExperimentResult | Mapping[str, Any]"
 
 __all__ = [
     "ExperimentSummary",
@@ -84,10 +90,11 @@ class Notification:
         self,
         experiment_name: str,
         *,
-        results: Mapping[str, Any] | None = None,
+        results: Results | None = None,
         error: BaseException | None = None,
     ) -> bool:
-        """Send the summary of ``results`` (what run_experiment returns) or of ``error``."""
+        """Send the summary of ``results`` (the ``ExperimentResult`` run_experiment returns)
+        or of ``error``."""
         return notify_experiment(
             self.to_address,
             experiment_name=experiment_name,
@@ -101,7 +108,7 @@ def notify_experiment(
     to_address: str | Sequence[str],
     *,
     experiment_name: str,
-    results: Mapping[str, Any] | None = None,
+    results: Results | None = None,
     error: BaseException | None = None,
     smtp: SmtpSettings | Mapping[str, Any] | None = None,
 ) -> bool:
@@ -110,7 +117,8 @@ def notify_experiment(
     The mail says the status, the trial counts, the best result (by the metric and mode of
     the experiment's ``tune_config``; none without them), the first rows of the DataFrame and
     where the results are stored, with the figure attached; a failure mail gives the error
-    and the end of its traceback. ``results`` is what ``run_experiment`` returns. Returns True
+    and the end of its traceback. ``results`` is the ``ExperimentResult`` ``run_experiment``
+    returns (or a mapping with some of its keys). Returns True
     when the mail was sent; a failure (settings, server) is a RadasWarning and gives False,
     so the experiment's results are never lost to a mail problem.
 
@@ -151,7 +159,7 @@ class ExperimentSummary:
 def experiment_summary(
     *,
     experiment_name: str,
-    results: Mapping[str, Any] | None = None,
+    results: Results | None = None,
     error: BaseException | None = None,
 ) -> ExperimentSummary:
     """The notification mail's subject, body and attachments (see ``notify_experiment``)."""
@@ -181,45 +189,13 @@ def experiment_summary(
     headline = f"FAILED: {failure}" if error is not None else status + done
     subject = f"[radas] {experiment_name} {headline}"
 
-    lines = [f"radas experiment {experiment_name!r}: {status}", ""]
-    if error is not None:
-        lines += [f"Error:        {failure}: {error}"]
-    if trials is not None:
-        detail = f"{trials.total} total, {trials.finished} finished, {trials.errored} errored"
-        others = {key: value for key, value in counts.items() if key not in ("TERMINATED", "ERROR")}
-        detail += "".join(f", {value} {key}" for key, value in sorted(others.items()))
-        if outcome is not None and outcome.already_done:
-            detail += f" ({outcome.already_done} were already done before this restore)"
-        lines.append(f"Trials:       {detail}")
-    if outcome is not None and outcome.seconds:
-        lines.append(f"Duration:     {outcome.seconds:.1f} s")
-    if results.get("run_with"):
-        lines.append(
-            f"Run with:     {results['run_with']} (run_choice={results.get('run_choice')!r})"
-        )
     stored = _experiment_path(results, error)
-    lines += [f"Results:      {stored}"] if stored else []
-    job_id = getattr(error, "job_id", None)
-    lines += [f"Job id:       {job_id}"] if job_id else []
-    lines.append(f"Sent from:    {socket.gethostname()} at {time.strftime('%Y-%m-%d %H:%M:%S')}")
-
+    lines = [f"radas experiment {experiment_name!r}: {status}", ""]
+    lines += _facts(results, error, trials, counts, stored)
     # only the metric and mode the user gave (stored with the experiment): never a guess
     stored_metric = tune_state.stored_metric_and_mode(stored) if stored else (None, None)
     best = _safe(lambda: best_result(raw_df, *stored_metric))
-    if isinstance(best, dict):
-        lines += [
-            "",
-            f"Best result ({best['mode']} {best['metric']}, from the experiment's tune_config):",
-        ]
-        lines += [f"  {key} = {value}" for key, value in best["row"].items()]
-    if raw_df is not None and "error" in raw_df.columns:
-        failed = raw_df[raw_df["error"].notna()]
-        if len(failed):
-            lines += ["", f"Errored trials ({len(failed)}):"]
-            lines += [
-                f"  {row.get('trial_id')}: {row['error']}"
-                for _, row in failed.head(HEAD_ROWS).iterrows()
-            ]
+    lines += _trial_lines(best, raw_df)
     df = results.get("df")
     if df is None:
         df = _safe(lambda: tuner.get_brief_dataframe() if tuner is not None else None)
@@ -237,11 +213,7 @@ def experiment_summary(
         lines += (
             [f"              saved at {results['fig_path']}"] if results.get("fig_path") else []
         )
-    if error is not None:
-        lines += ["", "Traceback (last lines):", _traceback_tail(error)]
-        logs_tail = str(getattr(error, "logs_tail", "") or "")
-        if logs_tail:
-            lines += ["", "End of the job's output:", *logs_tail.splitlines()[-TRACEBACK_LINES:]]
+    lines += _error_lines(error)
     if stored:
         lines += [
             "",
@@ -254,9 +226,70 @@ def experiment_summary(
     )
 
 
+def _facts(
+    results: dict[str, Any],
+    error: BaseException | None,
+    trials: TrialCounts | None,
+    counts: dict[str, int],
+    stored: str,
+) -> list[str]:
+    """The summary's first lines: the error, the trials, how long, where it ran and is kept."""
+    outcome = results.get("outcome")
+    lines = [f"Error:        {type(error).__name__}: {error}"] if error is not None else []
+    if trials is not None:
+        detail = f"{trials.total} total, {trials.finished} finished, {trials.errored} errored"
+        others = {key: value for key, value in counts.items() if key not in ("TERMINATED", "ERROR")}
+        detail += "".join(f", {value} {key}" for key, value in sorted(others.items()))
+        if outcome is not None and outcome.already_done:
+            detail += f" ({outcome.already_done} were already done before this restore)"
+        lines.append(f"Trials:       {detail}")
+    if outcome is not None and outcome.seconds:
+        lines.append(f"Duration:     {outcome.seconds:.1f} s")
+    if results.get("run_with"):
+        lines.append(
+            f"Run with:     {results['run_with']} (run_choice={results.get('run_choice')!r})"
+        )
+    lines += [f"Results:      {stored}"] if stored else []
+    job_id = getattr(error, "job_id", None)
+    lines += [f"Job id:       {job_id}"] if job_id else []
+    lines.append(f"Sent from:    {socket.gethostname()} at {time.strftime('%Y-%m-%d %H:%M:%S')}")
+    return lines
+
+
+def _trial_lines(best: Any, raw_df: Any) -> list[str]:
+    """The best result (``best_result``, when there is one) and the errored trials."""
+    lines: list[str] = []
+    if isinstance(best, dict):
+        lines += [
+            "",
+            f"Best result ({best['mode']} {best['metric']}, from the experiment's tune_config):",
+        ]
+        lines += [f"  {key} = {value}" for key, value in best["row"].items()]
+    if raw_df is not None and "error" in raw_df.columns:
+        failed = raw_df[raw_df["error"].notna()]
+        if len(failed):
+            lines += ["", f"Errored trials ({len(failed)}):"]
+            lines += [
+                f"  {row.get('trial_id')}: {row['error']}"
+                for _, row in failed.head(HEAD_ROWS).iterrows()
+            ]
+    return lines
+
+
+def _error_lines(error: BaseException | None) -> list[str]:
+    """A failure's traceback tail and the end of its job's output."""
+    if error is None:
+        return []
+    lines = ["", "Traceback (last lines):", _traceback_tail(error)]
+    logs_tail = str(getattr(error, "logs_tail", "") or "")
+    if logs_tail:
+        lines += ["", "End of the job's output:", *logs_tail.splitlines()[-TRACEBACK_LINES:]]
+    return lines
+
+
 def _minimal_summary(
     experiment_name: str,
-    results: Mapping[str, Any] | None,
+    results: Results | None,
     error: BaseException | None,
     problem: BaseException,
 ) -> ExperimentSummary:
@@ -289,7 +322,7 @@ def _status_counts(raw_df: Any) -> dict[str, int]:
     return {str(key): int(value) for key, value in raw_df["status"].value_counts().items()}
 
 
-def _experiment_path(results: Mapping[str, Any] | None, error: BaseException | None) -> str:
+def _experiment_path(results: Results | None, error: BaseException | None) -> str:
     for source in (results, getattr(error, "results", None)):
         if isinstance(source, Mapping) and source.get("experiment_path"):
             return str(source["experiment_path"])
@@ -321,9 +354,7 @@ def best_result(raw_df: Any, metric: str | None, mode: str | None) -> dict[str, 
     return {"metric": metric, "mode": mode, "value": row[metric], "row": {k: row[k] for k in keys}}
 
 
-def _figure_attachment(
-    results: Mapping[str, Any], experiment_name: str
-) -> tuple[str, bytes, str] | None:
+def _figure_attachment(results: Results, experiment_name: str) -> tuple[str, bytes, str] | None:
     fig_path = results.get("fig_path")
     if fig_path and Path(fig_path).is_file():
         return Path(fig_path).name, Path(fig_path).read_bytes(), mime_type(Path(fig_path).name)
