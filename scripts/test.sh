@@ -2,12 +2,14 @@
 # Run radas's test suite. Creates .venv (Python >= 3.10) and installs radas with its dev extras
 # first, so it works on a fresh machine.
 #
-# Without arguments: the whole suite on the newest supported Ray (.venv), then a focused subset
-# on the oldest (scripts/test-oldest-ray.sh, in .venv-ray-oldest), then the fast subset
-# (-m "not slow") once more under CPU load; fails if any of them fails.
-# With arguments: only pytest in .venv, with them (e.g. -m "not slow", or a test file).
-# --under-load first (with or without further arguments): the same (without the repeated fast
-# subset: everything already runs under load), with one CPU hog per core
+# Without arguments: the static checks (scripts/check: ruff format, ruff check, mypy), the
+# whole suite on the newest supported Ray (.venv), then a focused subset on the oldest
+# (scripts/test-oldest-ray.sh, in .venv-ray-oldest), then the fast tests whose behaviour
+# depends on timing (-m "timing and not slow") once more under CPU load; fails if any of them
+# fails.
+# With arguments: only pytest in .venv, with them (e.g. -m "not slow", tests/unit, a file).
+# --under-load first (with or without further arguments): the same (without the repeated
+# timing tests: everything already runs under load), with one CPU hog per core
 # (RADAS_TEST_HOGS=N for another count) running the whole time (scripts/_load.sh), so a run
 # shows what a busy machine does to radas.
 set -euo pipefail
@@ -29,13 +31,15 @@ if [ "$#" -gt 0 ]; then
   exit
 fi
 status=0
+echo "[radas] the static checks (scripts/check)"
+./scripts/check || status=$?
 .venv/bin/python -m pytest || status=$?
 echo "[radas] the focused subset on the oldest supported Ray (scripts/test-oldest-ray.sh)"
 ./scripts/test-oldest-ray.sh || status=$?
 if [ "$under_load" = 0 ]; then  # (under load already: the whole suite ran under it)
-  echo "[radas] the fast subset (-m 'not slow') once more, under CPU load"
+  echo "[radas] the fast tests that depend on timing (-m 'timing and not slow') again, under load"
   start_hogs
-  .venv/bin/python -m pytest -m "not slow" || status=$?
+  .venv/bin/python -m pytest -m "timing and not slow" || status=$?
   stop_hogs
 fi
 exit "$status"

@@ -8,6 +8,7 @@ visible only when complete, and a failed save aborts it. Errors of the store are
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 from radas.errors import (
@@ -208,7 +209,7 @@ class FsspecArtifactStore(StoreBase):
         file.close()
 
     @contextlib.contextmanager
-    def _translated(self, action: str, path: str, target: str):
+    def _translated(self, action: str, path: str, target: str) -> Iterator[None]:
         try:
             yield
         except RadasError:

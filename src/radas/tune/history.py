@@ -95,7 +95,9 @@ class HistoryRecorder(Callback):
         """
         self.flush()
 
-    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any):
+    def on_trial_result(
+        self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
+    ) -> None:
         if self._target is None:
             storage = trial.storage
             self._target = (storage.storage_filesystem, storage.experiment_fs_path)

@@ -108,7 +108,9 @@ class ProgressLine(Callback):
         self._started_at[trial.trial_id] = time.monotonic()
         self._retrying.discard(trial.trial_id)
 
-    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info):
+    def on_trial_result(
+        self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
+    ) -> None:
         if self.metric is None or self.metric not in result:
             return
         value = result[self.metric]
