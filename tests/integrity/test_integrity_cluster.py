@@ -185,6 +185,7 @@ def test_a_server_that_is_not_ray_is_named_so(project, tmp_path, short_timeout, 
     assert not report[name].online and "not a Ray job server" in (report[name].problem or "")
 
 
+@pytest.mark.timing
 @pytest.mark.integrity("error")
 def test_cli_on_a_server_that_never_answers_exits_1_in_time(
     project, tmp_path, short_timeout, capsys

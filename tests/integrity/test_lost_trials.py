@@ -63,6 +63,7 @@ def ends_itself(config: dict) -> None:
     raise NotRebuildable("left-", "right")
 
 
+@pytest.mark.timing
 @pytest.mark.integrity("error")
 @pytest.mark.parametrize(
     ("how", "error"),

@@ -20,6 +20,8 @@ from radas.core.naming import full_experiment_name
 from radas.errors import ClusterError, ClusterOfflineError, ExperimentRunningError
 from radas.storage.locks import is_held
 
+pytestmark = pytest.mark.timing  # polling, back-off, timeouts and turns of the event loop
+
 # --- the polling helper ---------------------------------------------------------------------
 
 

@@ -28,6 +28,8 @@ import radas
 from radas.core.console import LiveLine, RelayedOutput, print_info
 from radas.tune.progress import ProgressLine
 
+pytestmark = pytest.mark.timing  # progress lines, heartbeats and output relayed while trials run
+
 # A record in Ray's logging format, wherever it comes from (driver, job supervisor, worker)
 RAY_RECORD = re.compile(r"\b(DEBUG|INFO|WARNING)\b \S+\.py:\d+ -- ")
 RAY_NOISE = ("(raylet)", "Started a local Ray instance", "Running entrypoint for job")

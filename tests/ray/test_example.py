@@ -28,6 +28,7 @@ def example_modules():
         sys.path.remove(str(EXAMPLE))
 
 
+@pytest.mark.timing
 def test_two_moons_larger_learning_rate_reaches_the_target_sooner(example_modules, project):
     example_trainable, example_run = example_modules
     results = radas.run_experiment_sync(

@@ -264,6 +264,7 @@ def test_a_cluster_job_with_results_in_an_object_store_reads_as_partial(
             unregister_cluster("testcluster-s3partial")
 
 
+@pytest.mark.timing
 def test_the_lock_says_whether_it_runs_and_a_readers_probe_never_refuses_a_run(tmp_path):
     import fcntl
 

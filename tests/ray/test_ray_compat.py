@@ -53,6 +53,7 @@ def run(name: str, param_space: dict, **kwargs) -> dict:
     )
 
 
+@pytest.mark.timing
 def test_fast_reports_reach_the_driver_in_batches(project, batches):
     results = run("batched", {"k": tune.grid_search([0, 1]), "reports": 60, "raise_after": False})
     history = results["tuner"].get_history_dataframe()
@@ -66,6 +67,7 @@ def test_fast_reports_reach_the_driver_in_batches(project, batches):
     assert max(batches) > 1
 
 
+@pytest.mark.timing
 def test_an_error_after_buffered_reports_keeps_every_report(project, batches):
     results = run("errors", {"k": tune.grid_search([0, 1]), "reports": 40, "raise_after": True})
     frame = results["tuner"].get_dataframe().set_index("config/k")
@@ -79,6 +81,7 @@ def test_an_error_after_buffered_reports_keeps_every_report(project, batches):
     assert max(batches) > 1  # the reports before the error came in a batch
 
 
+@pytest.mark.timing
 def test_a_reused_actor_does_not_pass_on_a_deferred_error(project):
     # k=0 stops at its 5th report (stop criterion) with its error still deferred on the
     # actor; k=1 runs next on the same reused actor and must not inherit that error.
@@ -151,6 +154,7 @@ def reports_then_pauses(config):
     radas.report({"step": 2, "driver_had_step_1": marker.exists()})
 
 
+@pytest.mark.timing
 def test_a_quick_report_is_not_held_back_for_a_slow_one(project, monkeypatch):
     # Ray's buffering loop asks for the next report while time is left, and that call blocks
     # until the trainable reports again: the driver got step 1 only with step 2 (20 s later).
@@ -447,6 +451,7 @@ SIGTERM_REPORT = [
 ]
 
 
+@pytest.mark.timing
 @pytest.mark.parametrize(
     ("lines", "quiet", "printed"),
     [
@@ -476,6 +481,7 @@ def test_a_worker_stopped_while_it_starts_says_nothing_while_ray_is_quiet(
     assert seen == ([printed] if printed else [])
 
 
+@pytest.mark.timing
 def test_a_late_line_of_an_earlier_sweeps_trial_is_printed_plain(monkeypatch):
     """Under load a trial's print of the first of two sweeps reached the driver after the
     second had ended: it is still radas's (no colour codes into a pipe)."""

@@ -32,6 +32,8 @@ from ray import tune
 import radas
 from radas.core.poll import wait_until
 
+pytestmark = pytest.mark.timing  # a signal arriving while Ray waits
+
 REPEATS = int(os.environ.get("RADAS_SIGNAL_REPEATS", "3"))
 
 

@@ -134,6 +134,7 @@ def best_of(config):
     return {"value": config["x"] * 10}
 
 
+@pytest.mark.timing
 def test_result_files_written_while_trials_ran_are_brought_up_to_date(tuner, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(tuner.experiment_path, copy)

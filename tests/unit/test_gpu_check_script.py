@@ -14,6 +14,7 @@ import pytest
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "gpu-check.sh"
 
 
+@pytest.mark.timing
 def test_gpu_check_fails_fast_saying_it_needs_a_gpu():
     if importlib.util.find_spec("torch") is not None:
         import torch

@@ -16,6 +16,8 @@ import pytest
 from radas.clusters.local import _is_alive
 from support.waiting import wait_for
 
+pytestmark = pytest.mark.timing  # the hogs end within a bound after a signal
+
 SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
 
 

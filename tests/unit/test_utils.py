@@ -103,6 +103,7 @@ print((warnings.showwarning, warnings._showwarnmsg_impl) == display)
 """
 
 
+@pytest.mark.timing
 def test_radas_warnings_from_many_threads_leave_the_warnings_machinery_as_it_was():
     # A local sweep runs in a thread of its own and warns from there. In a fresh interpreter:
     # pytest's own recording of warnings hides the race this is about.
