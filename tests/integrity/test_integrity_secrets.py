@@ -181,9 +181,9 @@ def cluster_run(cluster, tmp_path_factory):
 
 def node_temp_dirs(cluster) -> list[Path]:
     """The --temp-dir of each of the cluster's nodes (private to radas's local clusters)."""
-    from radas.clusters.local import _node_temp_dir
+    from radas.clusters.node_processes import node_temp_dir
 
-    head = Path(_node_temp_dir(cluster.name, "head"))
+    head = Path(node_temp_dir(cluster.name, "head"))
     prefix = head.name.removesuffix("head")
     return sorted(head.parent.glob(f"{prefix}*"))
 

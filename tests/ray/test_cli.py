@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from radas.clusters.local import _node_temp_dir, cluster_dir
+from radas.clusters.local import cluster_dir
+from radas.clusters.node_processes import node_temp_dir
 
 pytestmark = pytest.mark.cluster
 RADAS = str(Path(sys.executable).with_name("radas"))
@@ -44,7 +45,7 @@ def test_cluster_up_refuses_fractional_cpus_before_starting_anything():
 @pytest.mark.slow  # a `ray start` that fails, then `cluster down`: 23 s under load
 def test_a_failed_start_says_what_failed_and_nothing_about_results():
     name = unique("fails")
-    blocker = Path(_node_temp_dir(name, "head"))  # a file where Ray wants its temp dir
+    blocker = Path(node_temp_dir(name, "head"))  # a file where Ray wants its temp dir
     blocker.touch()
     try:
         done = radas_command("cluster", "up", name, "--num-cpus", "1")

@@ -34,7 +34,7 @@ import radas
 from radas import cli
 from radas.backends.job_client import warn_if_token_in_clear
 from radas.backends.ray_jobs import RayJobsBackend
-from radas.clusters import local, register_cluster, start_local_cluster
+from radas.clusters import local, node_processes, register_cluster, start_local_cluster
 from radas.clusters.config import ClusterConfig, get_cluster, unregister_cluster
 from radas.errors import (
     ClusterAuthError,
@@ -367,7 +367,7 @@ def head_with_private_folder(name: str, folder: Path) -> Iterator[local.LocalClu
     token_file = state_dir / "auth_token"
     token_file.write_text(os.urandom(16).hex())
     token_file.chmod(0o600)
-    ports = local._free_ports(2)
+    ports = node_processes.free_ports(2)
     env = {
         "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
         "RAY_AUTH_MODE": "token",
@@ -377,10 +377,12 @@ def head_with_private_folder(name: str, folder: Path) -> Iterator[local.LocalClu
     command = [
         "unshare", "--mount", "--propagation", "private", "sh", "-c",
         'mount -t tmpfs radas-test "$0" && exec "$@"', str(folder),
-        *local.head_command(ports, local._node_temp_dir(name, "head"), "--num-cpus=2"),
+        *node_processes.head_command(
+            ports, node_processes.node_temp_dir(name, "head"), "--num-cpus=2"
+        ),
     ]  # fmt: skip
     log = state_dir / "head.log"
-    head = local.NodeProcess(local._spawn(command, env, log), 2, 0, str(log))
+    head = local.NodeProcess(node_processes.spawn(command, env, log), 2, 0, str(log))
     started = local.LocalCluster(
         name, f"http://127.0.0.1:{ports[1]}", f"127.0.0.1:{ports[0]}", head, env=env
     )
@@ -545,7 +547,7 @@ def test_the_pickled_experiment_is_left_in_no_file_of_the_cluster(cluster, proje
     results = run_on("testcluster", experiment_name="no-spec-file", trainable=trainable)
     assert results["df"]["score"].tolist() == [len(word)]
     found = []
-    for path in Path(local._node_temp_dir("testcluster", "head")).rglob("*"):
+    for path in Path(node_processes.node_temp_dir("testcluster", "head")).rglob("*"):
         with contextlib.suppress(OSError):
             small = path.is_file() and not path.is_symlink() and path.stat().st_size < 2**24
             if small and (path.name == "spec.pkl" or word.encode() in path.read_bytes()):
@@ -566,14 +568,14 @@ def test_cluster_down_after_a_killed_head_ends_what_it_left_running(radas_home, 
     group = started.head.pid
     try:
         os.kill(group, signal.SIGKILL)
-        wait_for(lambda: not local._is_alive(group), 30, what="the head to die")
+        wait_for(lambda: not node_processes.is_alive(group), 30, what="the head to die")
         survivors = [p.pid for p in psutil.process_iter() if _in_group(p, group)]
         capsys.readouterr()
         assert cli.main(["cluster", "down", name]) == 0
         said = capsys.readouterr().out
         left = [p.pid for p in psutil.process_iter() if _in_group(p, group)]
     finally:
-        local._stop_group(group, timeout_s=2.0, check=False)  # whatever a failure left
+        node_processes.stop_group(group, timeout_s=2.0, check=False)  # whatever a failure left
         unregister_cluster(name)
     assert "was down (its head process had exited); ended the" in said
     # some of Ray's processes end by themselves after the head: the rest are named

@@ -30,7 +30,7 @@ from typing import Any
 import psutil
 import yaml
 
-from radas.clusters import local
+from radas.clusters import local, node_processes
 from radas.clusters.config import ClusterConfig, register_cluster
 from radas.core.poll import wait_until
 
@@ -155,7 +155,7 @@ class AutoscalingBed:
         jobs left behind in the bed's folders."""
         for node in self.launched():
             _kill_tree(node["pids"])
-        local._stop_group(self.head.pid, check=False)
+        node_processes.stop_group(self.head.pid, check=False)
         for node in self.launched():
             _kill_tree(node["pids"])
         roots = [str(self.root)]
@@ -186,7 +186,7 @@ def start_autoscaling_bed(
     token_file = root / "auth_token"
     token_file.write_text(os.urandom(16).hex())
     token_file.chmod(0o600)
-    gcs_port, dashboard_port = local._free_ports(2)
+    gcs_port, dashboard_port = node_processes.free_ports(2)
     gcs_address = f"127.0.0.1:{gcs_port}"
     types: dict[str, Any] = {
         HEAD_TYPE: {
@@ -248,7 +248,7 @@ def start_autoscaling_bed(
         **(env or {}),
     }
     head_cpus = 0
-    command = local.head_command(
+    command = node_processes.head_command(
         [gcs_port, dashboard_port],
         root / "head-tmp",
         f"--num-cpus={head_cpus}",
@@ -257,7 +257,7 @@ def start_autoscaling_bed(
     if head_resources:
         command.append(f"--resources={json.dumps(head_resources)}")
     log = root / "head.log"
-    head = local.NodeProcess(local._spawn(command, node_env, log), head_cpus, 0, str(log))
+    head = local.NodeProcess(node_processes.spawn(command, node_env, log), head_cpus, 0, str(log))
     bed = AutoscalingBed(
         name,
         root,
@@ -294,13 +294,13 @@ def start_autoscaling_bed(
 def _answers(bed: AutoscalingBed) -> bool:
     from radas.clusters.availability import alive_nodes
 
-    if not local._is_alive(bed.head.pid):
+    if not node_processes.is_alive(bed.head.pid):
         raise RuntimeError(f"the bed's head exited:\n{Path(bed.head.log).read_text()[-3000:]}")
     return alive_nodes(bed.address, bed.token) >= 1
 
 
 def _any_alive(pids: list[int]) -> bool:
-    return any(local._is_alive(pid) for pid in pids)
+    return any(node_processes.is_alive(pid) for pid in pids)
 
 
 def _kill_tree(pids: list[int]) -> None:

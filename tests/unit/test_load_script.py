@@ -13,7 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from radas.clusters.local import _is_alive
+from radas.clusters.node_processes import is_alive
 from support.waiting import wait_for
 
 pytestmark = pytest.mark.timing  # the hogs end within a bound after a signal
@@ -47,7 +47,7 @@ def _waits_for_sleep(pid: int) -> bool:
 
 
 def running(pids: list[int]) -> list[int]:
-    return [pid for pid in pids if _is_alive(pid)]
+    return [pid for pid in pids if is_alive(pid)]
 
 
 def test_hogs_end_when_the_script_ends():

@@ -13,12 +13,8 @@ from radas.clusters.config import (
     register_cluster,
     unregister_cluster,
 )
-from radas.clusters.local import (
-    LocalCluster,
-    find_local_cluster,
-    start_local_cluster,
-    stop_local_cluster,
-)
+from radas.clusters.local import LocalCluster, find_local_cluster, start_local_cluster
+from radas.clusters.local_stop import stop_local_cluster
 
 __all__ = [
     "AvailabilityReport",

@@ -3,47 +3,50 @@
 ``start_local_cluster("dev")`` runs ``ray start --head --block`` (bound to 127.0.0.1, free
 ports, job server, token authentication with a token of its own) in its own process group,
 optionally with worker nodes, and registers it in the radas config; ``stop_local_cluster``
-ends exactly those process groups. Its results, data and token live under
-``$RADAS_HOME/clusters/<name>/``.
+(``local_stop``) ends exactly those process groups (``node_processes``). Its results, data
+and token live under ``$RADAS_HOME/clusters/<name>/``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import math
 import os
 import re
 import secrets
 import signal
-import socket
-import subprocess
 import sys
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import psutil
 
 from radas.clusters.config import (
     ClusterConfig,
-    get_cluster,
     register_cluster,
     validate_cluster_name,
 )
-from radas.core.console import print_info, print_warning
+from radas.clusters.node_processes import (
+    free_port_flags,
+    free_ports,
+    head_command,
+    is_alive,
+    is_ray_start,
+    kill_group,
+    node_temp_dir,
+    ray_command,
+    spawn,
+    stop_group,
+)
+from radas.core.console import print_info
 from radas.core.poll import wait_until
 from radas.errors import ClusterError, InvalidArgumentError
 from radas.storage.home import radas_home
 
-if TYPE_CHECKING:
-    from radas.backends.job_client import JobServer
-
 STARTUP_TIMEOUT_S = 120.0
 _ANSI_CODE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-JOB_STOP_WAIT_S = 60.0  # cluster down --force: how long jobs may take to save their state
 
 
 @dataclass
@@ -79,18 +82,18 @@ class LocalCluster:
         index = len(self.workers) + 1
         log = self.state_dir / f"worker-{index}.log"
         command = [
-            *_ray_command(),
+            *ray_command(),
             "start",
             f"--address={self.gcs_address}",
             "--block",
             "--node-ip-address=127.0.0.1",
             f"--num-cpus={num_cpus}",
             f"--num-gpus={num_gpus}",
-            f"--temp-dir={_node_temp_dir(self.name, f'w{index}')}",
-            *_free_port_flags(worker=True),
+            f"--temp-dir={node_temp_dir(self.name, f'w{index}')}",
+            *free_port_flags(worker=True),
             "--disable-usage-stats",
         ]
-        node = NodeProcess(_spawn(command, self.env, log), num_cpus, num_gpus, str(log))
+        node = NodeProcess(spawn(command, self.env, log), num_cpus, num_gpus, str(log))
         self.workers.append(node)
         self._save()
         _wait_for_nodes(self, expected=1 + len(self.workers), process=node)
@@ -104,7 +107,7 @@ class LocalCluster:
             started = psutil.Process(node.pid).children(recursive=True)
         except psutil.NoSuchProcess:
             started = []
-        _kill_group(node.pid, sig)
+        kill_group(node.pid, sig)
         for process in started:
             with contextlib.suppress(psutil.NoSuchProcess):
                 process.send_signal(sig)
@@ -120,17 +123,17 @@ class LocalCluster:
     def _end_processes(self) -> None:
         jobs = self.job_process_groups()
         for node in [*self.workers, self.head]:
-            _stop_group(node.pid)
+            stop_group(node.pid)
         for group in [*jobs, *self.job_process_groups()]:
-            _stop_group(group, timeout_s=2.0, check=False)
+            stop_group(group, timeout_s=2.0, check=False)
         (self.state_dir / "state.json").unlink(missing_ok=True)
 
     def job_process_groups(self) -> list[int]:
         """Process groups of the jobs running on this cluster's nodes (drivers and their
         workers): the processes whose working directory is in a node's temp dir, where Ray
         unpacks each job's working_dir."""
-        roots = [_node_temp_dir(self.name, "head")]
-        roots += [_node_temp_dir(self.name, f"w{i}") for i in range(1, len(self.workers) + 1)]
+        roots = [node_temp_dir(self.name, "head")]
+        roots += [node_temp_dir(self.name, f"w{i}") for i in range(1, len(self.workers) + 1)]
         groups = set()
         for process in psutil.process_iter(["pid"]):
             try:
@@ -178,54 +181,24 @@ def start_local_cluster(
     >>> run_experiment_sync(..., run_with="cluster:dev")  # doctest: +SKIP
     >>> cluster.stop()  # doctest: +SKIP
     """
-    running = find_local_cluster(name)
-    if running is not None:
-        raise ClusterError(
-            f"A local cluster named {name!r} is already running at {running.address}. Use it, "
-            f"or stop it first: `radas cluster down {name}`."
-        )
-    if worker_nodes < 0 or (num_cpus is not None and num_cpus <= 0) or worker_cpus <= 0:
-        raise InvalidArgumentError(
-            "num_cpus and worker_cpus must be positive and worker_nodes >= 0 "
-            f"(got num_cpus={num_cpus}, worker_cpus={worker_cpus}, worker_nodes={worker_nodes})."
-        )
+    _refuse_start(name, num_cpus, worker_nodes, worker_cpus)
     num_cpus = _whole("num_cpus", num_cpus or os.cpu_count() or 1)
     num_gpus = _whole("num_gpus", num_gpus)
     worker_cpus = _whole("worker_cpus", worker_cpus)
     state_dir = cluster_dir(name)
     state_dir.mkdir(parents=True, exist_ok=True)
-    token_file = state_dir / "auth_token"
-    if not token_file.exists():
-        token_file.touch(mode=0o600)
-        token_file.write_text(secrets.token_hex(32))
-    node_env = {
-        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",  # loopback only, see _ray_command
-        "RAY_AUTH_MODE": "token",
-        "RAY_AUTH_TOKEN_PATH": str(token_file),
-        # the job driver runs `python`: make it this environment's Python
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-        **(env or {}),
-    }
-    ports = _free_ports(2)
+    token_file = _token_file(state_dir)
+    node_env = _node_env(token_file, env)
+    ports = free_ports(2)
     gcs_address, address = f"127.0.0.1:{ports[0]}", f"http://127.0.0.1:{ports[1]}"
     log = state_dir / "head.log"
     command = head_command(
-        ports, _node_temp_dir(name, "head"), f"--num-cpus={num_cpus}", f"--num-gpus={num_gpus}"
+        ports, node_temp_dir(name, "head"), f"--num-cpus={num_cpus}", f"--num-gpus={num_gpus}"
     )
-    head = NodeProcess(_spawn(command, node_env, log), num_cpus, num_gpus, str(log))
+    head = NodeProcess(spawn(command, node_env, log), num_cpus, num_gpus, str(log))
     cluster = LocalCluster(name, address, gcs_address, head, env=node_env)
     cluster._save()
-    try:
-        _wait_for_job_server(cluster)
-        _wait_for_nodes(cluster, expected=1, process=head)
-        for _ in range(worker_nodes):
-            cluster.add_worker_node(num_cpus=worker_cpus)
-    except ClusterError as err:
-        cluster._end_processes()  # nothing ran on it: no word about results
-        raise ClusterError(f"Local cluster {name!r} did not start: {err}") from err
-    except BaseException:
-        cluster._end_processes()
-        raise
+    _wait_until_started(cluster, worker_nodes, worker_cpus)
     # no per-node numbers: radas reads the cluster's nodes (memory_gb, when given, is the
     # override of Ray's memory resource per node)
     register_cluster(
@@ -250,6 +223,59 @@ def start_local_cluster(
     return cluster
 
 
+def _refuse_start(name: str, num_cpus: float | None, worker_nodes: int, worker_cpus: float) -> None:
+    """Refuse a second cluster of the same name and counts that make no node."""
+    running = find_local_cluster(name)
+    if running is not None:
+        raise ClusterError(
+            f"A local cluster named {name!r} is already running at {running.address}. Use it, "
+            f"or stop it first: `radas cluster down {name}`."
+        )
+    if worker_nodes < 0 or (num_cpus is not None and num_cpus <= 0) or worker_cpus <= 0:
+        raise InvalidArgumentError(
+            "num_cpus and worker_cpus must be positive and worker_nodes >= 0 "
+            f"(got num_cpus={num_cpus}, worker_cpus={worker_cpus}, worker_nodes={worker_nodes})."
+        )
+
+
+def _token_file(state_dir: Path) -> Path:
+    """The cluster's Ray token file, made (readable by its owner only) on its first start."""
+    token_file = state_dir / "auth_token"
+    if not token_file.exists():
+        token_file.touch(mode=0o600)
+        token_file.write_text(secrets.token_hex(32))
+    return token_file
+
+
+def _node_env(token_file: Path, env: dict[str, str] | None) -> dict[str, str]:
+    """What every node's environment gets: loopback only, token authentication, this
+    environment's Python, and the user's ``env``."""
+    return {
+        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",  # loopback only, see node_processes
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN_PATH": str(token_file),
+        # the job driver runs `python`: make it this environment's Python
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        **(env or {}),
+    }
+
+
+def _wait_until_started(cluster: LocalCluster, worker_nodes: int, worker_cpus: float) -> None:
+    """Wait for the head's job server and node, then start the worker nodes; a cluster that
+    does not start has its processes ended."""
+    try:
+        _wait_for_job_server(cluster)
+        _wait_for_nodes(cluster, expected=1, process=cluster.head)
+        for _ in range(worker_nodes):
+            cluster.add_worker_node(num_cpus=worker_cpus)
+    except ClusterError as err:
+        cluster._end_processes()  # nothing ran on it: no word about results
+        raise ClusterError(f"Local cluster {cluster.name!r} did not start: {err}") from err
+    except BaseException:
+        cluster._end_processes()
+        raise
+
+
 def _whole(name: str, count: float) -> int:
     """A node's CPU or GPU count as `ray start` takes it: a whole number (2.0 -> 2)."""
     if not math.isfinite(count):
@@ -269,16 +295,16 @@ def _whole(name: str, count: float) -> int:
 def find_local_cluster(name: str) -> LocalCluster | None:
     """The running local cluster called ``name`` (started by radas), or None. A recorded
     cluster whose head died has what it left running ended (``end_leftovers``)."""
-    cluster = _recorded_cluster(name)
+    cluster = recorded_cluster(name)
     if cluster is None:
         return None
-    if not _is_ray_start(cluster.head.pid):
+    if not is_ray_start(cluster.head.pid):
         end_leftovers(cluster)
         return None
     return cluster
 
 
-def _recorded_cluster(name: str) -> LocalCluster | None:
+def recorded_cluster(name: str) -> LocalCluster | None:
     """The local cluster ``name`` as radas recorded it when it started it; None if none is."""
     state_file = cluster_dir(name) / "state.json"
     if not state_file.exists():
@@ -307,7 +333,7 @@ def end_leftovers(cluster: LocalCluster) -> list[str]:
     processes; a group whose leader's pid runs something else than ``ray start`` belongs to
     someone else and is left alone."""
     nodes = [cluster.head, *cluster.workers]
-    node_groups = {node.pid for node in nodes if _is_ray_start(node.pid) or not _is_alive(node.pid)}
+    node_groups = {node.pid for node in nodes if is_ray_start(node.pid) or not is_alive(node.pid)}
     groups = node_groups | set(cluster.job_process_groups())
     found = []
     for process in psutil.process_iter(["pid", "name"]):
@@ -330,216 +356,6 @@ def end_leftovers(cluster: LocalCluster) -> list[str]:
     psutil.wait_procs(alive, timeout=2.0)
     (cluster.state_dir / "state.json").unlink(missing_ok=True)
     return [f"{process.pid} ({process.info['name']})" for process in found]
-
-
-def stop_local_cluster(name: str = "local", *, force: bool = False) -> bool:
-    """Stop the local cluster ``name``: only the process groups radas started for it.
-
-    Refused while jobs run on it (ClusterError listing them) unless ``force=True``, which
-    stops them first (gracefully: Tune saves their state, ``restore`` continues them; then
-    killed after ``JOB_STOP_WAIT_S``). No job driver of the cluster runs when it returns.
-    Its config entry stays (it then shows offline), as do its results. A cluster whose head
-    died has what it left running ended (its processes are named). False if nothing ran.
-    """
-    cluster = _recorded_cluster(name)
-    if cluster is not None and not _is_ray_start(cluster.head.pid):
-        ended = end_leftovers(cluster)
-        if ended:
-            print_info(
-                f"local cluster {name!r} was down (its head process had exited); ended the "
-                f"{len(ended)} process(es) it left running: {', '.join(ended)}"
-            )
-            return True
-        cluster = None
-    if cluster is None:
-        get_cluster(name)  # unknown names get the UnknownClusterError listing known ones
-        return False
-    server, running = _running_jobs(cluster)
-    if running and not force:
-        listing = "\n".join(f"  {job_id}  {what}" for job_id, what in running.items())
-        raise ClusterError(
-            f"Local cluster {name!r} still runs {len(running)} job(s):\n{listing}\n"
-            f"Stopping it would kill them. Stop them first (`radas stop JOB_ID --cluster "
-            f"{name}`; run_choice='restore' continues an experiment later), or `radas cluster "
-            f"down {name} --force` (stop_local_cluster({name!r}, force=True)) stops them "
-            "gracefully, then the cluster."
-        )
-    if running and server is not None:
-        try:
-            _stop_jobs(server, list(running))
-        except ClusterError as err:  # the server went while stopping: the nodes go anyway
-            print_warning(f"stopping the jobs of {name!r} failed ({err}); killing them")
-    cluster.stop()
-    return True
-
-
-def _running_jobs(cluster: LocalCluster) -> tuple[JobServer | None, dict[str, str]]:
-    """The job server (None when it does not answer) and its running jobs: id -> what."""
-    from radas.backends.ray_jobs import ACTIVE_STATUSES, connect
-
-    try:
-        server = connect(get_cluster(cluster.name))
-        jobs = server.list_jobs()
-    except ClusterError as err:
-        print_warning(
-            f"cannot list the jobs of {cluster.name!r} ({err}); stopping it anyway, with "
-            "whatever job drivers run on it"
-        )
-        return None, {}
-    running = {}
-    for job in jobs:
-        if str(getattr(job.status, "value", job.status)) in ACTIVE_STATUSES:
-            metadata = job.metadata or {}
-            what = (
-                f"experiment {metadata['radas_experiment']!r} of {metadata['radas_user']!r}"
-                if "radas_user" in metadata
-                else f"entrypoint {job.entrypoint!r}"
-            )
-            running[job.submission_id or job.job_id] = what
-    return server, running
-
-
-def _stop_jobs(server: JobServer, job_ids: list[str]) -> None:
-    """Ask each job to stop (its driver saves Tune's state), wait up to JOB_STOP_WAIT_S."""
-    from radas.backends.ray_jobs import ACTIVE_STATUSES
-
-    for job_id in job_ids:
-        server.stop_job(job_id)
-    print_info(f"stopping {len(job_ids)} job(s): {', '.join(job_ids)}")
-    try:
-        wait_until(
-            lambda: all(server.get_job_status(job) not in ACTIVE_STATUSES for job in job_ids),
-            JOB_STOP_WAIT_S,
-            what="the jobs to stop",
-        )
-    except TimeoutError:
-        print_warning(f"jobs still running after {JOB_STOP_WAIT_S:g} s are killed with the cluster")
-
-
-# A local cluster stays on the loopback interface. Ray replaces 127.0.0.1 by the machine's
-# network address unless its "cluster mode" is off (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, set
-# for every process of the cluster); but `ray start` itself refuses extra nodes with cluster
-# mode off, so its launcher (ray_compat.private.LOOPBACK_RAY_START) turns it back on and keeps
-# --node-ip-address as given.
-
-
-def head_command(ports: list[int], temp_dir: str | Path, *flags: str) -> list[str]:
-    """``ray start --head --block`` on 127.0.0.1 with the GCS and dashboard (job server) on
-    ``ports``, free ports for the rest, and ``flags`` (``--num-cpus=2``, ...)."""
-    return [
-        *_ray_command(),
-        "start",
-        "--head",
-        "--block",
-        "--node-ip-address=127.0.0.1",
-        "--dashboard-host=127.0.0.1",
-        f"--port={ports[0]}",
-        f"--dashboard-port={ports[1]}",
-        *flags,
-        "--include-dashboard=true",
-        f"--temp-dir={temp_dir}",
-        *_free_port_flags(worker=False),
-        "--disable-usage-stats",
-    ]
-
-
-def _ray_command() -> list[str]:
-    from radas.ray_compat.private import LOOPBACK_RAY_START
-
-    return [sys.executable, "-c", LOOPBACK_RAY_START]
-
-
-def _node_temp_dir(name: str, node: str) -> str:
-    """Each node its own Ray temp dir (like separate machines: a node that dies cannot take
-    another node's runtime-env files with it). Short, for Ray's socket path length limit."""
-    digest = hashlib.sha1(f"{radas_home()}/{name}".encode()).hexdigest()[:8]
-    return str(Path(tempfile.gettempdir()) / f"radas-{digest}-{node}")
-
-
-def _spawn(command: list[str], env: dict[str, str], log: Path) -> int:
-    full_env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    full_env.update(env)
-    with log.open("ab") as stream:
-        process = subprocess.Popen(
-            command,
-            env=full_env,
-            stdout=stream,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,  # its own process group
-        )
-    return process.pid
-
-
-def _free_ports(count: int) -> list[int]:
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket()
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
-def _free_port_flags(worker: bool) -> list[str]:
-    """Ports Ray would otherwise take at fixed defaults (clashing with a second cluster)."""
-    names = [
-        "--dashboard-agent-listen-port",
-        "--dashboard-agent-grpc-port",
-        "--metrics-export-port",
-        "--runtime-env-agent-port",
-    ]
-    if not worker:
-        names.append("--ray-client-server-port")
-    return [f"{flag}={port}" for flag, port in zip(names, _free_ports(len(names)), strict=True)]
-
-
-def _is_ray_start(pid: int) -> bool:
-    try:
-        process = psutil.Process(pid)
-        return process.is_running() and "ray.scripts.scripts" in " ".join(process.cmdline())
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return False
-
-
-def _is_alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
-def _kill_group(pid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, sig)  # the group radas created with start_new_session (pgid == pid)
-
-
-def _stop_group(pid: int, timeout_s: float = 5.0, check: bool = True) -> None:
-    """SIGTERM the process group ``pid``, SIGKILL it after ``timeout_s``; with ``check``,
-    only when ``pid`` is still the `ray start` radas started (not a recycled pid)."""
-    if check and not _is_ray_start(pid):
-        return
-    _kill_group(pid, signal.SIGTERM)
-    with contextlib.suppress(TimeoutError):  # then it is killed
-        wait_until(
-            lambda: not _group_alive(pid), timeout_s, what=f"group {pid} to exit", max_delay_s=0.2
-        )
-    _kill_group(pid, signal.SIGKILL)
-    with contextlib.suppress(ChildProcessError):  # reap it when this process started it
-        os.waitpid(pid, 0)
-
-
-def _group_alive(pgid: int) -> bool:
-    for process in psutil.process_iter(["pid"]):
-        try:
-            if os.getpgid(process.info["pid"]) == pgid and process.status() != "zombie":
-                return True
-        except (ProcessLookupError, psutil.NoSuchProcess, PermissionError):
-            continue
-    return False
 
 
 def _wait_for_job_server(cluster: LocalCluster) -> None:
@@ -591,7 +407,7 @@ def _check_alive(node: NodeProcess) -> None:
     """Raise if the node radas just spawned has exited. Asked by its pid being alive, not by
     its command line: right after the fork a busy machine may not have run its `exec` yet,
     and the child still shows this process's command line."""
-    if not _is_alive(node.pid):
+    if not is_alive(node.pid):
         tail = Path(node.log).read_text(errors="replace")[-2000:] if Path(node.log).exists() else ""
         tail = _ANSI_CODE.sub("", tail)  # Ray colours its log even into a file
         raise ClusterError(f"`ray start` exited; the end of {node.log}:\n{tail}")
