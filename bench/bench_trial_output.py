@@ -2,7 +2,7 @@
 
 A print in a trial, timed inside the trial: ``--lines`` prints of an 80-character line, with
 radas keeping the output (the trainable as radas runs it) and without (the trainable as the
-user wrote it: ``radas.tune.sweep.with_output_kept`` swapped for the identity), ``--pairs``
+user wrote it: ``radas.tune.configuration.with_output_kept`` swapped for the identity), ``--pairs``
 alternated pairs of one local trial each; the prints go to the worker's stdout as usual.
 
     python bench/bench_trial_output.py                 # 5000 lines, 3 pairs
@@ -27,9 +27,11 @@ def printer(config):
 
 def run_once(kept: bool, lines: int, index: int) -> float:
     import radas
-    from radas.tune import sweep, trial
+    from radas.tune import configuration, trial
 
-    sweep.with_output_kept = trial.with_output_kept if kept else (lambda trainable: trainable)
+    configuration.with_output_kept = (
+        trial.with_output_kept if kept else (lambda trainable: trainable)
+    )
     results = radas.run_experiment_sync(
         user_name="bench",
         experiment_name=f"output-{'kept' if kept else 'console'}-{index}",

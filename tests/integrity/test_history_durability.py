@@ -121,7 +121,7 @@ def test_history_holds_every_report_up_to_the_state_after_random_kills(project, 
     state kept, and with radas's default (the latest 2): then Tune deletes older state folders
     itself, and a kill between that and its next stored snapshot leaves a snapshot naming
     folders that are gone; the restore continues each trial from its newest complete state
-    with the iteration count it had there (``sweep._continue_trials_whose_state_is_gone``;
+    with the iteration count it had there (``restore._continue_trials_whose_state_is_gone``;
     seed 3589802522 hit it: a trial ERROR, "Could not recover from checkpoint", and one
     restarted at iteration 21 from scratch, 61 rows)."""
     seed = int(os.environ.get("RADAS_TEST_SEED", random.randrange(2**32)))

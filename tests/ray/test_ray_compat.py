@@ -247,7 +247,7 @@ def test_a_users_scheduler_is_used_as_given():
     from ray.tune.schedulers import ASHAScheduler
 
     from radas.ray_compat.fixes import RadasFIFOScheduler
-    from radas.tune.sweep import _tune_config
+    from radas.tune.configuration import _tune_config
 
     def tune_config(given):
         spec = SimpleNamespace(trainable=reports_then_maybe_raises, tuner_init_kwargs=given)

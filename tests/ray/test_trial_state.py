@@ -391,7 +391,7 @@ def test_killed_driver_then_restore_continues_from_the_state(project):
 
 def test_two_states_are_kept_per_trial_unless_the_run_config_says_otherwise(tmp_path):
     from radas.core.spec import SweepSpec
-    from radas.tune.sweep import _run_config
+    from radas.tune.configuration import _run_config
 
     def checkpoint_config(**tuner_init_kwargs):
         spec = SweepSpec("u", "e", "e", str(tmp_path), stateful, {}, "run", 1, tuner_init_kwargs)

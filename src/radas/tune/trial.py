@@ -6,7 +6,7 @@ node, a killed driver, an out-of-memory retry) continues from its last saved sta
 starting again. The state travels as a Ray Tune checkpoint (one pickle file in it), so it is
 stored wherever Tune stores the experiment (local path, shared path, object store); radas keeps
 the latest two of each trial unless the run_config sets its own ``checkpoint_config``
-(``radas.tune.sweep.STATES_KEPT``).
+(``radas.tune.configuration.STATES_KEPT``).
 """
 
 from __future__ import annotations
