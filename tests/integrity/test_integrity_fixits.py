@@ -127,13 +127,13 @@ def test_artifacts_on_a_black_holed_s3_endpoint_end_with_a_clear_error(
     black_hole, monkeypatch, call
 ):
     from radas import cloud_artifact as rda
-    from radas.storage import artifacts
+    from radas.storage import object_artifacts
 
     for name, value in {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"}.items():
         monkeypatch.setenv(name, value)
     # the bounds made short for the test (the defaults: 2 tries of 10 s)
-    monkeypatch.setattr(artifacts, "S3_READ_TIMEOUT_S", 1)
-    monkeypatch.setattr(artifacts, "S3_CONNECT_TIMEOUT_S", 1)
+    monkeypatch.setattr(object_artifacts, "S3_READ_TIMEOUT_S", 1)
+    monkeypatch.setattr(object_artifacts, "S3_CONNECT_TIMEOUT_S", 1)
     rda.init(user_name="alice", root="s3://lab/artifacts", endpoint_url=black_hole)
     started = time.monotonic()
     with pytest.raises(StorageError) as caught:
