@@ -31,6 +31,9 @@ from radas.tune.configuration import build_tuner, share_grid_values, trainable_w
 def restore_tuner(
     spec: SweepSpec, cpu_per_trial: float, capacity: NodeCapacity, *, resume_errored: bool
 ) -> tune.Tuner:
+    """The experiment of ``spec`` restored by Tune, once the repairs above are made: its
+    pending trials sized for ``cpu_per_trial``, its errored ones run again when
+    ``resume_errored``."""
     # Trials radas recorded as ended stay ended, even where Tune's last snapshot lags.
     state_repair.reconcile_with_records(spec.experiment_path)
     _rebuild_damaged_tuner_file(spec, capacity)
