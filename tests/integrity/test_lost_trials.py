@@ -254,7 +254,7 @@ def test_without_the_fixes_a_lost_trial_runs_again_after_the_fit(project, capsys
     from ray.tune.experiment import Trial
 
     from radas.errors import RadasWarning
-    from radas.ray_compat import fixes as _ray_compat
+    from radas.ray_compat import targets
 
     rays = Trial.should_recover
 
@@ -262,7 +262,7 @@ def test_without_the_fixes_a_lost_trial_runs_again_after_the_fit(project, capsys
         return rays(self)
 
     monkeypatch.setattr(Trial, "should_recover", changed)
-    monkeypatch.setattr(_ray_compat, "_mismatches", None)  # checked again in this process
+    monkeypatch.setattr(targets, "_mismatches", None)  # checked again in this process
     marks = project / "marks"
     marks.mkdir()
     with pytest.warns(RadasWarning, match="Trial.should_recover takes"):

@@ -13,7 +13,8 @@ import textwrap
 
 import pytest
 
-from radas.ray_compat import fixes
+from radas.ray_compat import worker_env
+from radas.ray_compat.install import fixes_installed
 from radas.tune import worker as _worker
 
 
@@ -36,14 +37,14 @@ def test_radas_callbacks_are_not_counted_and_import_no_integration(tmp_path):
         import json, sys
         from ray import tune
         from ray.air._internal import usage
-        from radas.ray_compat import fixes
+        from radas.ray_compat.install import fixes_installed
         from radas.tune.history import HistoryRecorder
         from radas.tune.progress import ProgressLine
 
         class Mine(tune.Callback):
             pass
 
-        with fixes.fixes_installed():
+        with fixes_installed():
             ours = usage.tag_callbacks([ProgressLine("x"), HistoryRecorder()])
             imported = "ray.air.integrations.wandb" in sys.modules
             usage.tag_callbacks([ProgressLine("x"), Mine()])
@@ -80,7 +81,7 @@ def test_trial_actors_have_no_runtime_env_while_rays_processes_hold_tunes_variab
     monkeypatch.delenv("AWS_ACCESS_KEY_ID", raising=False)
     tunes = {"env_vars": {"PL_DISABLE_FORK": "1"}}
     assert actor_runtime_env() == tunes  # Tune's own, outside a radas sweep
-    with fixes.fixes_installed():
+    with fixes_installed():
         assert actor_runtime_env() is None
         # a variable Tune passes on, set after Ray started: Tune's way, with its value
         monkeypatch.setenv("AWS_ACCESS_KEY_ID", "set-later")
@@ -92,12 +93,12 @@ def test_trial_actors_have_no_runtime_env_while_rays_processes_hold_tunes_variab
 
 
 def test_a_ray_radas_did_not_start_keeps_tunes_way(radas_ray, monkeypatch):
-    monkeypatch.setattr(fixes, "_workers_environment", None)
-    with fixes.fixes_installed():
+    monkeypatch.setattr(worker_env, "_workers_environment", None)
+    with fixes_installed():
         assert actor_runtime_env() == {"env_vars": {"PL_DISABLE_FORK": "1"}}
     environment = {"PL_DISABLE_FORK": "1"}
-    monkeypatch.setattr(fixes, "_workers_environment", ("10.0.0.1:6379", environment))
-    with fixes.fixes_installed():  # what was noted belongs to another Ray session
+    monkeypatch.setattr(worker_env, "_workers_environment", ("10.0.0.1:6379", environment))
+    with fixes_installed():  # what was noted belongs to another Ray session
         assert actor_runtime_env() == {"env_vars": {"PL_DISABLE_FORK": "1"}}
 
 

@@ -1,4 +1,4 @@
-"""radas's boundary with Ray's internals (radas.ray_compat.fixes), with real Ray.
+"""radas's boundary with Ray's internals (radas.ray_compat), with real Ray.
 
 Result buffering (fix 2): Ray's controller calls ``train_buffered`` with its arguments
 swapped, so it never buffered; radas schedules its own ``train_buffered``. These tests show
@@ -113,7 +113,7 @@ def test_fifo_choice_picks_the_trial_rays_scan_would_pick(project, monkeypatch):
     ones), radas's FIFO choice equals Ray's own scan over all trials."""
     from ray.tune.schedulers import FIFOScheduler
 
-    from radas.ray_compat.fixes import RadasFIFOScheduler
+    from radas.ray_compat.fifo import RadasFIFOScheduler
 
     ours = RadasFIFOScheduler.choose_trial_to_run
     choices: list[tuple] = []
@@ -182,7 +182,7 @@ def test_a_quick_report_is_not_held_back_for_a_slow_one(project, monkeypatch):
 
 
 def test_a_target_that_is_missing_or_changed_is_named():
-    from radas.ray_compat.fixes import TARGETS, Target
+    from radas.ray_compat.targets import TARGETS, Target
 
     assert [target.problem() for target in TARGETS] == [None] * len(TARGETS)
     missing = Target("ray.tune.tune", "no_such_function", ("x",))
@@ -202,13 +202,13 @@ def test_a_target_that_is_missing_or_changed_is_named():
 
 
 def test_what_the_cluster_shape_readers_use_is_there():
-    from radas.ray_compat.fixes import SHAPE_TARGETS
+    from radas.ray_compat.targets import SHAPE_TARGETS
 
     assert [target.problem() for target in SHAPE_TARGETS] == [None] * len(SHAPE_TARGETS)
 
 
 def test_what_the_saved_state_repair_uses_is_there():
-    from radas.ray_compat.fixes import SAVED_STATE_TARGETS
+    from radas.ray_compat.targets import SAVED_STATE_TARGETS
 
     problems = [target.problem() for target in SAVED_STATE_TARGETS]
     assert problems == [None] * len(SAVED_STATE_TARGETS)
@@ -219,7 +219,7 @@ def test_fixes_are_installed_for_a_sweep_and_removed_after():
     from ray.air.execution._internal.actor_manager import RayActorManager
     from ray.tune.experiment import Trial
 
-    from radas.ray_compat import fixes as _ray_compat
+    from radas.ray_compat.install import fixes_installed
 
     def current():
         return [
@@ -231,9 +231,9 @@ def test_fixes_are_installed_for_a_sweep_and_removed_after():
         ]
 
     rays = current()
-    with _ray_compat.fixes_installed():
+    with fixes_installed():
         ours = current()
-        with _ray_compat.fixes_installed():  # a second sweep meanwhile shares them
+        with fixes_installed():  # a second sweep meanwhile shares them
             assert current() == ours
         assert current() == ours
     assert current() == rays
@@ -241,12 +241,35 @@ def test_fixes_are_installed_for_a_sweep_and_removed_after():
     assert not any(function.__module__.startswith("ray.") for function in ours)
 
 
+@pytest.mark.parametrize("old_module", ["radas._ray_compat", "radas.ray_compat.fixes"])
+def test_what_an_old_pickle_names_under_an_old_module_loads(old_module):
+    """Experiments stored before the fixes had a module each name radas's FIFO scheduler (in
+    ``tuner.pkl``) and its out-of-memory error (in a trial's ``error.pkl``) by the module that
+    held them then: ``radas.core.moved`` maps it to ``radas.ray_compat.install``."""
+    import pickle
+
+    from radas.ray_compat.fifo import RadasFIFOScheduler
+    from radas.ray_compat.oom import ActorOutOfMemoryError
+
+    def under_old_name(value, module):  # protocol 2 names a class as text: "c<module>\n"
+        stored = pickle.dumps(value, protocol=2).replace(module.encode(), old_module.encode())
+        assert f"c{old_module}\n".encode() in stored
+        return pickle.loads(stored)
+
+    scheduler = under_old_name(RadasFIFOScheduler(), "radas.ray_compat.fifo")
+    assert type(scheduler) is RadasFIFOScheduler
+    assert dict(scheduler._positions) == {}  # made again by __setstate__ (not pickled)
+    error = under_old_name(ActorOutOfMemoryError("killed for memory"), "radas.ray_compat.oom")
+    assert type(error) is ActorOutOfMemoryError
+    assert str(error) == "killed for memory"
+
+
 def test_a_users_scheduler_is_used_as_given():
     from types import SimpleNamespace
 
     from ray.tune.schedulers import ASHAScheduler
 
-    from radas.ray_compat.fixes import RadasFIFOScheduler
+    from radas.ray_compat.fifo import RadasFIFOScheduler
     from radas.tune.configuration import _tune_config
 
     def tune_config(given):
@@ -270,7 +293,8 @@ def test_a_ray_that_does_not_match_gets_one_warning_and_runs_without_fixes(
     from ray.air.execution._internal.actor_manager import RayActorManager
 
     from radas.errors import RadasWarning
-    from radas.ray_compat import fixes as _ray_compat
+    from radas.ray_compat import targets
+    from radas.ray_compat.fifo import default_scheduler
 
     rays = RayActorManager._actor_task_failed
 
@@ -278,12 +302,12 @@ def test_a_ray_that_does_not_match_gets_one_warning_and_runs_without_fixes(
         return rays(self, tracked_actor_task, exception)
 
     monkeypatch.setattr(RayActorManager, "_actor_task_failed", changed)
-    monkeypatch.setattr(_ray_compat, "_mismatches", None)  # checked again in this process
+    monkeypatch.setattr(targets, "_mismatches", None)  # checked again in this process
     with pytest.warns(RadasWarning) as warned:
         results = run(
             "unmatched", {"k": tune.grid_search([0, 1]), "reports": 30, "raise_after": False}
         )
-        _ray_compat.default_scheduler()  # asked again: no second warning
+        default_scheduler()  # asked again: no second warning
     messages = [str(w.message) for w in warned if issubclass(w.category, RadasWarning)]
     assert len(messages) == 1, messages
     assert "fixes to Ray's internals are off" in messages[0]
@@ -303,7 +327,7 @@ def _stored_scheduler(experiment_path: str):
 
     from ray import cloudpickle
 
-    from radas.ray_compat.fixes import stored_tune_config
+    from radas.ray_compat.private import stored_tune_config
 
     state = cloudpickle.loads((Path(experiment_path) / "tuner.pkl").read_bytes())
     return stored_tune_config(state).scheduler
@@ -356,7 +380,7 @@ def test_a_plain_tuner_after_radas_runs_on_rays_code(project, monkeypatch, batch
     from ray import cloudpickle
     from ray._private import worker
 
-    from radas.ray_compat.fixes import RadasFIFOScheduler
+    from radas.ray_compat.fifo import RadasFIFOScheduler
 
     # Tune may start Ray here (this test run alone): its workers cannot import this module
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -417,7 +441,8 @@ def test_a_job_client_that_differs_is_refused_before_anything_is_sent(monkeypatc
     from ray.dashboard.modules.dashboard_sdk import SubmissionClient
 
     from radas.errors import ClusterError
-    from radas.ray_compat.fixes import JOB_CLIENT_TARGETS, job_client
+    from radas.ray_compat.job_sdk import job_client
+    from radas.ray_compat.targets import JOB_CLIENT_TARGETS
 
     assert [target.problem() for target in JOB_CLIENT_TARGETS] == [None, None]
 
@@ -468,11 +493,11 @@ SIGTERM_REPORT = [
 def test_a_worker_stopped_while_it_starts_says_nothing_while_ray_is_quiet(
     monkeypatch, lines, quiet, printed
 ):
-    from radas.ray_compat import fixes as _ray_compat
+    from radas.ray_compat import worker_logs
 
-    monkeypatch.setattr(_ray_compat, "_restored_lines_shown", not quiet)
+    monkeypatch.setattr(worker_logs, "_restored_lines_shown", not quiet)
     seen: list[list[str]] = []
-    print_worker_logs = _ray_compat._printing_worker_logs(
+    print_worker_logs = worker_logs._printing_worker_logs(
         lambda data, print_file, ignore_prefix=False: seen.append(data["lines"])
     )
     # a worker no trial ran on (its actor never started), after the sweep
@@ -489,13 +514,14 @@ def test_a_late_line_of_an_earlier_sweeps_trial_is_printed_plain(monkeypatch):
 
     from ray._private import worker
 
-    from radas.ray_compat import fixes as _ray_compat
+    from radas.ray_compat import sweeps
+    from radas.ray_compat.install import fixes_installed
 
-    monkeypatch.setattr(_ray_compat, "_sweep_worker_pids", set())
-    monkeypatch.setattr(_ray_compat, "_sweep_trainables", set())
-    with _ray_compat.fixes_installed():  # the first sweep: its trial ran in worker 4000002
-        _ray_compat._sweep_worker_pids.add(4_000_002)
-    with _ray_compat.fixes_installed():  # the second sweep
+    monkeypatch.setattr(sweeps, "worker_pids", set())
+    monkeypatch.setattr(sweeps, "trainables", set())
+    with fixes_installed():  # the first sweep: its trial ran in worker 4000002
+        sweeps.worker_pids.add(4_000_002)
+    with fixes_installed():  # the second sweep
         pass
     pipe = io.StringIO()
     line = {"ip": "127.0.0.1", "pid": 4_000_002, "job": "01000000", "is_err": False}

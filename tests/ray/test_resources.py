@@ -13,7 +13,7 @@ import radas
 from radas import resources
 from radas.clusters import shape
 from radas.errors import GPUNotAvailableError, ResourceRequestError, TrialsOutOfMemoryError
-from radas.ray_compat.fixes import ActorOutOfMemoryError
+from radas.ray_compat.oom import ActorOutOfMemoryError
 from radas.resources import NodeCapacity
 
 # The local Ray has this machine's CPUs: a retry with doubled cpu_per_trial needs two.

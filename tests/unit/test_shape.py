@@ -12,7 +12,7 @@ import pytest
 
 from radas.clusters import shape, shape_record
 from radas.errors import NodeLaunchError, ResourceRequestError
-from radas.ray_compat.fixes import v2_status_as_v1
+from radas.ray_compat.autoscaler import v2_status_as_v1
 from radas.resources import NodeCapacity, trial_resources
 from radas.tune import progress
 

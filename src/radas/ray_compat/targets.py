@@ -193,7 +193,7 @@ SAVED_STATE_TARGETS = (
 
 # What the cluster-shape readers use (``autoscaler``; they read, never patch: on a Ray where one
 # differs they answer None, and radas sizes trials from the nodes alive, as without an
-# autoscaler); tests/test_ray_compat.py checks them on the newest and the oldest Ray.
+# autoscaler); tests/ray/test_ray_compat.py checks them on the newest and the oldest Ray.
 SHAPE_TARGETS = (
     Target("ray._private.ray_constants", "DEBUG_AUTOSCALING_STATUS", None),
     Target("ray._private.state", "GlobalState.get_cluster_config", ("self",)),
