@@ -305,7 +305,7 @@ def _analyze(args: argparse.Namespace) -> None:
         plot_format=None if output else ("png" if plot_kwargs else None),
     )
     if is_uri(args.experiment):  # a stored experiment's URI: read from there, no name
-        results = analyze_stored_sync(args.experiment, user_name=args.user, **analysis_options)
+        result = analyze_stored_sync(args.experiment, user_name=args.user, **analysis_options)
     else:
         if not os.path.isdir(args.dir):
             what = "is not a directory" if os.path.exists(args.dir) else "does not exist"
@@ -314,22 +314,23 @@ def _analyze(args: argparse.Namespace) -> None:
                 "(its full name includes it), or leave --dir out to use this one."
             )
         os.chdir(args.dir)
-        results = run_experiment_sync(
+        result = run_experiment_sync(
             user_name=args.user,
             experiment_name=args.experiment,
             run_with=args.run_with,
             dos=["analyze"],
             **analysis_options,
         )
-    df = results["df"]
+    df = result.df
+    assert df is not None  # the analysis made it
     print(df.head(20).to_string())
-    partial = "partial: the experiment is still running; " if results["partial"] else ""
-    print(f"({len(df)} rows; {partial}stored at {results['experiment_path']})")
+    partial = "partial: the experiment is still running; " if result.partial else ""
+    print(f"({len(df)} rows; {partial}stored at {result.experiment_path})")
     if csv:
         df.to_csv(csv, index=False)
         print(f"DataFrame written to {csv}")
-    if results["fig_path"]:
-        print(f"figure: {results['fig_path']}")
+    if result.fig_path:
+        print(f"figure: {result.fig_path}")
 
 
 def _csv_target(csv: str) -> str:

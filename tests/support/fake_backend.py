@@ -5,8 +5,8 @@ fake executor: it calls the trainable in this process, once per point of the par
 grid, and stores the experiment as radas's readers expect it (Tune's experiment state with
 each trial, radas's trial records, each trial's ``result.json`` and error file, the
 experiment info), so ``radas.Tuner``, the DataFrame and the plot read it back as they read a
-real run. Every call is recorded in ``calls``. Registered for one ``run_with`` through
-``radas.backends._stand_ins`` (fixture ``fake`` in test_flow.py).
+real run. Every call is recorded in ``calls``. A test puts it in place for one ``run_with``
+by patching ``radas.backends.get_backend`` (fixture ``fake`` in test_flow.py).
 
 A fake, because the real thing is what the rest of the suite tests: here a flow test takes
 milliseconds instead of a Ray start and a Tune fit. It supports what flow tests need:
@@ -110,6 +110,10 @@ class FakeBackend:
         self.calls.append(Call("attach", spec.run_choice, copy.copy(spec), stop=stop))
         trials = tune_state.load_trial_states(spec.experiment_path, running=False)
         return SweepOutcome.of_trials(spec.experiment_path, trials)
+
+    def running_probe(self, user_name: str, full_name: str) -> None:
+        """None: the fake's runs have ended when ``run`` returns; the lock tells the rest."""
+        return None
 
 
 def grid_points(space: dict[str, Any]) -> list[dict[str, Any]]:

@@ -33,12 +33,21 @@ from support.trainables import add, grid_ab
 
 @pytest.fixture
 def fake(tmp_path, monkeypatch):
-    """A FakeBackend standing in for run_with="local" (``fake.on(run_with)`` for another)."""
+    """A FakeBackend standing in for run_with="local" (``fake.on(run_with)`` for another):
+    ``radas.backends.get_backend`` patched to give the fakes, and the real backend elsewhere."""
+    fakes: dict[RunTarget, FakeBackend] = {}
+    real_get_backend = backends.get_backend
+
+    def get_backend(run_with: str | RunTarget):
+        target = run_with if isinstance(run_with, RunTarget) else parse_run_with(run_with)
+        return fakes[target] if target in fakes else real_get_backend(target)
+
+    monkeypatch.setattr(backends, "get_backend", get_backend)
 
     class Registry:
         def on(self, run_with: str, **kwargs) -> FakeBackend:
             backend = FakeBackend(parse_run_with(run_with), tmp_path / "results", **kwargs)
-            monkeypatch.setitem(backends._stand_ins, run_with, backend)
+            fakes[backend.target] = backend
             return backend
 
     registry = Registry()
@@ -241,6 +250,27 @@ def test_analysis_hooks_are_called_in_order_with_their_arguments(fake, project):
     df = results["df"]
     assert (df["score x 10"] == 10 * (df["config/a"] + df["config/b"])).all()
     assert Path(results["fig_path"]).suffix == ".svg" and Path(results["fig_path"]).stat().st_size
+    plt.close("all")
+
+
+def test_the_typed_result_reads_as_the_dict_it_was(fake, project):
+    results = run(
+        trainable=add,
+        param_space=grid_ab(),
+        plot_fn=sns.barplot,
+        plot_kwargs=dict(x="config/a", y="score"),
+    )
+    assert isinstance(results, radas.ExperimentResult)
+    keys = ["df", "fig", "plot", "fig_path", "tuner", "experiment_path", "full_name"]
+    keys += ["run_with", "run_choice", "outcome", "partial"]
+    assert list(results) == keys and list(dict(results)) == keys and len(results) == 11
+    assert results["df"] is results.df and results.get("tuner") is results.tuner
+    assert results["plot"] is results.plot is not None and results.fig is not None
+    assert (results.run_with, results.target) == ("local", RunTarget("local"))
+    assert {**results, "fig_path": "x"}["fig_path"] == "x" and results.get("nope") is None
+    with pytest.raises(KeyError):
+        results["target"]  # the parsed run target is an attribute; the dict view keeps run_with
+    assert "plot" in run(trainable=add, param_space=grid_ab())  # None without plot_fn
     plt.close("all")
 
 

@@ -2,6 +2,9 @@
 
 - ``local``: Ray started in-process on this machine (``backends/local.py``).
 - ``cluster:<name>``: a Ray Job on a named cluster (``backends/ray_jobs.py``).
+
+``get_backend`` is the one place a run target becomes a backend: callers look it up on this
+module (``backends.get_backend(...)``), so a test swaps in a fake backend by patching it.
 """
 
 from __future__ import annotations
@@ -9,18 +12,10 @@ from __future__ import annotations
 from radas.backends.base import Backend
 from radas.core.spec import RunTarget, parse_run_with
 
-# A backend standing in for one run_with ("local", "cluster:<name>"), for tests only: the
-# fake backend of tests/fake_backend.py registers here (as submitit's tests pass a fake
-# executor), so the decision flow of run_experiment is tested without Ray. radas never adds
-# one, and no user-facing option reaches it.
-_stand_ins: dict[str, Backend] = {}
 
-
-def get_backend(run_with: str) -> Backend:
-    """The backend for a ``run_with`` string such as ``"local"`` or ``"cluster:gpu"``."""
-    target = parse_run_with(run_with)
-    if str(target) in _stand_ins:
-        return _stand_ins[str(target)]
+def get_backend(run_with: str | RunTarget) -> Backend:
+    """The backend for a run target, or a ``run_with`` string such as ``"cluster:gpu"``."""
+    target = run_with if isinstance(run_with, RunTarget) else parse_run_with(run_with)
     if target.kind == "local":
         from radas.backends.local import LocalBackend
 

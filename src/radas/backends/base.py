@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from radas.core.spec import RunTarget, SweepOutcome, SweepSpec
@@ -29,4 +30,10 @@ class Backend(Protocol):
 
     async def attach(self, spec: SweepSpec, *, stop: bool) -> SweepOutcome:
         """Follow (after stopping, if ``stop``) the running experiment to its end."""
+        ...
+
+    def running_probe(self, user_name: str, full_name: str) -> Callable[[], bool] | None:
+        """Whether the experiment runs, asked by the ``radas.Tuner`` at each read, where the
+        experiment's lock is out of this machine's sight (a cluster's job); None where the
+        lock alone tells (a local run holds it on this machine)."""
         ...

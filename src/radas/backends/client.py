@@ -16,7 +16,7 @@ from radas.core.args import checked_keywords
 from radas.core.console import print_info
 from radas.core.naming import get_current_user_name, validate_user_name
 from radas.core.poll import wait_until
-from radas.core.spec import parse_run_with
+from radas.core.spec import RunTarget, parse_run_with
 from radas.core.status import TrialCounts, experiment_status
 from radas.errors import ClusterError, ClusterOfflineError, NotSupportedError, RadasError
 from radas.results.listing import NOTHING_STORED, local_listing, read_trial_counts
@@ -37,8 +37,9 @@ def list_experiments(*, user_name: str | None = None, run_with: str = "local") -
     0     ab-grid  /home/alice/p  FINISHED         6        0      6  ...
     """
     user_name = validate_user_name(user_name or get_current_user_name())
-    if parse_run_with(run_with).kind != "local":
-        return get_client(user_name=user_name, run_with=run_with).list_experiments()
+    target = parse_run_with(run_with)
+    if target.kind != "local":
+        return _client(user_name, target).list_experiments()
     return local_listing(user_name)
 
 
@@ -50,7 +51,11 @@ def get_client(*, user_name: str, run_with: str) -> ExperimentsClient:
     >>> client.display_experiments()  # doctest: +SKIP
     """
     validate_user_name(user_name)
-    backend = get_backend(run_with)
+    return _client(user_name, parse_run_with(run_with))
+
+
+def _client(user_name: str, target: RunTarget) -> ExperimentsClient:
+    backend = get_backend(target)
     if not isinstance(backend, RayJobsBackend):
         raise NotSupportedError(
             "get_client manages experiments running as jobs on a named cluster; with "

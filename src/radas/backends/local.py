@@ -90,6 +90,10 @@ class LocalBackend:
             "experiment, or dos=['analyze'] to analyze it."
         )
 
+    def running_probe(self, user_name: str, full_name: str) -> None:
+        """None: a local run holds the experiment's lock on this machine, which tells."""
+        return None
+
 
 async def _wait_for_turn(experiment_name: str) -> None:
     """Take this process's sweep turn, waiting (without blocking the event loop) while

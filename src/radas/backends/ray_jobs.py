@@ -29,6 +29,7 @@ import posixpath
 import re
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -112,6 +113,24 @@ class RayJobsBackend:
 
     def experiment_jobs(self, user_name: str, full_name: str) -> list[ExperimentJob]:
         return [job for job in self.list_jobs(user_name) if job.full_name == full_name]
+
+    def running_probe(self, user_name: str, full_name: str) -> Callable[[], bool]:
+        """Whether the experiment's job runs, for the Tuner to ask at each read (a run holds
+        the experiment's lock on the cluster, out of this machine's sight when the results
+        are in an object store). A cluster that does not answer is not asked again: the lock
+        alone tells then."""
+        answers = True
+
+        def job_running() -> bool:
+            nonlocal answers
+            if answers:
+                try:
+                    return any(job.active for job in self.experiment_jobs(user_name, full_name))
+                except ClusterError:
+                    answers = False
+            return False
+
+        return job_running
 
     def get_job(self, job_id: str, user_name: str) -> ExperimentJob:
         """The job ``job_id`` if it is a radas job of ``user_name``; else JobNotFoundError."""

@@ -28,6 +28,7 @@ from typing import Any
 import pandas as pd
 
 from radas.core.console import collected_warnings
+from radas.core.spec import RunTarget
 from radas.core.status import TrialCounts, experiment_status
 from radas.errors import ExperimentDamagedError, RadasError, StorageError
 from radas.results import tune_state
@@ -172,23 +173,20 @@ def _last_update(folder: Path) -> datetime | None:
     return datetime.fromtimestamp(max(stamps)) if stamps else None
 
 
-# --- cluster jobs ----------------------------------------------------------------------------
-
-
 # --- where else an experiment name is stored ------------------------------------------------
 
 
-def where_else(experiment_name: str, *, user_name: str, run_with: str, cwd: str) -> str:
+def where_else(experiment_name: str, *, user_name: str, target: RunTarget, cwd: str) -> str:
     """A sentence saying where else ``experiment_name`` is stored for ``user_name`` (another
-    folder locally, or a configured cluster whose results root is a path readable here), or
-    "" when nowhere. Object stores are not searched (a request per cluster would make a
-    not-found error slow)."""
+    folder locally, or a configured cluster whose results root is a path readable here) than
+    in ``cwd`` on ``target``, or "" when nowhere. Object stores are not searched (a request
+    per cluster would make a not-found error slow)."""
     from radas.clusters.config import load_clusters
 
-    places = [("local", storage_roots("local").results_root)]
+    places = [(RunTarget("local"), storage_roots("local").results_root)]
     with contextlib.suppress(RadasError, OSError):
         places += [
-            (f"cluster:{name}", cluster.results_root)
+            (RunTarget("cluster", name), cluster.results_root)
             for name, cluster in sorted(load_clusters().items())
             if not store.is_uri(cluster.results_root)
         ]
@@ -196,12 +194,12 @@ def where_else(experiment_name: str, *, user_name: str, run_with: str, cwd: str)
     found = []
     for place, root in places:
         for stored_cwd in _stored_folders(Path(root) / user_name, experiment_name, suffix):
-            if (place, stored_cwd) != (run_with, cwd):
+            if (place, stored_cwd) != (target, cwd):
                 found.append((place, stored_cwd))
     if not found:
         return ""
     hints = [
-        f"run_with={place!r} "
+        f"run_with={str(place)!r} "
         + ("from this folder" if stored_cwd == cwd else f"from the folder {stored_cwd} (cd there)")
         for place, stored_cwd in found[:5]
     ]
