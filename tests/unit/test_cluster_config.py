@@ -11,7 +11,13 @@ import radas
 from radas.clusters import config as cluster_config
 from radas.clusters.config import ClusterConfig
 from radas.clusters.shape import OVERRIDES_ENV, Overrides
-from radas.errors import ClusterAuthError, ClusterConfigError, UnknownClusterError
+from radas.core.spec import RunTarget, parse_run_with
+from radas.errors import (
+    ClusterAuthError,
+    ClusterConfigError,
+    InvalidArgumentError,
+    UnknownClusterError,
+)
 
 
 @pytest.fixture
@@ -152,3 +158,17 @@ def test_token_lookup_order(config_file, tmp_path, monkeypatch):
     assert named_env.resolve_token() == "ray-env"
     named_file = ClusterConfig(**{**plain.__dict__, "token_file": "~/.ray/auth_token"})
     assert named_file.resolve_token() == "ray-default"
+
+
+@pytest.mark.parametrize("name", ["lab", "lab-gpu", "a.b_c", "0", "x" * 64])
+def test_one_cluster_name_rule_for_run_with_and_the_config(name):
+    assert parse_run_with(f"cluster:{name}") == RunTarget("cluster", name)
+    assert cluster_config.validate_cluster_name(name) == name
+
+
+@pytest.mark.parametrize("name", ["-lab", ".lab", "_lab", "..", "x" * 65, "a/b", "a b", ""])
+def test_a_name_the_rule_refuses_is_refused_by_both(name):
+    with pytest.raises(InvalidArgumentError, match="a name is 1 to 64 letters"):
+        parse_run_with(f"cluster:{name}")
+    with pytest.raises(UnknownClusterError, match="not a valid cluster name"):
+        cluster_config.validate_cluster_name(name)
