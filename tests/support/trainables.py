@@ -1,5 +1,6 @@
 """Trainables several test modules share. radas ships a trainable from a project file by
-value (``radas.tune.sweep.ship_trainable_by_value``), so workers need not import this module."""
+value (``radas.tune.configuration.ship_trainable_by_value``), so workers need not import this
+module."""
 
 from __future__ import annotations
 

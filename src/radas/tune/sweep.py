@@ -33,14 +33,11 @@ from radas.storage.locks import experiment_lock
 # SharedGridValues and TrialRecords: names stored experiments hold under this module
 # (``radas.sweep.*`` before the layers, mapped here by ``core.moved``): Tune pickles the run's
 # callbacks in tuner.pkl and its searcher, with the grid values of the param_space, in the
-# searcher state. Both are defined in ``configuration`` and ``trial_records`` now, as are
-# the two checks radas.run imports from here.
+# searcher state. Both are defined in ``configuration`` and ``trial_records`` now.
 from radas.tune.configuration import (
     SharedGridValues,  # noqa: F401 (pickled name)
     build_tuner,
-    ship_trainable_by_value,  # noqa: F401 (imported from here)
     user_verbosity,
-    validate_tuner_init_kwargs,  # noqa: F401 (imported from here)
 )
 from radas.tune.restore import restore_tuner
 from radas.tune.retries import LostTrialRetries, retry_failed_trials
