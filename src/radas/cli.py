@@ -19,8 +19,14 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from radas.errors import RadasError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from radas.backends.client import ExperimentsClient
 
 PLOTS = (
     "lineplot",
@@ -183,7 +189,7 @@ def _cluster_down(args: argparse.Namespace) -> int:
     return 0
 
 
-def _client(args: argparse.Namespace):
+def _client(args: argparse.Namespace) -> ExperimentsClient:
     from radas.backends.client import get_client
 
     return get_client(user_name=args.user, run_with=f"cluster:{args.cluster}")
@@ -210,7 +216,7 @@ def _ls(args: argparse.Namespace) -> None:
             print(f"problem of {row.path}: {row.problem}")
 
 
-def _experiments_table(frame) -> str:
+def _experiments_table(frame: pd.DataFrame) -> str:
     """The local listing as aligned text columns, the path last."""
     import pandas as pd
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import posixpath
+from datetime import datetime
 
 import pandas as pd
 
@@ -230,7 +231,7 @@ class ExperimentsClient:
         return asyncio.run(self.follow_job(job_id))
 
 
-def _time(moment) -> str:
+def _time(moment: datetime | None) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S") if moment else "-"
 
 

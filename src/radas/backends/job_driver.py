@@ -16,11 +16,12 @@ import os
 import sys
 
 from radas.core.console import print_error, print_info, ray_output_wanted
+from radas.core.spec import SweepSpec
 from radas.errors import ClusterError
 from radas.storage import files, store
 
 
-def load_spec(key: str):
+def load_spec(key: str) -> SweepSpec:
     from ray import cloudpickle
 
     from radas.backends.submission import take_over_spec

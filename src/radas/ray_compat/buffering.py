@@ -17,16 +17,17 @@ from typing import Any
 from radas.ray_compat import sweeps
 
 
-def _schedule_trial_train(self, trial):
+def _schedule_trial_train(self: Any, trial: Any) -> None:
     """``TuneController._schedule_trial_train`` with radas's ``train_buffered`` (fix 2); also
     notes which worker process runs the trial (fix 5)."""
     buffer_length, buffer_time_s = self._maybe_buffer_training(trial)
     sweeps.trainables.add(trial.trainable_name)
-    method_name, args = "train", ()
+    method_name = "train"
+    args: tuple[Any, ...] = ()
     if buffer_length > 1:
         method_name, args = "__ray_call__", (train_buffered, buffer_time_s, buffer_length)
 
-    def on_result(trial, result):
+    def on_result(trial: Any, result: Any) -> None:
         first = result[0] if isinstance(result, list) and result else result
         if isinstance(first, dict) and isinstance(first.get("pid"), int):
             sweeps.worker_pids.add(first["pid"])

@@ -14,7 +14,7 @@ from typing import Any
 
 
 def _wrap_tag_callbacks(original: Callable[..., bool]) -> Callable[..., bool]:
-    def tag_callbacks(callbacks):
+    def tag_callbacks(callbacks: Any) -> bool:
         theirs = [
             callback
             for callback in callbacks or []

@@ -20,7 +20,7 @@ from radas.resources import FAILURE_HEADER, own_error_block, own_error_line
 
 
 def _wrap_handle_error(original: Callable[..., Any]) -> Callable[..., Any]:
-    def handle_error(self, exc=None):
+    def handle_error(self: Any, exc: Any = None) -> None:
         original(self, exc)
         note_failure(self, exc)  # for should_recover, which Tune asks next (fix 8)
         os_exit_code = own_exit_code(exc)

@@ -54,7 +54,7 @@ def recovering_in_fit() -> bool:
 
 
 def _wrap_should_recover(original: Callable[..., Any]) -> Callable[..., Any]:
-    def should_recover(self):
+    def should_recover(self: Any) -> bool:
         if original(self):  # the user's FailureConfig(max_failures=...)
             return True
         decide = _thread_recoveries.get(threading.get_ident())

@@ -24,12 +24,12 @@ class ActorOutOfMemoryError(RayActorError, OutOfMemoryError):
     def __str__(self) -> str:
         return self.message
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         return (ActorOutOfMemoryError, (self.message,))
 
 
 def _wrap_actor_task_failed(original: Callable[..., Any]) -> Callable[..., Any]:
-    def _actor_task_failed(self, tracked_actor_task, exception):
+    def _actor_task_failed(self: Any, tracked_actor_task: Any, exception: BaseException) -> Any:
         if isinstance(exception, OutOfMemoryError) and not isinstance(
             exception, (RayActorError, RayTaskError)
         ):

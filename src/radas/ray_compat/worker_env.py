@@ -43,7 +43,7 @@ def inherited_by_workers(environment: dict[str, str] | None) -> None:
 
 
 def _wrap_actor_class_get(original: Callable[..., Any]) -> Callable[..., Any]:
-    def get(self, trainable_cls):
+    def get(self: Any, trainable_cls: Any) -> Any:
         import ray
 
         started = _workers_environment
