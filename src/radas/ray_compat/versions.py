@@ -2,7 +2,7 @@
 
 The one place that says which Ray minors radas runs on: ``pyproject.toml``'s ``ray`` pin,
 ``scripts/test-oldest-ray.sh`` (CI runs a focused subset on the oldest) and the check before a
-job is submitted all follow ``OLDEST`` and ``NEWEST`` (tests/test_ray_versions.py keeps the pin
+job is submitted all follow ``OLDEST`` and ``NEWEST`` (tests/ray/test_ray_versions.py keeps the pin
 and the script honest).
 
 A cluster job receives the experiment pickled by the client's Ray (cloudpickle, bundled with
