@@ -64,6 +64,28 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
+# --- parallel runs, by hand (pytest-xdist: ``-n 2 --dist loadgroup``; scripts/test.sh runs the
+# suite in one process) ---------------------------------------------------------------------------
+# Each worker is a session of its own (its own RADAS_HOME, in-process Ray and local clusters).
+# The simulated-host bed and the autoscaling beds are machine-wide (network namespaces, Ray's
+# fake multi-node provider): the tests of each run in one worker, which builds it once.
+_ONE_WORKER = {
+    "test_hostbed.py": "hostbed",
+    "test_multihost.py": "hostbed",
+    "test_autoscaling.py": "autoscaling",
+    "test_autoscaling_gpu.py": "autoscaling",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    for item in items:
+        group = _ONE_WORKER.get(item.path.name)
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
 # --- the fault-and-input suite (issue 11): every case is a test marked ``integrity(kind)`` ----
 # kind "error":   a bad input or an unusable situation gets a clear RadasError (or RadasWarning)
 # kind "survive": a fault (kill, full disk, damaged file, dead server) is survived: nothing lost,

@@ -31,6 +31,9 @@ def start_script(body: str) -> tuple[subprocess.Popen, list[int]]:
         stdout=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        # as from a terminal: a shell started in the background (nohup, `cmd &`) inherits
+        # SIGINT ignored, and bash cannot trap a signal ignored when it started
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     line = script.stdout.readline()
     found = re.search(r"under load: 2 CPU hogs running \(pids ([\d ]+)\)", line)
