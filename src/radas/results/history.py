@@ -43,9 +43,8 @@ def load_history(experiment_path: _store.AnyPath, *, exclude: Iterable[str] = ()
     warning naming the trials), so every trial with a result has at least its last row.
     """
     exclude = set(exclude) - set(KEY_COLUMNS)
-    if history_parts(experiment_path):
-        frame = load_stored_history(experiment_path, exclude)
-    else:  # plain Ray Tune: its result.json files
+    frame = load_stored_history(experiment_path, exclude)
+    if frame is None:  # no parts: plain Ray Tune, its result.json files
         frame = finish_in_pandas(_load_from_ray_result_files(experiment_path), exclude)
     _warn_of_holes(frame, experiment_path)
     return _add_missing_last_results(frame, experiment_path, exclude)

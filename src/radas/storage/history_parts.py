@@ -229,12 +229,12 @@ def compact_history(experiment_path: _store.AnyPath) -> None:
             part.unlink(missing_ok=True)
 
 
-def load_stored_history(experiment_path: _store.AnyPath, exclude: set[str]) -> pd.DataFrame:
-    """The rows of the history's parts (each trial's iterations once, sorted); an empty frame
-    when there are no parts."""
+def load_stored_history(experiment_path: _store.AnyPath, exclude: set[str]) -> pd.DataFrame | None:
+    """The rows of the history's parts (each trial's iterations once, sorted); None when there
+    are no parts (the folder is listed once: on an object store a listing is a request)."""
     parts = history_parts(experiment_path)
     if not parts:
-        return pd.DataFrame()
+        return None
     # The system allocator hands large freed buffers back at once; Arrow's default pool keeps
     # them, which would raise the peak of this one-off load.
     previous_pool = pa.default_memory_pool()
@@ -345,10 +345,8 @@ def merge_tables(tables: list[pa.Table]) -> pa.Table:
 def last_rows_from_history(experiment_path: _store.AnyPath) -> list[dict[str, Any]]:
     """The newest history row of every trial in radas's history parts (to rebuild the
     per-trial table)."""
-    if not history_parts(experiment_path):
-        return []
     frame = load_stored_history(experiment_path, set())
-    if frame.empty:
+    if frame is None or frame.empty:
         return []
     last = frame.groupby("trial_id", sort=True).tail(1)
     return [
