@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
+import tempfile
 import threading
 import time
 import uuid
@@ -194,6 +196,64 @@ def test_a_state_that_cannot_be_pickled_fails_its_trial_with_a_clear_error(proje
     assert row["error"].startswith("radas.errors.InvalidArgumentError: radas.report(state=...)")
     assert f"in trial unpicklable_{row['trial_id']}:" in row["error"]
     assert "cannot be pickled" in row["error"] and "lock" in row["error"]
+
+
+def killed_in_report(config):
+    """Reports its state once: a thread SIGKILLs this worker as soon as the state's folder
+    exists, so the report never returns (as the OOM killer or a lost node would end it)."""
+    from radas.tune.trial import STATE_FOLDER_PREFIX
+
+    pattern = f"{STATE_FOLDER_PREFIX}{os.getpid()}-*"
+    with open(config["pid_file"], "a") as pids:  # each run of the trial: Tune may retry it
+        pids.write(f"{os.getpid()}\n")
+
+    def kill_once_written():
+        while not any(Path(tempfile.gettempdir()).glob(f"{pattern}/*")):
+            time.sleep(0.001)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=kill_once_written, daemon=True).start()
+    big = os.urandom(64 << 20)  # 64 MiB: written for long enough for the thread to see it
+    radas.report({"epoch": 1}, state={"weights": big})
+    time.sleep(60)  # not reached while the kill works
+
+
+def reports_a_state(config):
+    radas.report({"epoch": 1}, state={"epoch": 1})
+
+
+def test_a_worker_killed_in_report_leaves_a_state_folder_the_next_report_removes(project):
+    from radas.tune.trial import ABANDONED_STATE_AGE_S, STATE_FOLDER_PREFIX
+
+    pid_file = project / "pid"
+    try:
+        killed = radas.run_experiment_sync(
+            user_name="tester",
+            experiment_name="killed-in-report",
+            trainable=killed_in_report,
+            param_space={"pid_file": str(pid_file)},
+            run_choice="run",
+        )
+        assert killed["df"]["status"].tolist() == ["ERROR"]
+        pid = pid_file.read_text().split()[0]
+        (left,) = Path(tempfile.gettempdir()).glob(f"{STATE_FOLDER_PREFIX}{pid}-*")
+        assert (left / "radas_state.pkl").exists()
+        old = time.time() - ABANDONED_STATE_AGE_S - 60  # as if left an hour ago
+        os.utime(left, (old, old))
+
+        results = radas.run_experiment_sync(
+            user_name="tester",
+            experiment_name="reports-a-state",
+            trainable=reports_a_state,
+            param_space={"i": tune.grid_search([0])},
+            run_choice="run",
+        )
+        assert results["df"]["status"].tolist() == ["TERMINATED"]
+        assert not left.exists()
+    finally:  # the folders of the trial's other runs are not an hour old: the test's own
+        for pid in pid_file.read_text().split() if pid_file.exists() else []:
+            for folder in Path(tempfile.gettempdir()).glob(f"{STATE_FOLDER_PREFIX}{pid}-*"):
+                shutil.rmtree(folder)
 
 
 def test_outside_a_trial_load_state_is_none_and_report_checks_the_state():

@@ -15,6 +15,7 @@ import contextlib
 import functools
 import logging
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -27,6 +28,9 @@ from typing import Any
 from radas.errors import ExperimentDamagedError, InvalidArgumentError
 
 STATE_FILE = "radas_state.pkl"
+# report(state=) writes the state here (then "<pid>-<random>") for Tune to copy
+STATE_FOLDER_PREFIX = "radas-state-"
+ABANDONED_STATE_AGE_S = 3600.0
 _NO_STATE = object()
 
 
@@ -67,11 +71,37 @@ def report(metrics: dict[str, Any], *, checkpoint: Any = None, state: Any = _NO_
     pickled = _pickle_state(state)
     # Ray's storage logs a line per state stored: one per epoch of every trial saving its state
     logging.getLogger(CHECKPOINT_LOGGER).setLevel(logging.WARNING)
-    with tempfile.TemporaryDirectory(prefix="radas-state-") as directory:
+    _remove_states_of_dead_workers()
+    with tempfile.TemporaryDirectory(prefix=f"{STATE_FOLDER_PREFIX}{os.getpid()}-") as directory:
         with open(os.path.join(directory, STATE_FILE), "wb") as stream:
             stream.write(pickled)
         # Tune copies the folder to the trial's storage before report() returns.
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
+
+
+@functools.cache  # once per worker process
+def _remove_states_of_dead_workers() -> None:
+    """Remove the state folders that workers killed in the middle of ``report`` left in the
+    temporary folder: those named after a process that is gone and untouched for
+    ``ABANDONED_STATE_AGE_S`` (a report copies its folder within it; a process of another pid
+    namespace sharing the folder is not taken for gone while it writes)."""
+    now = time.time()
+    for folder in Path(tempfile.gettempdir()).glob(f"{STATE_FOLDER_PREFIX}*-*"):
+        pid = folder.name[len(STATE_FOLDER_PREFIX) :].split("-", 1)[0]
+        with contextlib.suppress(OSError, ValueError):  # another user's, or just removed
+            if _alive(int(pid)) or now - folder.stat().st_mtime < ABANDONED_STATE_AGE_S:
+                continue
+            shutil.rmtree(folder)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _pickle_state(state: Any) -> bytes:
