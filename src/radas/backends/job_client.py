@@ -21,6 +21,8 @@ not Ray's
 404 on a job                                 ``JobNotFoundError``
 "try again later" (a head just started)      retried within the submission bound, then
                                              ``ClusterOfflineError``: the cluster is still starting
+a 5xx on the head's hop to its job agent     retried within the submission bound (the same
+                                             submission id: one job at most), then ``ClusterError``
 any other HTTP status                        ``ClusterError`` with the status and the answer
 ===========================================  ==================================================
 
@@ -35,6 +37,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -87,8 +90,34 @@ class HTTPStatusError(RuntimeError):
     """The job server answered with an error status (Ray's client raises a bare RuntimeError)."""
 
     def __init__(self, status: int, text: str) -> None:
-        super().__init__(f"HTTP {status}: {text.strip()[:300]}")
+        super().__init__(f"HTTP {status}: {_summary(text)}")
         self.status = status
+        self.text = text
+
+    @property
+    def agent_refused(self) -> bool:
+        """The head's job agent answered the submission with a 4xx of its own (a request it
+        rejects, e.g. a submission id it already holds): asking again gives the same."""
+        return (
+            re.search(r"RuntimeError: Request failed with status code 4\d\d", self.text) is not None
+        )
+
+    @property
+    def agent_unreached(self) -> bool:
+        """The head failed on its way to its job agent (the agent down, slow or failing: Ray's
+        traceback runs through ``submit_job_internal``) and the agent did not refuse: the job
+        may or may not have been created."""
+        return self.status >= 500 and "submit_job_internal" in self.text and not self.agent_refused
+
+
+def _summary(text: str) -> str:
+    """An answer's text for a message: a Python traceback (Ray answers a failure with one)
+    by its last line, the exception; anything else cut to 300 characters."""
+    text = text.strip()
+    if text.startswith("Traceback (most recent call last)"):
+        last = [line.strip() for line in text.splitlines() if line.strip()][-1]
+        return f"{last[:300]} (the end of the job server's traceback)"
+    return text[:300]
 
 
 class JobServer:
@@ -173,23 +202,40 @@ class JobServer:
             return bool(self._client.stop_job(job_id))
 
     def submit_job(self, **kwargs: Any) -> str:
-        """Submit a job (within ``submitting``'s bound). A head that answers "try again later"
-        (its job agent is not up yet, right after ``ray start``) is asked again with back-off
-        until the bound runs out: then ClusterOfflineError says the cluster is still starting."""
+        """Submit a job (within ``submitting``'s bound); ``kwargs`` name its ``submission_id``.
+        Asked again with back-off until the bound runs out: a head that answers "try again
+        later" (its job agent is not up yet, right after ``ray start``: then ClusterOfflineError
+        says the cluster is still starting), and a head whose hop to its agent failed (the job
+        may exist or not; the same id is sent again, so at most one job is created, and an
+        agent that then answers that it holds the id has the job of the earlier try)."""
         with self.submitting(), self.errors("submitting the job"), _quiet_ray_sdk():
-            delay, tries = TRY_AGAIN_FIRST_DELAY_S, 0
+            delay, tries, unconfirmed = TRY_AGAIN_FIRST_DELAY_S, 0, False
             while True:
                 tries += 1
                 try:
                     return str(self._client.submit_job(**kwargs))
                 except HTTPStatusError as err:
-                    if not is_try_again_later(err):
+                    if unconfirmed and err.agent_refused and "already exists" in err.text:
+                        return str(kwargs["submission_id"])
+                    if not (is_try_again_later(err) or err.agent_unreached):
                         raise
+                    unconfirmed = unconfirmed or err.agent_unreached
                     left = self._request_bound_s() - TRY_AGAIN_FIRST_DELAY_S  # for a last try
+                    if left <= 0 and unconfirmed:  # no cause: whether the job exists is open
+                        raise self._unconfirmed(err, tries) from None
                     if left <= 0:
                         raise self._still_starting(err, tries) from err
                 time.sleep(min(delay, left))
                 delay = min(delay * 2, TRY_AGAIN_MAX_DELAY_S)
+
+    def _unconfirmed(self, err: HTTPStatusError, tries: int) -> ClusterOfflineError:
+        return ClusterOfflineError(
+            f"Cluster {self.cluster.name!r} at {self.cluster.address} did not confirm the "
+            f"submission: {tries} tries over {self.submit_timeout_s:g} s, its head failed to "
+            f"reach its job agent or the agent failed ({err}). The job server's log on the "
+            f"head node (dashboard.log, dashboard_agent.log) says why; {SUBMIT_TIMEOUT_ENV} "
+            "sets how long radas keeps trying."
+        )
 
     def _still_starting(self, err: HTTPStatusError, tries: int) -> ClusterOfflineError:
         return ClusterOfflineError(
