@@ -8,6 +8,7 @@ namespace, reaching the head only through the bridge.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -55,27 +56,96 @@ print("RESULT " + json.dumps({"ips": ips, "keys": [o["Key"] for o in listed], "n
 """
 
 
+class _TheTestFailed(Exception):
+    """Raised by a test inside a bed; not a RuntimeError, so a HostBedError (one) from the
+    bed's set-up is reported as itself instead of as a message that does not match."""
+
+
 def test_a_test_that_raises_inside_the_bed_leaves_nothing_behind():
     """Namespaces, links, mounts and processes of a bed are gone after an exception in it."""
     before = _system_snapshot()
-    with pytest.raises(RuntimeError, match="the test failed"), host_bed(workers=1) as bed:
+    with pytest.raises(_TheTestFailed), host_bed(workers=1) as bed:
         made = _bed_objects(bed)
         assert made["netns"] <= set(_netns_names())  # positive control: all there now
         assert made["links"] <= set(_link_names())
         assert all(psutil.pid_exists(pid) for pid in made["pids"])
         assert len(made["pids"]) >= 6, made  # keepers, ray start, gcs, raylet, ..., moto
-        raise RuntimeError("the test failed")
+        raise _TheTestFailed
     _assert_gone(made, before)
 
 
 def test_a_failed_set_up_leaves_nothing_behind():
     before = _system_snapshot()
-    with pytest.raises(HostBedError, match="`ray start` on head exited") as raised:  # noqa: SIM117
+    with pytest.raises(HostBedError) as raised:  # noqa: SIM117
         with host_bed(workers=1, head_args=["--no-such-flag"]):
             pytest.fail("the bed must not come up with a bad `ray start` flag")
-    assert "no-such-flag" in str(raised.value)  # the head's log tail names the cause
+    message = str(raised.value)
+    assert message.startswith("`ray start` on head exited"), message  # not an earlier step
+    assert "no-such-flag" in message  # the head's log tail names the cause
     after = _system_snapshot()
     assert after == before
+
+
+FROM_A_CHECKOUT = """
+import json, sys
+from support.hostbed import _netns_names, _netns_processes, host_bed
+
+with host_bed(workers=0) as bed:
+    head = bed.head
+    seen = bed.run(head, "python -c 'import sys, ray; print(sys.prefix, ray.__version__)'")
+    ray_cli = bed.run(head, "command -v ray")
+    pids = [head.keeper_pid, head.node_pid, *(p.pid for p in _netns_processes(head.netns))]
+    made = {"netns": head.netns, "links": [bed.bridge, head.veth], "pids": pids}
+    print("BED " + json.dumps({"client": sys.prefix, "host": seen.stdout.split(),
+                               "error": seen.stderr, "ray": ray_cli.stdout.strip(), **made}))
+print("AFTER " + json.dumps({"netns": [n for n in _netns_names() if n == made["netns"]]}))
+"""
+
+
+def test_the_bed_works_from_a_checkout_and_venv_under_tmp(tmp_path: Path):
+    """A clone under /tmp (a CI runner's, a newcomer's): every host gets a private /tmp,
+    yet still the venv that lives under the client's /tmp (issue 25 item 6).
+
+    The repository, venv inside, is bound at a path under /tmp in a mount namespace of the
+    test's own (what a clone there looks like to Python: ``sys.prefix`` under /tmp), and a
+    head-only bed is started from that venv and checked, then checked gone.
+    """
+    repo = Path(__file__).resolve().parents[2]
+    checkout = tmp_path / "radas"
+    checkout.mkdir()
+    binds = [(repo, checkout)]
+    venv = Path(sys.prefix)
+    if venv.is_relative_to(repo):
+        python = checkout / venv.relative_to(repo) / "bin" / "python"
+    else:  # a venv outside the checkout: bound under /tmp too
+        (tmp_path / "venv").mkdir()
+        binds.append((venv, tmp_path / "venv"))
+        python = tmp_path / "venv" / "bin" / "python"
+    mounts = " && ".join(f"mount --bind {source} {target}" for source, target in binds)
+    done = subprocess.run(
+        [
+            *("unshare", "--mount", "--propagation", "private", "sh", "-c"),
+            f'{mounts} && exec {python} -c "$0"',
+            FROM_A_CHECKOUT,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": f"{checkout / 'tests'}:{checkout / 'src'}"},
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    bed = json.loads(done.stdout.split("BED ", 1)[1].splitlines()[0])
+    client_prefix = bed["client"]
+    assert Path(client_prefix).is_relative_to("/tmp"), bed  # the case of the issue
+    assert bed["host"] == [client_prefix, _ray_version()], bed  # the same venv on the host
+    assert bed["ray"] == f"{client_prefix}/bin/ray", bed  # `ray start` came from it too
+    after = json.loads(done.stdout.split("AFTER ", 1)[1].splitlines()[0])
+    assert after == {"netns": []}
+    assert not set(bed["links"]) & set(_link_names())
+    alive = [pid for pid in bed["pids"] if _alive(pid)]
+    assert alive == [], [psutil.Process(pid).cmdline() for pid in alive]
+    assert len(bed["pids"]) >= 4, bed  # keeper, ray start, gcs, raylet (positive control)
 
 
 def test_a_job_from_the_client_runs_on_every_host_and_shares_the_s3_bucket(

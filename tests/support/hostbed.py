@@ -10,7 +10,8 @@
 - per host a mount namespace (``unshare --mount --propagation private``, held by a "keeper"
   process whose pid we keep) with tmpfs over ``/tmp`` (so its Ray temp dir and token are its
   own), ``/dev/shm`` and the client's RADAS_HOME, config, working directory and any ``hide``
-  path. The Python environment stays visible, read-only (the same image on every host);
+  path. The Python environment stays visible, read-only (the same image on every host),
+  also where it lives under the client's /tmp (a checkout cloned there);
 - an S3 server (moto) on the bridge address, with a bucket, as everyone's object store;
 - ``ray start --head`` (token auth, the token made in the head's private /tmp and copied into
   a 0600 file of the client, as a user would) and ``ray start --address`` on each worker.
@@ -328,7 +329,7 @@ def host_bed(
         hidden = _client_paths(hide, state_dir)
         for host in hosts:
             host.log = state_dir / f"{host.name}.log"
-            host.keeper_pid = _start_keeper(undo, host, hidden)
+            host.keeper_pid = _start_keeper(undo, host, hidden, state_dir / f"{host.name}-tmp")
         s3_endpoint_url = _start_s3(undo, bridge_ip, bucket, state_dir)
         host_env = _host_env()
         token_file = state_dir / "head-token"
@@ -467,14 +468,23 @@ def _client_paths(hide: Sequence[str | Path], state_dir: Path) -> list[Path]:
     return [p for p in paths if not any(p != q and p.is_relative_to(q) for q in paths)]
 
 
-def _keeper_script(hidden: list[Path]) -> str:
+def _keeper_script(hidden: list[Path], stash: Path) -> str:
     """Shell run in a host's new mount namespace: private /tmp, /dev/shm and hidden paths,
-    the Python environment read-only (brought back where a hidden path covered it)."""
+    the Python environment read-only (brought back where a hidden path covered it).
+
+    The new /tmp is made on ``stash`` (an empty client folder outside it) and moved over
+    /tmp only once the parts of the environment that live under /tmp (a checkout cloned
+    there) are bound into it: a tmpfs mounted over /tmp first would hide them for good.
+    """
     keep = sorted({Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve()})
     q = shlex.quote
-    lines = [
-        "set -e",
-        "mount -t tmpfs -o mode=1777 rdb-tmp /tmp",
+    lines = ["set -e", f"mount -t tmpfs -o mode=1777 rdb-tmp {q(str(stash))}"]
+    for path in keep:
+        if path.is_relative_to("/tmp"):
+            inside = q(str(stash / path.relative_to("/tmp")))
+            lines.append(f"mkdir -p {inside} && mount --rbind {q(str(path))} {inside}")
+    lines += [
+        f"mount --move {q(str(stash))} /tmp",
         "mount -t tmpfs -o mode=1777 rdb-shm /dev/shm",
         f"mkdir -p {HOST_HOME} /tmp/.keep",
     ]
@@ -497,8 +507,9 @@ def _keeper_script(hidden: list[Path]) -> str:
     return "\n".join(lines)
 
 
-def _start_keeper(undo: contextlib.ExitStack, host: Host, hidden: list[Path]) -> int:
-    script = _keeper_script(hidden)
+def _start_keeper(undo: contextlib.ExitStack, host: Host, hidden: list[Path], stash: Path) -> int:
+    stash.mkdir()
+    script = _keeper_script(hidden, stash)
     keeper = subprocess.Popen(
         ["ip", "netns", "exec", host.netns, *UNSHARE_MOUNT, "sh", "-c", script],
         stdout=subprocess.PIPE,
