@@ -53,8 +53,9 @@ def test_config_seed_uses_the_seed_key_or_a_stable_hash():
 
 
 def test_get_current_user_name(monkeypatch):
-    monkeypatch.setenv("RADAS_USER", "Jane Doe/ml")
-    assert radas.get_current_user_name() == "Jane_Doe_ml"
+    # the whole rule (RADAS_USER, the config's user key, the login name): test_default_user.py
+    monkeypatch.setenv("RADAS_USER", "jane.doe-ml")
+    assert radas.get_current_user_name() == "jane.doe-ml"
     monkeypatch.delenv("RADAS_USER")
     name = radas.get_current_user_name()
     assert name == radas.core.naming.validate_user_name(name)

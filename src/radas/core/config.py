@@ -1,7 +1,8 @@
 """The radas config file (TOML), read and written in one place.
 
 The file is ``$RADAS_CONFIG``, else ``~/.config/radas/config.toml``. Its tables are
-``[clusters.<name>]`` (``radas.clusters.config``) and ``[smtp]`` (``radas.notify.email``). No table
+``[clusters.<name>]`` (``radas.clusters.config``) and ``[smtp]`` (``radas.notify.email``); a
+``user`` key above them names the default user (``radas.core.naming.default_user``). No table
 may hold a secret: each names where its secret lives (``token_env`` / ``token_file``,
 ``password_env`` / ``password_file``), and ``refuse_secrets`` enforces that with the rule radas
 uses for secrets everywhere (``radas.core.secrets.is_secret_key``).

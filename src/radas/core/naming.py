@@ -6,11 +6,14 @@ import getpass
 import os
 import re
 import unicodedata
+from dataclasses import dataclass
 
-from radas.errors import InvalidNameError
+from radas.errors import ClusterConfigError, InvalidNameError, RadasError
 
 USER_NAME_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")
 MAX_FULL_NAME_LENGTH = 200
+USER_ENV = "RADAS_USER"
+CONFIG_USER_KEY = "user"  # at the top of the radas config file, before any table
 
 
 def validate_user_name(user_name: object) -> str:
@@ -63,10 +66,83 @@ def full_experiment_name(experiment_name: object, cwd: str | None = None) -> str
 
 
 def get_current_user_name() -> str:
-    """A valid radas user name for whoever runs this: ``$RADAS_USER``, else the login name.
+    """The user radas acts for when none is given: ``$RADAS_USER``, else the ``user`` key at
+    the top of the radas config file, else the login name (``default_user`` says which).
 
-    Characters radas does not allow in user names become ``_``.
+    A bad value of ``RADAS_USER`` or of the config key raises InvalidNameError naming where it
+    came from; characters radas does not allow in user names become ``_`` in a login name.
+
+    >>> radas.get_current_user_name()  # doctest: +SKIP
+    'alice'
     """
-    name = os.environ.get("RADAS_USER") or getpass.getuser()
-    name = re.sub(r"[^A-Za-z0-9._-]", "_", name)[:64].strip(".") or "user"
-    return validate_user_name(name)
+    return default_user().name
+
+
+@dataclass(frozen=True)
+class DefaultUser:
+    """The default user's name and where it came from (``source``: ``RADAS_USER``, ``user in
+    <config file>`` or ``login name``), as ``radas ls`` prints it."""
+
+    name: str
+    source: str
+
+
+def default_user() -> DefaultUser:
+    """The default user and where it came from, by the one rule: ``$RADAS_USER``, else the
+    ``user`` key at the top of the radas config file, else the login name."""
+    if USER_ENV in os.environ:
+        value = os.environ[USER_ENV]
+        return DefaultUser(
+            _checked_default(
+                value,
+                where=f"{USER_ENV}={value!r}",
+                fix=f"export {USER_ENV}=alice, or unset {USER_ENV} to use the user key of the "
+                "radas config or your login name",
+            ),
+            USER_ENV,
+        )
+    from radas.core.config import config_path, plain, read_config
+
+    configured = read_config(ClusterConfigError).get(CONFIG_USER_KEY)
+    if configured is not None:
+        path = config_path()
+        value = plain(configured)
+        return DefaultUser(
+            _checked_default(
+                value,
+                where=f"{CONFIG_USER_KEY} = {value!r} at the top of the radas config {path}",
+                fix=f'write {CONFIG_USER_KEY} = "alice" above the first [table] there, or '
+                "remove the key to use your login name",
+            ),
+            f"{CONFIG_USER_KEY} in {path}",
+        )
+    try:
+        login = getpass.getuser()
+    except (OSError, KeyError):  # no login name: no $USER/$LOGNAME and no passwd entry
+        login = ""
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", login)[:64].strip(".") or "user"
+    return DefaultUser(validate_user_name(name), "login name")
+
+
+def user_option(user_name: str) -> str:
+    """`` --user NAME`` when a command printed for ``user_name`` needs it (the default user
+    is someone else, or cannot be told), else ""; for hints such as ``radas ls --cluster X``."""
+    try:
+        if default_user().name == user_name:
+            return ""
+    except RadasError:
+        pass
+    return f" --user {user_name}"
+
+
+def _checked_default(value: object, *, where: str, fix: str) -> str:
+    """``value`` when it is a valid user name, else InvalidNameError naming ``where`` it came
+    from and how to ``fix`` it."""
+    if isinstance(value, str) and USER_NAME_PATTERN.fullmatch(value) and set(value) != {"."}:
+        return value
+    why = "it is empty" if value == "" else "it is not a valid radas user name"
+    raise InvalidNameError(
+        f"The default radas user comes from {where}, but {why}: use 1 to 64 characters from "
+        f"letters, digits, '.', '_' and '-' (not dots only; no spaces or '/'). Fix it: {fix}; "
+        "or pass the user explicitly (--user NAME, user_name='alice')."
+    )
