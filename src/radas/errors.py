@@ -174,7 +174,7 @@ class TrackerConfigError(TrackerError, InvalidArgumentError):
 
 class TrackerNotInstalledError(TrackerError, ImportError):
     """The tracker is enabled in the config but its package is not installed where the
-    trial runs. The message names the extra to install (``pip install "radas[wandb]"``)."""
+    trial runs. The message names the extra to install (``pip install "radas-ray[wandb]"``)."""
 
 
 class EmailError(RadasError):

@@ -313,7 +313,7 @@ def test_enabled_but_not_installed_says_how_to_install(monkeypatch, tracker):
     with pytest.raises(TrackerNotInstalledError) as caught:
         init({tracker: {"enable": True}})
     assert isinstance(caught.value, ImportError)
-    assert f'pip install "radas[{tracker}]"' in str(caught.value)
+    assert f'pip install "radas-ray[{tracker}]"' in str(caught.value)
     assert f'config["{tracker}"]["enable"] = False' in str(caught.value)
 
 

@@ -75,7 +75,7 @@ class FsspecArtifactStore(StoreBase):
             except ImportError as err:
                 raise StorageError(
                     f"The artifact root {root} is on S3, which needs s3fs: "
-                    "`pip install 'radas[s3]'` (on a cluster: runtime_env={'pip': ['s3fs']})."
+                    "`pip install 'radas-ray[s3]'` (on a cluster: runtime_env={'pip': ['s3fs']})."
                 ) from err
             if endpoint_url:
                 options.setdefault("endpoint_url", endpoint_url)
@@ -99,7 +99,8 @@ class FsspecArtifactStore(StoreBase):
         except (ImportError, ValueError, TypeError) as err:
             raise StorageError(
                 f"Cannot open the artifact root {root!r}: {err}. Use a local path or an "
-                "fsspec URL whose package is installed (s3:// needs `pip install 'radas[s3]'`)."
+                "fsspec URL whose package is installed (s3:// needs `pip install 'radas-ray[s3]'`, "
+                "gs:// `pip install 'radas-ray[gcs]'`)."
             ) from err
         if self.protocol in S3_PROTOCOLS:
             try:

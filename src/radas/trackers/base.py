@@ -156,7 +156,7 @@ def import_tracker(tracker: str) -> ModuleType:
     except ImportError as err:
         raise TrackerNotInstalledError(
             f'config["{tracker}"] is enabled but {tracker} cannot be imported where this trial '
-            f'runs ({err}). Install it with `pip install "radas[{tracker}]"` (or `pip install '
+            f'runs ({err}). Install it with `pip install "radas-ray[{tracker}]"` (or `pip install '
             f"{tracker}`); on a cluster add runtime_env={{'pip': ['{tracker}']}} to "
             f'run_experiment. Or turn it off with config["{tracker}"]["enable"] = False.'
         ) from err
