@@ -98,3 +98,16 @@ def test_relative_links_outside_the_site_resolve(name):
         assert target.exists(), f"{name}: {link} points at nothing"
         if anchor:
             assert anchor in anchors(target), f"{name}: {link}: no such heading"
+
+
+def test_every_radas_variable_is_in_the_environment_table():
+    """docs/environment.md is the one table of radas's environment variables: a RADAS_* name
+    written anywhere in src/radas (a string, a docstring) must be in it, so a new variable
+    cannot go undocumented. Python names spelled alike (``RADAS_X = ...``) are not variables."""
+    table = (ROOT / "docs" / "environment.md").read_text()
+    source = "\n".join(p.read_text() for p in (ROOT / "src" / "radas").rglob("*.py"))
+    python_names = set(re.findall(r"^\s*(RADAS_[A-Z0-9_]+)\s*[:=]", source, re.MULTILINE))
+    variables = set(re.findall(r"RADAS_[A-Z0-9_]*[A-Z0-9]\b", source)) - python_names
+    assert "RADAS_USER" in variables and "RADAS_MAX_WORKING_DIR_MB" in variables
+    missing = sorted(name for name in variables if f"`{name}`" not in table)
+    assert not missing, f"not in docs/environment.md: {missing}"
