@@ -1,15 +1,8 @@
-"""The ``radas`` command: clusters, experiments and re-plotting from a shell.
+"""The radas command: clusters, experiments and re-plotting from a shell.
 
-    radas clusters                               which clusters are online, what is free
-    radas cluster up NAME [--num-cpus N] [--workers K]
-    radas cluster down NAME [--force]           refused while jobs run, unless --force
-    radas ls [--cluster NAME] [--user U] [--json]  your stored experiments (or a cluster's jobs)
-    radas stop JOB_ID --cluster NAME [--user U]
-    radas logs JOB_ID --cluster NAME [--user U] [--follow]
-    radas logs --experiment NAME [--trial ID] [--run-with W] [--dir D]  what its trials printed
-    radas analyze EXPERIMENT --plot lineplot --x A --y B [--hue C] [-o fig.png]
-
-A radas error prints its message and exits with status 1.
+Each sub-command's help (radas COMMAND --help) shows examples; the help texts are plain text,
+no markup, as argparse prints them as they are. A radas error prints its message and exits with
+status 1; a command given without what it needs prints its help and exits with status 2.
 """
 
 from __future__ import annotations
@@ -18,7 +11,7 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from radas.errors import RadasError
@@ -38,6 +31,65 @@ PLOTS = (
     "relplot",
     "catplot",
     "displot",
+)
+
+DESCRIPTION = (
+    "radas runs Ray Tune sweeps by name, locally or as Ray Jobs on named clusters.\n"
+    "This command lists, follows, stops and re-plots them, and starts local clusters."
+)
+USER_RULE = (
+    'whose experiments: --user NAME, else $RADAS_USER, else user = "NAME" at the top of the\n'
+    "radas config ($RADAS_CONFIG, else ~/.config/radas/config.toml), else your login name.\n"
+    "radas logs JOB_ID and radas stop JOB_ID act for the user who submitted the job, read from\n"
+    "the job itself.\n\n"
+    "A radas error prints its message and exits with status 1."
+)
+# (command, what it does) for each command's help; "" when the command says it all
+EXAMPLES: dict[str, list[tuple[str, str]]] = {
+    "radas": [
+        ("radas clusters", "which clusters are online, what is free"),
+        ("radas cluster up dev --num-cpus 8", "start a local cluster, registered as dev"),
+        ("radas ls", "your experiments stored on this machine"),
+        ("radas ls --cluster dev", "your jobs on cluster dev"),
+        ("radas logs JOB_ID --cluster dev --follow", "a job's output until it ends"),
+        ("radas stop JOB_ID --cluster dev", "stop a job (run_choice='restore' continues it)"),
+        ("radas analyze lr-sweep --x config/lr --y loss -o lr.png", ""),
+    ],
+    "clusters": [("radas clusters", "every configured cluster: online or not, what is free")],
+    "cluster": [
+        ("radas cluster up dev --num-cpus 8", "a local cluster named dev"),
+        ("radas cluster down dev", "stop it (refused while jobs run)"),
+    ],
+    "cluster up": [
+        ("radas cluster up dev", "all CPUs of this machine on one head node"),
+        ("radas cluster up dev --num-cpus 4 --workers 2 --worker-cpus 2", ""),
+    ],
+    "cluster down": [
+        ("radas cluster down dev", "refused while jobs run on it"),
+        ("radas cluster down dev --force", "stop its jobs gracefully first"),
+    ],
+    "ls": [
+        ("radas ls", "the default user's experiments on this machine"),
+        ("radas ls --user alice", "alice's"),
+        ("radas ls --cluster dev", "the default user's jobs on cluster dev"),
+        ("radas ls --json", "one JSON object, for scripts"),
+    ],
+    "stop": [("radas stop JOB_ID --cluster dev", "JOB_ID as radas ls --cluster dev shows it")],
+    "logs": [
+        ("radas logs JOB_ID --cluster dev", "everything the job printed so far"),
+        ("radas logs JOB_ID --cluster dev --follow", "stream it until the job ends"),
+        ("radas logs --experiment lr-sweep", "what each trial of a local experiment printed"),
+        ("radas logs --experiment lr-sweep --run-with cluster:dev --trial 3f2a1_00001", ""),
+    ],
+    "analyze": [
+        ("radas analyze lr-sweep --x config/lr --y loss -o lr.png", ""),
+        ("radas analyze lr-sweep --history --x training_iteration --y loss --hue config/lr", ""),
+        ("radas analyze lr-sweep --run-with cluster:dev --csv lr.csv", ""),
+        ("radas analyze s3://lab/results/alice/_home_alice_proj_lr_sweep --x a --y b", ""),
+    ],
+}
+USER_HELP = (
+    "whose experiments (default: $RADAS_USER, else user in the radas config, else your login name)"
 )
 
 
@@ -60,37 +112,94 @@ Commands = argparse._SubParsersAction  # what add_subparsers returns
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from radas.core.naming import get_current_user_name
+    import radas
 
-    parser = argparse.ArgumentParser(prog="radas", description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(title="commands")
-    user = get_current_user_name()
+    parser = argparse.ArgumentParser(
+        prog="radas",
+        description=DESCRIPTION,
+        epilog=f"{_examples('radas')}\n\n{USER_RULE}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"radas {radas.__version__}",
+        help="print the version of radas and exit",
+    )
+    commands = parser.add_subparsers(
+        title="commands", metavar="COMMAND", help="radas COMMAND --help: its arguments, examples"
+    )
     _add_cluster_commands(commands)
-    _add_ls(commands, user)
-    _add_job_commands(commands, user)
-    _add_analyze(commands, user)
+    _add_ls(commands)
+    _add_job_commands(commands)
+    _add_analyze(commands)
     return parser
 
 
+def _add_command(commands: Commands, name: str, summary: str) -> argparse.ArgumentParser:
+    """A sub-command: ``summary`` in the command list and atop its help, its examples below."""
+    return commands.add_parser(
+        name.rpartition(" ")[2],
+        help=summary,
+        description=summary[0].upper() + summary[1:] + ".",
+        epilog=_examples(name),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def _examples(command: str) -> str:
+    """The examples of ``command``'s help, what each does aligned in a column."""
+    lines = ["examples:"]
+    for example, what in EXAMPLES[command]:
+        lines.append(f"  {example:<42} {what}".rstrip() if what else f"  {example}")
+    return "\n".join(lines)
+
+
+def _show_help(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
+    """A handler for a command given without its action: print the command's own help (its
+    actions, with examples), exit status 2 as for radas alone: the command is incomplete."""
+
+    def show(args: argparse.Namespace) -> int:
+        parser.print_help()
+        return 2
+
+    return show
+
+
 def _add_cluster_commands(commands: Commands) -> None:
-    """``radas clusters``, ``radas cluster up`` and ``radas cluster down``."""
-    clusters = commands.add_parser("clusters", help="availability of the configured clusters")
+    """radas clusters, radas cluster up and radas cluster down."""
+    clusters = _add_command(commands, "clusters", "availability of the configured clusters")
     clusters.set_defaults(handler=_clusters)
 
-    cluster = commands.add_parser("cluster", help="start or stop a Ray cluster on this machine")
-    actions = cluster.add_subparsers(title="actions")
-    up = actions.add_parser("up", help="start a local cluster and register it under NAME")
-    up.add_argument("name")
+    cluster = _add_command(commands, "cluster", "start or stop a Ray cluster on this machine")
+    cluster.set_defaults(handler=_show_help(cluster))
+    actions = cluster.add_subparsers(
+        title="actions", metavar="ACTION", help="radas cluster ACTION --help: its arguments"
+    )
+    up = _add_command(actions, "cluster up", "start a local cluster and register it under NAME")
+    up.add_argument("name", metavar="NAME", help="the cluster's name, for run_with='cluster:NAME'")
     # counts parse as numbers ("2" or "2.0"); start_local_cluster refuses fractions clearly
     up.add_argument(
-        "--num-cpus", type=float, default=None, help="CPUs of the head node (default: all)"
+        "--num-cpus", type=float, metavar="N", help="CPUs of the head node (default: all)"
     )
-    up.add_argument("--num-gpus", type=float, default=0, help="GPUs of the head node")
-    up.add_argument("--workers", type=int, default=0, help="extra worker nodes")
-    up.add_argument("--worker-cpus", type=float, default=1, help="CPUs of each worker node")
+    up.add_argument(
+        "--num-gpus", type=float, default=0, metavar="N", help="GPUs of the head node (default: 0)"
+    )
+    up.add_argument(
+        "--workers", type=int, default=0, metavar="K", help="extra worker nodes (default: 0)"
+    )
+    up.add_argument(
+        "--worker-cpus",
+        type=float,
+        default=1,
+        metavar="N",
+        help="CPUs of each worker node (default: 1)",
+    )
     up.set_defaults(handler=_cluster_up)
-    down = actions.add_parser("down", help="stop the local cluster NAME (results are kept)")
-    down.add_argument("name")
+    down = _add_command(
+        actions, "cluster down", "stop the local cluster NAME (its results are kept)"
+    )
+    down.add_argument("name", metavar="NAME", help="the name it was started with")
     down.add_argument(
         "--force",
         action="store_true",
@@ -99,42 +208,69 @@ def _add_cluster_commands(commands: Commands) -> None:
     down.set_defaults(handler=_cluster_down)
 
 
-def _add_ls(commands: Commands, user: str) -> None:
-    ls = commands.add_parser(
-        "ls", help="list your stored experiments on this machine (or your jobs on a cluster)"
+def _add_ls(commands: Commands) -> None:
+    ls = _add_command(
+        commands,
+        "ls",
+        "list the stored experiments on this machine (or the jobs on a cluster) of one user",
     )
-    ls.add_argument("--cluster", help="list your jobs on this cluster from the config instead")
-    ls.add_argument("--user", default=user, help="default: you")
+    ls.add_argument(
+        "--cluster", metavar="NAME", help="list the user's jobs on this cluster from the config"
+    )
+    ls.add_argument("--user", metavar="NAME", help=USER_HELP)
     ls.add_argument("--json", action="store_true", help="one JSON object, for scripts")
     ls.set_defaults(handler=_ls)
 
 
-def _add_job_commands(commands: Commands, user: str) -> None:
-    """``radas stop`` and ``radas logs``."""
-    stop = commands.add_parser(
-        "stop", help="stop one of your jobs gracefully (restore continues it)"
+def _add_job_commands(commands: Commands) -> None:
+    """radas stop and radas logs."""
+    job_user_help = (
+        "act only on a job of this user (default: the user who submitted the job, read from "
+        "the job)"
     )
-    stop.add_argument("job_id")
-    stop.add_argument("--cluster", required=True, help="cluster name from the config")
-    stop.add_argument("--user", default=user)
+    stop = _add_command(
+        commands, "stop", "stop a radas job gracefully (run_choice='restore' continues it)"
+    )
+    stop.add_argument("job_id", metavar="JOB_ID", help="the job's id, as radas ls --cluster shows")
+    stop.add_argument(
+        "--cluster", required=True, metavar="NAME", help="the job's cluster, by its config name"
+    )
+    stop.add_argument("--user", metavar="NAME", help=job_user_help)
     stop.set_defaults(handler=_stop)
-    logs = commands.add_parser(
+    logs = _add_command(
+        commands,
         "logs",
-        help="print (or --follow) a job's output, or what an experiment's trials printed",
+        "print (or --follow) a job's output, or what an experiment's trials printed",
     )
-    logs.add_argument("job_id", nargs="?", help="a job id (with --cluster)")
-    logs.add_argument("--cluster", help="cluster name from the config (with JOB_ID)")
-    logs.add_argument("--user", default=user, help="default: you")
+    logs.add_argument("job_id", metavar="JOB_ID", nargs="?", help="a job's id (with --cluster)")
+    logs.add_argument(
+        "--cluster", metavar="NAME", help="the job's cluster, by its config name (with JOB_ID)"
+    )
+    logs.add_argument(
+        "--user",
+        metavar="NAME",
+        help="with JOB_ID: " + job_user_help + "; with --experiment: " + USER_HELP,
+    )
     logs.add_argument(
         "--experiment",
+        metavar="NAME",
         help="instead of a job: print what each trial of this experiment printed, as kept in "
         "its folder (also a local run's, also after the job's log is gone)",
     )
-    logs.add_argument("--trial", help="with --experiment: this trial only")
     logs.add_argument(
-        "--run-with", default="local", help="with --experiment: 'local' or 'cluster:<name>'"
+        "--trial", metavar="TRIAL_ID", help="with --experiment: this trial only (its trial id)"
     )
-    logs.add_argument("--dir", default=".", help="with --experiment: the directory it was run from")
+    logs.add_argument(
+        "--run-with",
+        default="local",
+        metavar="WHERE",
+        help="with --experiment: 'local' or 'cluster:<name>'",
+    )
+    logs.add_argument(
+        "--dir",
+        default=".",
+        help="with --experiment: the directory it was run from (default: this one)",
+    )
     logs.set_defaults(handler=_logs)
     logs.add_argument(
         "--follow",
@@ -145,21 +281,60 @@ def _add_job_commands(commands: Commands, user: str) -> None:
     )
 
 
-def _add_analyze(commands: Commands, user: str) -> None:
-    analyze = commands.add_parser(
-        "analyze", help="re-plot a stored experiment to a file (nothing is re-run)"
+def _add_analyze(commands: Commands) -> None:
+    analyze = _add_command(
+        commands, "analyze", "re-plot a stored experiment to a file (nothing is re-run)"
     )
-    analyze.add_argument("experiment", help="the experiment_name it was run with")
-    analyze.add_argument("--user", default=user)
-    analyze.add_argument("--run-with", default="local", help="'local' or 'cluster:<name>'")
-    analyze.add_argument("--dir", default=".", help="the directory it was run from")
-    analyze.add_argument("--history", action="store_true", help="one row per report")
-    analyze.add_argument("--plot", choices=PLOTS, default="lineplot")
-    for option in ("x", "y", "hue", "col", "style"):
-        analyze.add_argument(f"--{option}")
-    analyze.add_argument("-o", "--output", help="figure file (.png, .pdf or .svg)")
-    analyze.add_argument("--csv", help="also write the DataFrame to this CSV file")
+    analyze.add_argument(
+        "experiment",
+        metavar="EXPERIMENT",
+        help="the experiment_name it was run with, or the URI of a stored experiment",
+    )
+    analyze.add_argument("--user", metavar="NAME", help=USER_HELP)
+    analyze.add_argument(
+        "--run-with", default="local", metavar="WHERE", help="'local' (default) or 'cluster:<name>'"
+    )
+    analyze.add_argument(
+        "--dir", default=".", help="the directory it was run from (default: this one)"
+    )
+    analyze.add_argument(
+        "--history", action="store_true", help="one row per report, not one per trial"
+    )
+    analyze.add_argument(
+        "--plot",
+        choices=PLOTS,
+        default="lineplot",
+        metavar="PLOT",
+        help=f"the seaborn plot: {', '.join(PLOTS)} (default: lineplot)",
+    )
+    columns = {
+        "x": "the column on the x axis (e.g. config/lr)",
+        "y": "the column on the y axis (e.g. loss)",
+        "hue": "the column that colours the lines or points",
+        "col": "the column that splits the figure into panels",
+        "style": "the column that sets the line or marker style",
+    }
+    for option, what in columns.items():
+        analyze.add_argument(f"--{option}", metavar="COLUMN", help=what)
+    analyze.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="the figure's file: .png, .pdf or .svg (default: a file in radas's figures folder)",
+    )
+    analyze.add_argument("--csv", metavar="FILE", help="also write the DataFrame to this CSV file")
     analyze.set_defaults(handler=_analyze)
+
+
+def _user(args: argparse.Namespace) -> tuple[str, str]:
+    """The user the command acts for, and where the name came from (``--user``, or the one
+    rule of ``radas.core.naming.default_user``)."""
+    from radas.core.naming import default_user, validate_user_name
+
+    if args.user is not None:
+        return validate_user_name(args.user), "--user"
+    user = default_user()
+    return user.name, user.source
 
 
 def _clusters(args: argparse.Namespace) -> None:
@@ -189,27 +364,41 @@ def _cluster_down(args: argparse.Namespace) -> int:
     return 0
 
 
-def _client(args: argparse.Namespace) -> ExperimentsClient:
-    from radas.backends.client import get_client
+def _job_client(args: argparse.Namespace) -> ExperimentsClient:
+    """The client for ``radas logs/stop JOB_ID``: of --user when given (the job must be
+    theirs), else of the user who submitted the job, read from the job's metadata."""
+    from radas.backends.client import client_of_job, get_client
 
-    return get_client(user_name=args.user, run_with=f"cluster:{args.cluster}")
+    run_with = f"cluster:{args.cluster}"
+    if args.user is not None:
+        return get_client(user_name=args.user, run_with=run_with)
+    return client_of_job(args.job_id, run_with=run_with)
 
 
 def _ls(args: argparse.Namespace) -> None:
-    from radas.backends.client import list_experiments
+    from radas.backends.client import get_client, list_experiments
     from radas.results.listing import as_records, local_results_dir
 
+    user, user_from = _user(args)
     run_with = f"cluster:{args.cluster}" if args.cluster else "local"
     if args.json:
-        frame = list_experiments(user_name=args.user, run_with=run_with)
-        listing = {"user_name": args.user, "run_with": run_with, "experiments": as_records(frame)}
+        frame = list_experiments(user_name=user, run_with=run_with)
+        listing = {
+            "user_name": user,
+            "user_from": user_from,
+            "run_with": run_with,
+            "experiments": as_records(frame),
+        }
         print(json.dumps(listing, indent=2))
     elif args.cluster:
-        _client(args).display_experiments()
+        client = get_client(user_name=user, run_with=run_with)
+        print(client.experiments_text(user_from=user_from, shell=True))
     else:
-        frame = list_experiments(user_name=args.user, run_with=run_with)
-        where = local_results_dir(args.user)
-        print(f"Experiments of {args.user!r} stored on this machine ({where}): {len(frame)}")
+        frame = list_experiments(user_name=user, run_with=run_with)
+        where = local_results_dir(user)
+        print(
+            f"Experiments of {user!r} ({user_from}) stored on this machine ({where}): {len(frame)}"
+        )
         if len(frame):
             print(_experiments_table(frame))
         for row in frame[frame["problem"] != ""].itertuples():
@@ -240,7 +429,7 @@ def _experiments_table(frame: pd.DataFrame) -> str:
 
 
 def _stop(args: argparse.Namespace) -> None:
-    client = _client(args)
+    client = _job_client(args)
     client.stop_job_by_id(args.job_id)
     status, _ = client.experiment_outcome(args.job_id)
     print(f"job {args.job_id}: {status}")
@@ -260,7 +449,7 @@ def _logs(args: argparse.Namespace) -> int:
             "radas logs needs JOB_ID and --cluster NAME (a job's output), or --experiment "
             "NAME (what its trials printed)."
         )
-    client = _client(args)
+    client = _job_client(args)
     if not args.follow:
         print(client.get_job_logs(args.job_id), end="")
         return 0
@@ -279,7 +468,8 @@ def _trial_output(args: argparse.Namespace) -> int:
 
     cwd = os.path.abspath(args.dir)
     backend = get_backend(args.run_with)
-    path = store.location(backend.results_root(args.user)) / full_experiment_name(
+    user, _ = _user(args)
+    path = store.location(backend.results_root(user)) / full_experiment_name(
         args.experiment, cwd=cwd
     )
     output = Tuner(str(path)).get_trial_output(args.trial)
@@ -298,6 +488,7 @@ def _analyze(args: argparse.Namespace) -> None:
     from radas.experiment import analyze_stored_sync, run_experiment_sync
     from radas.storage.store import is_uri
 
+    user, _ = _user(args)
     plot_kwargs = {key: getattr(args, key) for key in ("x", "y", "hue", "col", "style")}
     plot_kwargs = {key: value for key, value in plot_kwargs.items() if value is not None}
     # -o and --csv are relative to where the command runs, not to --dir
@@ -311,7 +502,7 @@ def _analyze(args: argparse.Namespace) -> None:
         plot_format=None if output else ("png" if plot_kwargs else None),
     )
     if is_uri(args.experiment):  # a stored experiment's URI: read from there, no name
-        result = analyze_stored_sync(args.experiment, user_name=args.user, **analysis_options)
+        result = analyze_stored_sync(args.experiment, user_name=user, **analysis_options)
     else:
         if not os.path.isdir(args.dir):
             what = "is not a directory" if os.path.exists(args.dir) else "does not exist"
@@ -321,7 +512,7 @@ def _analyze(args: argparse.Namespace) -> None:
             )
         os.chdir(args.dir)
         result = run_experiment_sync(
-            user_name=args.user,
+            user_name=user,
             experiment_name=args.experiment,
             run_with=args.run_with,
             dos=["analyze"],

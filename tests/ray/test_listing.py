@@ -91,7 +91,7 @@ def test_damaged_and_foreign_folders_are_listed_without_a_crash():
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
         assert cli.main(["ls", "--user", USER]) == 0
-    assert printed.getvalue().startswith(f"Experiments of {USER!r} stored on this machine")
+    assert printed.getvalue().startswith(f"Experiments of {USER!r} (--user) stored on this machine")
     assert "FOREIGN" in printed.getvalue() and "DAMAGED" in printed.getvalue()
     assert f"problem of {damaged}: damaged: " in printed.getvalue()
 

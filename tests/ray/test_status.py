@@ -98,7 +98,7 @@ def test_an_all_errored_experiment_says_so_everywhere(errored):
     assert f"radas experiment {ERRORED!r}: {status}\n" in summary.body
 
     text = ls().splitlines()
-    assert text[0].startswith(f"Experiments of {USER!r} stored on this machine (")
+    assert text[0].startswith(f"Experiments of {USER!r} (--user) stored on this machine (")
     assert text[1].split() == [
         "experiment",
         "folder",

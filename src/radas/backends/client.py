@@ -55,7 +55,20 @@ def get_client(*, user_name: str, run_with: str) -> ExperimentsClient:
     return _client(user_name, parse_run_with(run_with))
 
 
+def client_of_job(job_id: str, *, run_with: str) -> ExperimentsClient:
+    """The client of the user who submitted the radas job ``job_id`` on the cluster
+    ``run_with="cluster:<name>"``, read from the job's metadata: what ``radas logs JOB_ID`` and
+    ``radas stop JOB_ID`` act as when no --user is given. JobNotFoundError when the cluster
+    has no radas job of that id."""
+    backend = _jobs_backend(parse_run_with(run_with))
+    return ExperimentsClient(backend.find_job(job_id).user_name, backend)
+
+
 def _client(user_name: str, target: RunTarget) -> ExperimentsClient:
+    return ExperimentsClient(user_name, _jobs_backend(target))
+
+
+def _jobs_backend(target: RunTarget) -> RayJobsBackend:
     backend = get_backend(target)
     if not isinstance(backend, RayJobsBackend):
         raise NotSupportedError(
@@ -63,7 +76,7 @@ def _client(user_name: str, target: RunTarget) -> ExperimentsClient:
             "run_with='local' they run inside your own process. To look at local results use "
             "radas.run_experiment(..., dos=['analyze']) or radas.Tuner(path)."
         )
-    return ExperimentsClient(user_name, backend)
+    return backend
 
 
 class ExperimentsClient:
@@ -168,9 +181,13 @@ class ExperimentsClient:
         """Print this user's experiments with their status and the code to stop running ones."""
         print(self.experiments_text())
 
-    def experiments_text(self) -> str:
+    def experiments_text(self, *, user_from: str = "", shell: bool = False) -> str:
+        """What ``display_experiments`` prints; ``user_from``: where the user name came from,
+        shown after it in the first line (``radas ls``: ``RADAS_USER``, ``--user``, ...);
+        ``shell``: how to stop a running job as a ``radas stop`` command, not Python."""
         jobs = self.jobs()
-        title = f"Experiments of {self.user_name!r} on {self.run_with}: {len(jobs)} job(s)"
+        whose = f"{self.user_name!r} ({user_from})" if user_from else repr(self.user_name)
+        title = f"Experiments of {whose} on {self.run_with}: {len(jobs)} job(s)"
         if not jobs:
             return title
         header = f"{'job id':<48} {'experiment':<20} {'started':<19}  {'ended':<19}  status"
@@ -180,7 +197,10 @@ class ExperimentsClient:
                 f"{job.job_id:<48} {job.experiment_name[:20]:<20} "
                 f"{_time(job.start_time):<19}  {_time(job.end_time):<19}  {status}"
             )
-            if job.active:
+            if job.active and shell:
+                cluster = self.backend.cluster.name
+                lines.append(f"    stop it: radas stop {job.job_id} --cluster {cluster}")
+            elif job.active:
                 lines.append(f"    stop it: {self!r}.stop_job_by_id({job.job_id!r})")
         return "\n".join(lines)
 

@@ -47,6 +47,7 @@ from radas.backends.submission import (
 from radas.clusters import availability
 from radas.clusters.config import ClusterConfig, config_path
 from radas.core.console import RelayedOutput, print_info, print_warning
+from radas.core.naming import user_option
 from radas.core.poll import async_wait_until
 from radas.core.secrets import HAND_OVER_ENV, hand_over
 from radas.core.spec import RunTarget, SweepOutcome, SweepSpec
@@ -141,6 +142,22 @@ class RayJobsBackend:
         job = ExperimentJob.from_details(details)
         if job is None or job.user_name != user_name:
             raise JobNotFoundError(self._no_such_job(job_id, user_name))
+        return job
+
+    def find_job(self, job_id: str) -> ExperimentJob:
+        """The radas job ``job_id``, whoever submitted it (its user is in its metadata:
+        ``job.user_name``); JobNotFoundError when the cluster has no radas job of that id."""
+        try:
+            job = ExperimentJob.from_details(self.client.get_job_info(job_id))
+        except JobNotFoundError:
+            job = None
+        if job is None:
+            name = self.cluster.name
+            raise JobNotFoundError(
+                f"No radas job {job_id!r} on cluster:{name} (no such job, or one radas did "
+                f"not submit). `radas ls --cluster {name}` lists your job ids (with --user "
+                "NAME, another user's)."
+            )
         return job
 
     def stop(self, job: ExperimentJob) -> bool:
@@ -289,7 +306,8 @@ class RayJobsBackend:
             raise ClusterOfflineError(
                 f"{err} No job {job_id} exists on the cluster: nothing was submitted. Once "
                 "the cluster answers, run the experiment again (should the job still appear, "
-                f"`radas ls --cluster {self.cluster.name}` shows it, run_choice='attach' "
+                f"`radas ls --cluster {self.cluster.name}{user_option(spec.user_name)}` shows "
+                "it, run_choice='attach' "
                 "follows it, and a new run is refused while it runs)."
             ) from err
         except ClusterError as err:
@@ -383,7 +401,8 @@ class RayJobsBackend:
             raise JobFailedError(
                 f"Job {job_id} of experiment {spec.experiment_name!r} failed on cluster:"
                 f"{self.cluster.name}: {details.message}\nThe end of its output:\n{tail}\n"
-                "Results stored before the failure are kept: fix the cause, then "
+                f"All of it: `radas logs {job_id} --cluster {self.cluster.name}`. Results "
+                "stored before the failure are kept: fix the cause, then "
                 "run_choice='restore' continues the experiment.",
                 job_id=job_id,
                 logs_tail=tail,
@@ -462,7 +481,8 @@ class RayJobsBackend:
     def _no_such_job(self, job_id: str, user_name: str) -> str:
         return (
             f"No job {job_id!r} of user {user_name!r} on cluster:{self.cluster.name} (it does "
-            "not exist, or belongs to another user: radas only lists and stops your own jobs). "
+            "not exist, or belongs to another user: a client lists and stops its user's jobs "
+            "only). "
             f"{self._what_exists(user_name)} `radas ls --cluster {self.cluster.name} --user "
             f"{user_name}` lists their job ids."
         )
