@@ -36,6 +36,11 @@ ensure_uv() {
 install_locked() {
   local venv="$1" lock="$2"
   shift 2
+  if [ ! -f "$lock" ]; then
+    echo "[radas] no lock file $lock: scripts/lock makes locks/dev.txt, examples.txt and" \
+      "ray-oldest.txt" >&2
+    exit 1
+  fi
   make_venv "$venv"
   ensure_uv "$venv"
   # the distribution was called radas before radas-ray: remove an editable install of that
@@ -52,6 +57,7 @@ ensure_venv() {
   local extras="$1"
   local extra="${extras#.[}"
   extra="${extra%]}"
+  make_venv .venv
   echo "[radas] installing radas${extras#.} into .venv at the versions of locks/$extra.txt"
   install_locked .venv "locks/$extra.txt" -e "$extras"
 }
