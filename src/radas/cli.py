@@ -8,10 +8,11 @@ status 1; a command given without what it needs prints its help and exits with s
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from radas.errors import RadasError
@@ -472,13 +473,37 @@ def _trial_output(args: argparse.Namespace) -> int:
     path = store.location(backend.results_root(user)) / full_experiment_name(
         args.experiment, cwd=cwd
     )
-    output = Tuner(str(path)).get_trial_output(args.trial)
+    with _listing_hint(args.run_with, user):
+        output = Tuner(str(path)).get_trial_output(args.trial)
     for trial_id, text in output.items():
         print(f"=== trial {trial_id}")
         print(text, end="" if text.endswith("\n") else "\n")
     if not output:
         print(f"(no trial of {args.experiment} printed anything that radas kept; {path})")
     return 0
+
+
+@contextlib.contextmanager
+def _listing_hint(run_with: str, user: str) -> Iterator[None]:
+    """An ExperimentNotFoundError raised inside ends with the radas ls command that lists what
+    ``user`` has where it was looked for (with --cluster and --user where needed)."""
+    from radas.core.naming import user_option
+    from radas.core.spec import parse_run_with
+    from radas.errors import ExperimentNotFoundError
+
+    try:
+        yield
+    except ExperimentNotFoundError as err:
+        target = parse_run_with(run_with)  # parsed already before anything was looked up
+        option, there = (
+            (f" --cluster {target.cluster}", f"on {target}")
+            if target.kind == "cluster"
+            else ("", "stored on this machine")
+        )
+        raise ExperimentNotFoundError(
+            f"{err} `radas ls{option}{user_option(user)}` lists the experiments of {user!r} "
+            f"{there}."
+        ) from err
 
 
 def _analyze(args: argparse.Namespace) -> None:
@@ -511,13 +536,14 @@ def _analyze(args: argparse.Namespace) -> None:
                 "(its full name includes it), or leave --dir out to use this one."
             )
         os.chdir(args.dir)
-        result = run_experiment_sync(
-            user_name=user,
-            experiment_name=args.experiment,
-            run_with=args.run_with,
-            dos=["analyze"],
-            **analysis_options,
-        )
+        with _listing_hint(args.run_with, user):
+            result = run_experiment_sync(
+                user_name=user,
+                experiment_name=args.experiment,
+                run_with=args.run_with,
+                dos=["analyze"],
+                **analysis_options,
+            )
     df = result.df
     assert df is not None  # the analysis made it
     print(df.head(20).to_string())

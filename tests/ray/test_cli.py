@@ -243,3 +243,25 @@ def test_the_stop_hint_of_radas_ls_stops_the_job_of_another_user(cluster, projec
         thread.join(timeout=300)
     assert not thread.is_alive()
     assert "error" not in box, box.get("error")
+
+
+@pytest.mark.parametrize("where", ["local", "cluster"])
+def test_not_found_hints_of_analyze_and_logs_list_what_the_user_has(
+    where, cluster, project, monkeypatch
+):
+    monkeypatch.setenv("RADAS_USER", "someone-else")
+    on = ["--run-with", RUN_WITH] if where == "cluster" else []
+    cluster_option = " --cluster testcluster" if where == "cluster" else ""
+    title = "on cluster:testcluster" if where == "cluster" else "stored on this machine"
+    for argv, user, user_option in [
+        (["analyze", "never-run", "--user", "bob", *on], "bob", " --user bob"),
+        (["logs", "--experiment", "never-run", *on], "someone-else", ""),
+    ]:
+        code, _, err = run_cli(*argv)
+        assert code == 1 and "never_run" in err, err
+        [hint] = hints_in(err)
+        assert hint == f"radas ls{cluster_option}{user_option}"
+        code, out, _ = run_hint(hint)
+        assert code == 0
+        whose = "--user" if user_option else "RADAS_USER"
+        assert out.startswith(f"Experiments of {user!r} ({whose}) {title}"), out

@@ -26,7 +26,8 @@ from radas.storage import store
 
 @checked_keywords
 def list_experiments(*, user_name: str | None = None, run_with: str = "local") -> pd.DataFrame:
-    """The stored experiments of ``user_name`` (default: the current user), one row each.
+    """The stored experiments of ``user_name`` (default: ``radas.get_current_user_name()``:
+    ``RADAS_USER``, else the radas config's ``user`` key, else the login name), one row each.
 
     ``run_with="local"``: the experiments stored on this machine, with columns experiment,
     cwd (the folder it was run from), status, finished, errored, total, last_update, path,
