@@ -106,28 +106,34 @@ def test_the_bed_works_from_a_checkout_and_venv_under_tmp(tmp_path: Path):
     """A clone under /tmp (a CI runner's, a newcomer's): every host gets a private /tmp,
     yet still the venv that lives under the client's /tmp (issue 25 item 6).
 
-    The repository, venv inside, is bound at a path under /tmp in a mount namespace of the
-    test's own (what a clone there looks like to Python: ``sys.prefix`` under /tmp), and a
-    head-only bed is started from that venv and checked, then checked gone.
+    Run from such a clone, the test starts the bed from the suite's own venv. Otherwise the
+    repository (venv inside) is bound at a path under /tmp in a mount namespace of the test's
+    own, which is what a clone there looks like to Python (``sys.prefix`` under /tmp; the
+    venv's scripts still name the Python of the real path, which the hosts see). A head-only
+    bed is started from that venv and checked, then checked gone.
     """
     repo = Path(__file__).resolve().parents[2]
-    checkout = tmp_path / "radas"
-    checkout.mkdir()
-    binds = [(repo, checkout)]
     venv = Path(sys.prefix)
-    if venv.is_relative_to(repo):
-        python = checkout / venv.relative_to(repo) / "bin" / "python"
-    else:  # a venv outside the checkout: bound under /tmp too
-        (tmp_path / "venv").mkdir()
-        binds.append((venv, tmp_path / "venv"))
-        python = tmp_path / "venv" / "bin" / "python"
-    mounts = " && ".join(f"mount --bind {source} {target}" for source, target in binds)
-    done = subprocess.run(
-        [
+    if venv.is_relative_to("/tmp"):  # the suite runs from a clone under /tmp: the case itself
+        checkout, command = repo, [sys.executable, "-c", FROM_A_CHECKOUT]
+    else:
+        checkout = tmp_path / "radas"
+        checkout.mkdir()
+        binds = [(repo, checkout)]
+        if venv.is_relative_to(repo):
+            python = checkout / venv.relative_to(repo) / "bin" / "python"
+        else:  # a venv outside the checkout: bound under /tmp too
+            (tmp_path / "venv").mkdir()
+            binds.append((venv, tmp_path / "venv"))
+            python = tmp_path / "venv" / "bin" / "python"
+        mounts = " && ".join(f"mount --bind {source} {target}" for source, target in binds)
+        command = [
             *("unshare", "--mount", "--propagation", "private", "sh", "-c"),
             f'{mounts} && exec {python} -c "$0"',
             FROM_A_CHECKOUT,
-        ],
+        ]
+    done = subprocess.run(
+        command,
         capture_output=True,
         text=True,
         cwd=tmp_path,
