@@ -2,8 +2,10 @@
 # Run radas's test suite. Creates .venv (Python >= 3.10) and installs radas with its dev extras
 # first, so it works on a fresh machine.
 #
-# Without arguments: the static checks (scripts/check: ruff format, ruff check, mypy), the
-# whole suite on the newest supported Ray (.venv), then a focused subset on the oldest
+# Without arguments: the static checks (scripts/check: ruff format, ruff check, mypy, the docs
+# build), the release check (scripts/check-release: wheel and sdist built, installed in a fresh
+# venv and run), the whole suite on the newest supported Ray (.venv) in two processes
+# (RADAS_TEST_WORKERS=N for another count), then a focused subset on the oldest
 # (scripts/test-oldest-ray.sh, in .venv-ray-oldest), then the fast tests whose behaviour
 # depends on timing (-m "timing and not slow") once more under CPU load; fails if any of them
 # fails.
@@ -33,7 +35,12 @@ fi
 status=0
 echo "[radas] the static checks (scripts/check)"
 ./scripts/check || status=$?
-.venv/bin/python -m pytest || status=$?
+echo "[radas] the wheel and sdist as released, installed and run (scripts/check-release)"
+./scripts/check-release || status=$?
+# two processes (pytest-xdist; tests/conftest.py keeps each machine-wide bed in one of them):
+# 28 -> ~19 minutes on 2 cores, and every test then also runs beside another
+echo "[radas] the whole suite on the newest supported Ray, in ${RADAS_TEST_WORKERS:-2} processes"
+.venv/bin/python -m pytest -n "${RADAS_TEST_WORKERS:-2}" --dist loadgroup || status=$?
 echo "[radas] the focused subset on the oldest supported Ray (scripts/test-oldest-ray.sh)"
 ./scripts/test-oldest-ray.sh || status=$?
 if [ "$under_load" = 0 ]; then  # (under load already: the whole suite ran under it)
