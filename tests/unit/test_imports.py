@@ -159,6 +159,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("trackers", "notify"),  # wandb/swanlab; the mail at the end (it reads results)
     ("tune",),  # what runs where Tune runs
     ("backends",),  # where an experiment executes
+    ("views",),  # what shows an experiment: radas watch, the report page
     ("run",),  # run_experiment's steps (plan, execute, load, analyze)
     ("<root>",),  # the public facade: __init__, experiment, cli, utils, ...
 )
