@@ -29,6 +29,7 @@ from radas.results.experiment_result import ExperimentResult
 from radas.results.tuner import Tuner
 from radas.run.analyze import analyze
 from radas.run.execute import execute
+from radas.run.live import LiveFigure, live_figure_path
 from radas.run.load import load
 from radas.run.plan import Plan, make_plan
 from radas.storage import store
@@ -59,6 +60,7 @@ async def run_experiment(
     process_g_fn: Callable[[Any], Any] | None = None,
     plot_format: str | None = None,
     plot_path: str | Path | None = None,
+    live: bool | float = False,
     yes: bool = False,
     email_notification_to_address: str | None = None,
 ) -> ExperimentResult:
@@ -80,7 +82,9 @@ async def run_experiment(
 
     ``run_with``: "local" or "cluster:<name>"; ``run_choice``: "run", "restore", "attach",
     "stop_attach" (None: asked on a terminal); ``dos``: ["run", "analyze"], ["run"] or
-    ["analyze"]. Every argument: skills/radas/REFERENCE.md.
+    ["analyze"]; ``live``: True (every 10 s) or seconds: while the experiment runs, the
+    figure is redrawn from its partial results, in place in a notebook, else into a PNG file
+    whose path is printed. Every argument: skills/radas/REFERENCE.md.
 
     Returns an ``ExperimentResult``, also read as a dict: ``df`` (processed DataFrame, None
     without "analyze" in ``dos``), ``fig`` (matplotlib Figure) and ``plot`` (what
@@ -116,13 +120,22 @@ async def _stages(plan: Plan) -> ExperimentResult:
         check_owner, experiment_path, experiment_name=plan.experiment_name, cwd=plan.cwd
     )
     run_choice, outcome = plan.run_choice, None
+    default_figure_path = figures_dir(plan.user_name) / plan.full_name
+    live = None
+    if plan.live_s is not None and "run" in plan.dos:
+        live = LiveFigure(
+            interval_s=plan.live_s,
+            options=plan.options,
+            experiment_path=experiment_path,
+            file_path=live_figure_path(plan.options, default_figure_path),
+            job_running=plan.backend.running_probe(plan.user_name, plan.full_name),
+        )
     if "run" in plan.dos:
         spec, runtime_env = plan.sweep()
-        run_choice, outcome = await execute(plan, spec, runtime_env, experiment_path)
+        run_choice, outcome = await execute(plan, spec, runtime_env, experiment_path, live=live)
     result = await load(plan, experiment_path, run_choice, outcome)
     if "analyze" in plan.dos:
-        default_figure_path = figures_dir(plan.user_name) / plan.full_name
-        await analyze(result, plan.options, default_figure_path=default_figure_path)
+        await analyze(result, plan.options, default_figure_path=default_figure_path, live=live)
     return result
 
 

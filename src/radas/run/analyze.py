@@ -11,13 +11,19 @@ from radas.core.console import print_info
 from radas.errors import AnalysisError, InvalidArgumentError
 from radas.results import analysis
 from radas.results.experiment_result import ExperimentResult
+from radas.run.live import LiveFigure
 
 
 async def analyze(
-    result: ExperimentResult, options: analysis.AnalysisOptions, *, default_figure_path: Path
+    result: ExperimentResult,
+    options: analysis.AnalysisOptions,
+    *,
+    default_figure_path: Path,
+    live: LiveFigure | None = None,
 ) -> None:
-    """Fill in ``result``'s df, and its fig, plot and fig_path when ``options`` plot. A user
-    function or argument that fails is an AnalysisError holding ``result`` as it got."""
+    """Fill in ``result``'s df, and its fig, plot and fig_path when ``options`` plot (and put
+    the figure where ``live`` showed it). A user function or argument that fails is an
+    AnalysisError holding ``result`` as it got."""
     replot = (
         f"The experiment's results are kept at {result.experiment_path}; fix the function or "
         "its arguments and re-plot without re-running: run_experiment(..., dos=['analyze'])."
@@ -32,3 +38,5 @@ async def analyze(
         result.fig, result.plot, result.fig_path = drawn.figure, drawn.plot, drawn.path
         if drawn.path:
             print_info(f"figure saved to {drawn.path}")
+        if live is not None:
+            live.show_final(drawn.figure)

@@ -17,15 +17,22 @@ from radas.results.experiment_info import (
     param_space_changes,
     read_experiment_info,
 )
+from radas.run import live as live_figure
 from radas.run.plan import RUN_CHOICES, Plan, validate_trainable
 from radas.storage.store import Location
 from radas.tune.configuration import ship_trainable_by_value
 
 
 async def execute(
-    plan: Plan, spec: SweepSpec, runtime_env: dict[str, Any], experiment_path: Location
+    plan: Plan,
+    spec: SweepSpec,
+    runtime_env: dict[str, Any],
+    experiment_path: Location,
+    *,
+    live: live_figure.LiveFigure | None = None,
 ) -> tuple[str, SweepOutcome]:
-    """The run choice taken and the outcome of running ``spec`` with it. Raises
+    """The run choice taken and the outcome of running ``spec`` with it (``live``: redrawn
+    while the backend runs or follows it). Raises
     TrialsOutOfMemoryError when trials ran out of memory on the largest node, and
     KeyboardInterrupt when a local run was interrupted (its state is saved)."""
     name = plan.experiment_name
@@ -46,11 +53,12 @@ async def execute(
         _warn_ignored_param_space(experiment_path, name, spec.param_space)
         outcome = await asyncio.to_thread(_nothing_to_continue, experiment_path, name)
     if outcome is None:
-        if choice in ("attach", "stop_attach"):
-            outcome = await plan.backend.attach(spec, stop=choice == "stop_attach")
-        else:
-            spec.run_choice = choice
-            outcome = await plan.backend.run(spec, runtime_env=runtime_env)
+        async with live_figure.following(live, choice):
+            if choice in ("attach", "stop_attach"):
+                outcome = await plan.backend.attach(spec, stop=choice == "stop_attach")
+            else:
+                spec.run_choice = choice
+                outcome = await plan.backend.run(spec, runtime_env=runtime_env)
     _report_outcome(spec, outcome)
     if outcome.out_of_memory:
         raise TrialsOutOfMemoryError(

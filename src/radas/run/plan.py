@@ -9,6 +9,7 @@ after the name's owner is checked, where a failure is mailed (as the run's own f
 from __future__ import annotations
 
 import copy
+import math
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from radas.tune.configuration import validate_tuner_init_kwargs
 
 RUN_CHOICES = ("run", "restore", "attach", "stop_attach")
 DOS = ("run", "analyze")
+LIVE_DEFAULT_S = 10.0  # live=True: the live figure is redrawn every 10 s
 
 
 @dataclass
@@ -46,6 +48,7 @@ class Plan:
     yes: bool
     options: AnalysisOptions
     notification: email.Notification | None
+    live_s: float | None  # seconds between redraws of the live figure; None: no live figure
     # the run's arguments, checked by ``sweep`` (only with "run" in dos)
     trainable: Any
     param_space: Any
@@ -101,6 +104,7 @@ def make_plan(
     param_space: Any,
     runtime_env: Any,
     cpu_per_trial: Any,
+    live: object = False,
     **analysis_arguments: Any,
 ) -> Plan:
     """``run_experiment``'s arguments (``analysis_arguments``: those of ``AnalysisOptions``)
@@ -115,6 +119,7 @@ def make_plan(
     target = parse_run_with(run_with)
     backend = backends.get_backend(target)
     options = AnalysisOptions(**analysis_arguments)
+    live_s = validate_live(live, has_plot_fn=options.plot_fn is not None)
     tuner_init_kwargs = validate_tuner_init_kwargs(tuner_init_kwargs)
     # the mail when the experiment ends; a bad address fails now, before anything runs
     notify = email_notification_to_address
@@ -130,6 +135,7 @@ def make_plan(
         yes=yes,
         options=options,
         notification=email.Notification(notify) if notify is not None else None,
+        live_s=live_s,
         trainable=trainable,
         param_space=param_space,
         runtime_env=runtime_env,
@@ -150,6 +156,29 @@ def _validate_dos(dos: object) -> list[str]:
                 "dos=['analyze'] to only analyze stored results."
             )
     return list(dos)
+
+
+def validate_live(live: object, *, has_plot_fn: bool) -> float | None:
+    """Seconds between redraws of the live figure (``live=True``: 10), None for ``False``."""
+    if live is False:
+        return None
+    if live is True:
+        seconds = LIVE_DEFAULT_S
+    elif isinstance(live, (int, float)) and math.isfinite(live) and live > 0:
+        seconds = float(live)
+    else:
+        raise InvalidArgumentError(
+            f"live={live!r} is not valid: use live=True (redraw the figure every "
+            f"{LIVE_DEFAULT_S:g} s while the experiment runs), a number of seconds such as "
+            "live=30, or live=False (the default: the figure only at the end)."
+        )
+    if not has_plot_fn:
+        raise InvalidArgumentError(
+            f"live={live!r} redraws the figure of plot_fn while the experiment runs, and no "
+            "plot_fn was given: add plot_fn= and plot_kwargs= (e.g. plot_fn=sns.lineplot, "
+            "plot_kwargs=dict(x='config/lr', y='loss')), or leave live out. Nothing was run."
+        )
+    return seconds
 
 
 def validate_trainable(trainable: object) -> Callable[..., Any]:
