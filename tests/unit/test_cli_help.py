@@ -51,6 +51,7 @@ def test_help_texts_have_examples_and_no_rst_markup():
         "radas stop",
         "radas logs",
         "radas analyze",
+        "radas report",
     }
     for path, parser in walked:
         shown = parser.format_help()
