@@ -64,7 +64,7 @@ def test_the_page_is_self_contained_and_escapes_what_it_shows():
     sources = re.findall(r'(?:src|href)="([^"]*)"', page)
     assert sources and all(s.startswith(("data:", "#error-")) for s in sources), sources
     assert "FINISHED, 1 of 2 trials errored" in page and "1 finished, 1 errored, 2 trials" in page
-    assert "last updated <span id=\"updated\">2026-01-02 03:04:05" in page
+    assert 'last updated <span id="updated">2026-01-02 03:04:05' in page
     assert '<details id="error-t2" class="error">' in page and '<a href="#error-t2">' in page
     assert "fig.pdf: not shown here" in page and "data:image/svg+xml;base64," in page
     assert page.count('alt="loss of every trial"') == 1 and 'alt="loss of each trial"' in page

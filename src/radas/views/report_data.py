@@ -153,10 +153,9 @@ def _read(location: _store.Location, job_running: Callable[[], bool] | None) -> 
         metric_source=source,
         metrics=metrics,
         config_keys=sorted({key for trial in trials for key in flatten(trial.config)}),
-        trials=[
-            _trial_row(location, trial, history, metric if metric == stored_metric else None, mode)
-            for trial in trials
-        ],
+        trials=_trial_rows(
+            location, trials, history, metric if metric == stored_metric else None, mode
+        ),
         history=history,
         figures=saved_figures(location, info),
         tracebacks=tracebacks,
@@ -173,7 +172,7 @@ def _noted(notes: list[str], what: str) -> Iterator[None]:
             yield
         except (RadasError, OSError, ValueError, TypeError, KeyError) as err:
             notes.append(f"{what[0].upper()}{what[1:]} could not be read: {err}")
-    notes.extend(warned)
+    notes.extend(note for note in dict.fromkeys(warned) if note not in notes)  # said once
 
 
 def reported_metrics(history: pd.DataFrame, trials: list[tune_state.TrialState]) -> list[str]:
@@ -203,31 +202,46 @@ def curve_metric(stored_metric: str | None, metrics: list[str]) -> tuple[str | N
     return None, ""
 
 
-def _trial_row(
+def _trial_rows(
     location: _store.Location,
-    trial: tune_state.TrialState,
+    trials: list[tune_state.TrialState],
     history: pd.DataFrame,
     metric: str | None,
     mode: str | None,
-) -> TrialRow:
-    last = {k: v for k, v in flatten(trial.last_result).items() if k not in NOT_METRICS}
-    rows = history[history["trial_id"] == trial.trial_id] if "trial_id" in history else history
-    if len(rows):  # the history is complete where Tune's snapshot lags behind
-        newest = rows.iloc[-1]
-        last.update({key: newest[key] for key in rows.columns if key not in NOT_METRICS})
-    best = None
-    if metric and mode in ("min", "max") and metric in rows and rows[metric].notna().any():
-        best = rows[metric].min() if mode == "min" else rows[metric].max()
-    reports = len(rows) or int(trial.last_result.get("training_iteration") or 0)
-    return TrialRow(
-        trial_id=trial.trial_id,
-        status=trial.status,
-        config=flatten(trial.config),
-        last={k: v for k, v in last.items() if not str(k).startswith("config/")},
-        best=best,
-        reports=reports,
-        error=tune_state.error_summary(location, trial),
-    )
+) -> list[TrialRow]:
+    """One row per trial: its last value of each metric (the history's, complete where Tune's
+    snapshot lags behind; a metric reported only now and then keeps its last value), how many
+    results it reported, and its best value of ``metric`` by ``mode``."""
+    by_trial = history.groupby("trial_id", sort=False) if "trial_id" in history else None
+    last_rows = by_trial.last() if by_trial is not None else pd.DataFrame()  # skips NaN
+    reports = by_trial.size() if by_trial is not None else pd.Series(dtype=int)
+    best = pd.Series(dtype=float)
+    if by_trial is not None and metric in history and mode in ("min", "max"):
+        values = pd.to_numeric(history[metric], errors="coerce").groupby(history["trial_id"])
+        best = values.min() if mode == "min" else values.max()
+    rows = []
+    for trial in trials:
+        last = flatten(trial.last_result)
+        if trial.trial_id in last_rows.index:
+            last.update(last_rows.loc[trial.trial_id].dropna().to_dict())
+        rows.append(
+            TrialRow(
+                trial_id=trial.trial_id,
+                status=trial.status,
+                config=flatten(trial.config),
+                last={
+                    key: value
+                    for key, value in last.items()
+                    if key not in NOT_METRICS and not str(key).startswith("config/")
+                },
+                best=best.get(trial.trial_id),
+                reports=int(
+                    reports.get(trial.trial_id, trial.last_result.get("training_iteration") or 0)
+                ),
+                error=tune_state.error_summary(location, trial),
+            )
+        )
+    return rows
 
 
 def _tracebacks(location: _store.Location, trials: list[tune_state.TrialState]) -> dict[str, str]:
