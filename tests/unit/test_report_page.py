@@ -124,3 +124,12 @@ def test_a_name_not_stored_says_where_radas_looked_and_how_to_list_what_exists(
     assert cli.main(["report", "never-ran", "--dir", str(project / "missing")]) == 1
     error = capsys.readouterr().err
     assert f"--dir {project / 'missing'} does not exist" in error
+
+
+@pytest.mark.integrity("error")
+def test_an_output_that_cannot_be_a_file_is_refused_before_anything_is_read(project, capsys):
+    assert cli.main(["report", "never-ran", "-o", str(project)]) == 1
+    assert f"-o {project}: {project} is a directory; give a file name" in capsys.readouterr().err
+    assert cli.main(["report", "never-ran", "-o", "nowhere/r.html"]) == 1
+    error = capsys.readouterr().err
+    assert f"the folder {project / 'nowhere'} does not exist" in error

@@ -77,13 +77,33 @@ def run(args: argparse.Namespace) -> int:
 
     output = args.output
     if output is not None and not store.is_uri(output):
-        output = os.path.abspath(output)  # relative to where the command runs, not to --dir
+        output = _output_file(output)
     if store.is_uri(args.experiment):
         written = write_report(args.experiment, output)
     else:
         written = _report_of_name(args, output)
     print(f"report: {written}")
     return 0
+
+
+def _output_file(output: str) -> str:
+    """``-o``'s file as an absolute path (relative to where the command runs, not to
+    ``--dir``), refused before anything is read when it cannot be written there."""
+    from radas.errors import InvalidArgumentError
+
+    target = os.path.abspath(output)
+    folder = os.path.dirname(target)
+    if os.path.isdir(target):
+        raise InvalidArgumentError(
+            f"-o {output}: {target} is a directory; give a file name, e.g. "
+            f"-o {os.path.join(output, 'report.html')}."
+        )
+    if not os.path.isdir(folder):
+        raise InvalidArgumentError(
+            f"-o {output}: the folder {folder} does not exist. Create it first "
+            f"(mkdir -p {folder}), or give a path in an existing folder."
+        )
+    return target
 
 
 def _report_of_name(args: argparse.Namespace, output: str | None) -> str:

@@ -28,6 +28,7 @@ from html import escape
 from typing import Any
 
 from radas.core import VERSION
+from radas.errors import StorageError
 from radas.storage import files as _files
 from radas.storage import store as _store
 from radas.views.report_data import ReportData, TrialRow, read_report_data
@@ -59,7 +60,13 @@ def write_report(
     data = read_report_data(experiment_path, job_running=job_running)
     page = render_page(data, refresh_s=refresh_s)
     target = _store.location(out_path) if out_path is not None else default_report_path(data)
-    _files.write_atomic(target, page)
+    try:
+        _files.write_atomic(target, page)
+    except OSError as err:
+        raise StorageError(
+            f"Cannot write the report page to {target} ({err.strerror or err}): give a file "
+            "in a folder this user can write (radas report -o FILE; out_path= in Python)."
+        ) from err
     return str(target)
 
 
