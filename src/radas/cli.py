@@ -134,6 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_ls(commands)
     _add_job_commands(commands)
     _add_analyze(commands)
+    from radas.views import terminal  # radas watch
+
+    terminal.add_command(commands)
     from radas.views import report_command  # radas report
 
     report_command.add_command(commands)
