@@ -52,6 +52,7 @@ def test_help_texts_have_examples_and_no_rst_markup():
         "radas logs",
         "radas analyze",
         "radas report",
+        "radas watch",
     }
     for path, parser in walked:
         shown = parser.format_help()

@@ -1,0 +1,166 @@
+"""``radas watch``'s data and drawing without Ray: a hand-written experiment folder read into
+a ``Snapshot``, the lines of a pipe (each change once), the rich table, the exit statuses.
+(tests/ray/test_watch.py watches real sweeps.)"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+from pathlib import Path
+
+from rich.console import Console
+
+from radas.storage import store
+from radas.views import terminal
+from radas.views.watched import Progress, Snapshot, TrialRow, Watched, read_snapshot
+
+
+def write_experiment(folder: Path, trials: list[dict]) -> None:
+    """An experiment folder as Tune leaves it: a state file with each trial's status, config
+    and last result (an ERROR trial also gets its error.txt)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    trial_data = []
+    for trial in trials:
+        state = {
+            "trial_id": trial["id"],
+            "status": trial["status"],
+            "config": trial["config"],
+            "relative_logdir": f"t_{trial['id']}",
+        }
+        metadata: dict = {"last_result": trial.get("result", {})}
+        if trial["status"] == "ERROR":
+            (folder / f"t_{trial['id']}").mkdir()
+            (folder / f"t_{trial['id']}" / "error.txt").write_text(
+                "Traceback (most recent call last):\n  ...\nValueError: loss is nan\n"
+            )
+            metadata["error_filename"] = "error.txt"
+        trial_data.append([json.dumps(state), json.dumps(metadata)])
+    (folder / "experiment_state-2026-01-01_00-00-00.json").write_text(
+        json.dumps({"trial_data": trial_data, "stats": {"start_time": 1000.0}})
+    )
+
+
+TRIALS = [
+    {
+        "id": "a_00000",
+        "status": "TERMINATED",
+        "config": {"lr": 0.1, "seed": 0},
+        "result": {"loss": 0.5, "training_iteration": 3, "pid": 42, "config": {"lr": 0.1}},
+    },
+    {
+        "id": "a_00001",
+        "status": "TERMINATED",
+        "config": {"lr": 0.01, "seed": 0},
+        "result": {"loss": 0.25, "training_iteration": 3, "acc": 0.9},
+    },
+    {"id": "a_00002", "status": "ERROR", "config": {"lr": 1.0, "seed": 0}},
+]
+
+
+def watched(folder: Path, metric: str | None = "loss", mode: str | None = "min") -> Watched:
+    return Watched(
+        "sweep",
+        store.location(folder),
+        None,
+        "alice",
+        logs_hint="radas logs --experiment sweep",
+        metric_mode=(metric, mode),
+    )
+
+
+def test_a_stored_experiment_reads_into_rows_of_varying_config_and_last_values(tmp_path):
+    write_experiment(tmp_path / "exp", TRIALS)
+    snapshot = read_snapshot(watched(tmp_path / "exp"))
+    assert not snapshot.running and snapshot.elapsed_s is None
+    assert snapshot.status == "FINISHED, 1 of 3 trials errored"
+    assert [row.config for row in snapshot.trials] == [{"lr": 0.1}, {"lr": 0.01}, {"lr": 1.0}]
+    assert snapshot.trials[0].metrics == {"loss": 0.5, "training_iteration": 3}  # no pid
+    assert snapshot.best_trial == "a_00001"
+    assert snapshot.progress == Progress(finished=2, errored=1)
+    assert snapshot.trials[2].error == "ValueError: loss is nan"
+    assert snapshot.trials[2].traceback_path.endswith("t_a_00002/error.txt")
+    assert snapshot.metric_columns == ["loss", "training_iteration", "acc"]
+    assert snapshot.exit_status() == 0
+    assert read_snapshot(watched(tmp_path / "exp", metric=None)).best_trial is None
+    assert read_snapshot(watched(tmp_path / "exp", mode="max")).best_trial == "a_00000"
+
+
+def test_a_pipe_gets_a_line_per_change_and_each_error_once(tmp_path):
+    folder = tmp_path / "exp"
+    running = [dict(TRIALS[0]), {**TRIALS[1], "status": "RUNNING", "result": {}}]
+    write_experiment(folder, running)
+    out = io.StringIO()
+    view = terminal._LineView(out)
+    first = dataclasses.replace(read_snapshot(watched(folder)), running=True)
+    view.show(first, watched(folder))
+    view.show(first, watched(folder))  # nothing changed: nothing said
+    assert out.getvalue().splitlines() == [
+        "sweep: 1 of 2 trials finished, 0 running, 0 pending, 0 errored, 1 stopped; best loss=0.5",
+        "trial a_00000 (lr=0.1): TERMINATED",
+        "trial a_00001 (lr=0.01): STOPPED",
+    ]
+    write_experiment(folder, TRIALS)
+    out.truncate(0)
+    out.seek(0)
+    last = read_snapshot(watched(folder))
+    view.show(last, watched(folder))
+    view.show(last, watched(folder))
+    view.end(last)
+    lines = out.getvalue().splitlines()
+    assert lines[:3] == [
+        "sweep: 2 of 3 trials finished, 0 running, 0 pending, 1 errored; best loss=0.25",
+        "trial a_00001 (lr=0.01): STOPPED -> TERMINATED",
+        "trial a_00002 (lr=1): ERROR",
+    ]
+    assert lines[3] == (
+        "trial a_00002 (lr=1) errored: ValueError: loss is nan (traceback in "
+        f"{folder}/t_a_00002/error.txt; radas logs --experiment sweep --trial a_00002)"
+    )
+    assert [line.split() for line in lines[4:8]] == [
+        ["trial", "status", "iter", "lr", "loss", "acc"],
+        ["a_00000", "TERMINATED", "3", "0.1", "0.5", "-"],
+        ["a_00001", "*", "TERMINATED", "3", "0.01", "0.25", "0.9"],
+        ["a_00002", "ERROR", "-", "1", "-", "-"],
+    ]
+    assert lines[8:] == [
+        "* best by loss (min)",
+        f"sweep: FINISHED, 1 of 3 trials errored (stored at {folder})",
+    ]
+
+
+def test_the_rich_table_shows_the_values_and_marks_the_best(tmp_path):
+    write_experiment(tmp_path / "exp", TRIALS)
+    snapshot = read_snapshot(watched(tmp_path / "exp"))
+    console = Console(file=io.StringIO(), force_terminal=True, width=120, record=True)
+    console.print(terminal.view(snapshot))
+    text = console.export_text(clear=False)
+    assert text.splitlines()[0].startswith("sweep: 2 of 3 trials finished")
+    best = next(line for line in text.splitlines() if "a_00001" in line)
+    assert "a_00001 *" in best and "0.25" in best and "0.9" in best
+    assert "* best by loss (min)" in text
+    assert "\x1b[1m" in console.export_text(styles=True)  # bold: the best row, the header
+
+
+def test_exit_statuses_are_those_of_radas_logs_follow():
+    row = TrialRow("t", "ERROR", {}, {})
+    base = Snapshot("x", "/p", False, "FINISHED", [], Progress(finished=2))
+    assert base.exit_status() == 0
+    assert dataclasses.replace(base, progress=Progress(finished=1, other=1)).exit_status() == 0
+    assert dataclasses.replace(base, failed=True).exit_status() == 1
+    every = dataclasses.replace(base, trials=[row], progress=Progress(errored=1))
+    assert every.exit_status() == 1
+    assert dataclasses.replace(base, problems=["damaged"]).exit_status() == 1  # nothing read
+    assert dataclasses.replace(base, progress=Progress()).exit_status() == 0  # empty
+
+
+def test_no_trials_yet_is_a_table_saying_so():
+    snapshot = Snapshot("x", "/p", True, "RUNNING", [], Progress(), elapsed_s=75)
+    assert terminal.progress_line(snapshot) == (
+        "x: 0 of 0 trials finished, 0 running, 0 pending, 0 errored; no trials reported yet; "
+        "0:01:15 elapsed"
+    )
+    assert terminal.plain_table(snapshot).splitlines() == [
+        "trial             status",
+        "(no reports yet)",
+    ]
