@@ -164,3 +164,15 @@ def test_no_trials_yet_is_a_table_saying_so():
         "trial             status",
         "(no reports yet)",
     ]
+
+
+class ClosedPipe(io.StringIO):
+    """A pipe whose reader went away (``radas watch NAME | head -1``)."""
+
+    def write(self, text: str) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+def test_a_reader_that_goes_away_ends_the_watching_quietly(tmp_path):
+    write_experiment(tmp_path / "exp", TRIALS)
+    assert terminal.watch(watched(tmp_path / "exp"), out=ClosedPipe()) == 141

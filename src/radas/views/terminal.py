@@ -19,6 +19,9 @@ Ctrl-C ends the watching (exit status 130); the experiment keeps running.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -132,13 +135,23 @@ def watch(
             time.sleep(every_s)
             snapshot = read_snapshot(watched)
             view.show(snapshot, watched)
+        view.close()
+        view.end(snapshot)
     except KeyboardInterrupt:
         view.close()
         view.say(f"stopped watching: {watched.label} keeps running (radas watch to see it again)")
         return 130
-    view.close()
-    view.end(snapshot)
+    except BrokenPipeError:  # radas watch NAME | head: the reader has what it wanted
+        _discard_output(out)
+        return 141  # as a process ended by SIGPIPE
     return snapshot.exit_status()
+
+
+def _discard_output(out: IO[str]) -> None:
+    """What is left in ``out``'s buffer goes nowhere (Python would report the broken pipe
+    again when it flushes at exit)."""
+    with contextlib.suppress(OSError, ValueError, io.UnsupportedOperation):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
 
 
 # --- what both views say --------------------------------------------------------------------

@@ -29,6 +29,7 @@ from radas.storage import locks, store
 from radas.storage.history_parts import flatten
 
 ITERATION = "training_iteration"
+METRIC_READS = 3
 
 
 @dataclass
@@ -44,6 +45,7 @@ class Watched:
     job_state: Callable[[], str | None] = lambda: None
     logs_hint: str = ""  # the radas logs command for its trials, "" when there is none
     metric_mode: tuple[str | None, str | None] | None = None  # read once tuner.pkl exists
+    metric_reads: int = 0
 
     @contextlib.contextmanager
     def reading(self) -> Iterator[None]:
@@ -211,8 +213,7 @@ def read_snapshot(watched: Watched, *, now: float | None = None) -> Snapshot:
             problems.append(str(err) if isinstance(err, RadasError) else _as_problem(err))
             states = []
         trials = [_row(watched, state) for state in states]
-        if watched.metric_mode is None and (watched.path / "tuner.pkl").exists():
-            watched.metric_mode = tune_state.stored_metric_and_mode(watched.path)
+        _read_metric_mode(watched)
         started = _start_time(watched.path) if running else None
     metric, mode = watched.metric_mode or (None, None)
     counts = TrialCounts.of(state.status for state in states)
@@ -231,6 +232,17 @@ def read_snapshot(watched: Watched, *, now: float | None = None) -> Snapshot:
         problems=list(dict.fromkeys(problems)),
         failed=job == "FAILED",
     )
+
+
+def _read_metric_mode(watched: Watched) -> None:
+    """The experiment's metric and mode from ``tuner.pkl``, once it is there: kept once
+    found, or after METRIC_READS reads without one (a file Tune was writing reads as none)."""
+    if watched.metric_mode is not None or not (watched.path / "tuner.pkl").exists():
+        return
+    found = tune_state.stored_metric_and_mode(watched.path)
+    watched.metric_reads += 1
+    if found[0] is not None or watched.metric_reads >= METRIC_READS:
+        watched.metric_mode = found
 
 
 def _as_problem(err: BaseException) -> str:
