@@ -28,7 +28,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import IO, TYPE_CHECKING, Any
 
-from radas.errors import InvalidArgumentError
+from radas.errors import InvalidArgumentError, RadasError
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
@@ -133,7 +133,11 @@ def watch(
         view.show(snapshot, watched)
         while snapshot.running:
             time.sleep(every_s)
-            snapshot = read_snapshot(watched)
+            try:
+                snapshot = read_snapshot(watched)
+            except RadasError as err:  # an object store that did not answer: read again
+                view.say_once(f"problem: {err} (radas reads it again)")
+                continue
             view.show(snapshot, watched)
         view.close()
         view.end(snapshot)
@@ -225,6 +229,11 @@ class _View:
                 self._said.add(f"error {row.trial_id}")
                 lines.append(error_line(row, watched))
         return lines
+
+    def say_once(self, line: str) -> None:
+        if line not in self._said:
+            self._said.add(line)
+            self.say(line)
 
     def show(self, snapshot: Snapshot, watched: Watched) -> None:
         raise NotImplementedError
