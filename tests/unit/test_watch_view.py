@@ -176,3 +176,18 @@ class ClosedPipe(io.StringIO):
 def test_a_reader_that_goes_away_ends_the_watching_quietly(tmp_path):
     write_experiment(tmp_path / "exp", TRIALS)
     assert terminal.watch(watched(tmp_path / "exp"), out=ClosedPipe()) == 141
+
+
+def test_a_table_taller_than_the_screen_keeps_the_trials_to_see_first():
+    statuses = ["TERMINATED"] * 6 + ["ERROR", "RUNNING", "PENDING", "PENDING"]
+    rows = [TrialRow(f"t{i}", status, {}, {}) for i, status in enumerate(statuses)]
+    snapshot = Snapshot(
+        "x", "/p", True, "RUNNING", rows, Progress(), metric="loss", mode="min", best_trial="t0"
+    )
+    kept = [row.trial_id for row in terminal.shown_first(snapshot, 4)]
+    assert kept == ["t0", "t5", "t6", "t7"]  # best, last finished, errored, running
+    console = Console(file=io.StringIO(), width=100, record=True)
+    console.print(terminal.trial_table(snapshot, 4))
+    text = " ".join(console.export_text().split())  # the caption wraps to the table's width
+    assert "* best by loss (min) 6 more trials: all in radas watch | cat" in text
+    assert terminal.shown_first(snapshot, None) == rows

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 EVERY_S = 2.0
 HEARTBEAT_S = 30.0  # in a pipe, the progress line at least this often while nothing changes
 BEST = "*"
+TABLE_LINES = 8  # what the live view shows besides the rows: progress, header, borders, caption
 EXAMPLES = (
     ("radas watch lr-sweep", "its table, redrawn every 2 s, until it ends"),
     ("radas watch lr-sweep --run-with cluster:dev", ""),
@@ -301,7 +302,8 @@ class _LiveView(_View):
     def show(self, snapshot: Snapshot, watched: Watched) -> None:
         for line in self.news(snapshot, watched):
             self._console.print(line, style="red", markup=False, highlight=False)
-        self._live.update(view(snapshot), refresh=True)
+        rows = max(self._console.size.height - TABLE_LINES, 3)
+        self._live.update(view(snapshot, rows), refresh=True)
 
     def close(self) -> None:
         self._live.stop()
@@ -311,31 +313,35 @@ class _LiveView(_View):
         self._console.print(status_line(snapshot), style=style, markup=False, highlight=False)
 
 
-def view(snapshot: Snapshot) -> RenderableType:
-    """The progress line over the table of trials, for rich."""
+def view(snapshot: Snapshot, max_rows: int | None = None) -> RenderableType:
+    """The progress line over the table of trials, for rich (at most ``max_rows`` trials)."""
     from rich.console import Group
     from rich.text import Text
 
-    return Group(Text(progress_line(snapshot), style="bold"), trial_table(snapshot))
+    return Group(Text(progress_line(snapshot), style="bold"), trial_table(snapshot, max_rows))
 
 
 STATUS_STYLES = {"TERMINATED": "green", "RUNNING": "cyan", "ERROR": "red", "STOPPED": "yellow"}
 
 
-def trial_table(snapshot: Snapshot) -> Table:
+def trial_table(snapshot: Snapshot, max_rows: int | None = None) -> Table:
     """The trials as a rich table; the best one marked (``*``, bold) with a caption saying by
-    which metric."""
+    which metric. Beyond ``max_rows`` trials, those to see first (``shown_first``)."""
     from rich.table import Table
     from rich.text import Text
 
     columns, headers = _columns(snapshot)
-    caption = None
+    rows = shown_first(snapshot, max_rows)
+    notes = []
     if snapshot.best_trial is not None:
-        caption = f"{BEST} best by {snapshot.metric} ({snapshot.mode})"
+        notes.append(f"{BEST} best by {snapshot.metric} ({snapshot.mode})")
+    if len(rows) < len(snapshot.trials):
+        notes.append(f"{len(snapshot.trials) - len(rows)} more trials: all in radas watch | cat")
+    caption = "\n".join(notes) or None
     table = Table(caption=caption, caption_justify="left", header_style="bold")
     for header in headers:
         table.add_column(header, overflow="fold")
-    for row in snapshot.trials:
+    for row in rows:
         best = row.trial_id == snapshot.best_trial
         cells = [Text(cell) for cell in _cells(row, columns, best)]  # never read as markup
         cells[1].stylize(STATUS_STYLES.get(row.status, ""))
@@ -343,6 +349,27 @@ def trial_table(snapshot: Snapshot) -> Table:
     if not snapshot.trials:
         table.add_row(*(["(no reports yet)"] + [""] * (len(headers) - 1)))
     return table
+
+
+PRIORITY = {"RUNNING": 0, "ERROR": 1, "TERMINATED": 3}  # then the rest: pending, stopped
+
+
+def shown_first(snapshot: Snapshot, max_rows: int | None) -> list[TrialRow]:
+    """At most ``max_rows`` trials, in trial order: the best, then running, errored,
+    finished (the last in trial order first) and the rest."""
+    if max_rows is None or len(snapshot.trials) <= max_rows:
+        return snapshot.trials
+    order = {row.trial_id: index for index, row in enumerate(snapshot.trials)}
+    ranked = sorted(
+        snapshot.trials,
+        key=lambda row: (
+            row.trial_id != snapshot.best_trial,
+            PRIORITY.get(row.status, 4),
+            -order[row.trial_id],
+        ),
+    )
+    kept = {row.trial_id for row in ranked[: max(max_rows, 1)]}
+    return [row for row in snapshot.trials if row.trial_id in kept]
 
 
 def plain_table(snapshot: Snapshot) -> str:
