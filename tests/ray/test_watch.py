@@ -259,6 +259,7 @@ def test_a_name_not_stored_says_where_radas_looked_and_how_to_list(project):
     for argv, error in [
         (["watch", "x", "--dir", str(project / "nowhere")], "--dir"),
         (["watch", "x", "--every", "0"], "--every 0"),
+        (["watch", str(project)], f"No stored experiment at {project}. `radas ls"),
         (["watch", "x", "--run-with", "cluster:no-such"], "No cluster named 'no-such'"),
     ]:
         result = subprocess.run([RADAS, *argv], capture_output=True, text=True, check=False)

@@ -130,7 +130,11 @@ def find_experiment(name: str, *, run_with: str, directory: str, user: str) -> W
         path = store.location(os.path.expanduser(name))
         info = read_experiment_info(path) or {}
         watched = Watched(str(info.get("experiment_name") or path.name), path, None, user)
-        return _checked(watched, f"No stored experiment at {path}.")
+        return _checked(
+            watched,
+            f"No stored experiment at {path}. `radas ls{user_option(user)}` lists the "
+            f"experiments of {user!r} stored on this machine, each with its path.",
+        )
     from radas.backends import get_backend
     from radas.errors import InvalidArgumentError
 
