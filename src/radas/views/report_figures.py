@@ -66,6 +66,7 @@ def draw_curves(
 
 def _overlay(curves: list[tuple[str, pd.DataFrame]], metric: str) -> bytes:
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     figure = Figure(figsize=(8, 4.2), dpi=DPI, layout="constrained")
     axes = figure.add_subplot()
@@ -73,6 +74,7 @@ def _overlay(curves: list[tuple[str, pd.DataFrame]], metric: str) -> bytes:
         axes.plot(
             rows["training_iteration"], rows[metric], marker=".", linewidth=1.2, label=trial_id
         )
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # iterations are whole
     axes.set_xlabel("training_iteration")
     axes.set_ylabel(metric)
     axes.set_title(f"{metric} of every trial")
@@ -84,6 +86,7 @@ def _overlay(curves: list[tuple[str, pd.DataFrame]], metric: str) -> bytes:
 
 def _panels(curves: list[tuple[str, pd.DataFrame]], metric: str, statuses: dict[str, str]) -> bytes:
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     columns = min(PANEL_COLUMNS, len(curves))
     rows_count = math.ceil(len(curves) / columns)
@@ -97,6 +100,7 @@ def _panels(curves: list[tuple[str, pd.DataFrame]], metric: str, statuses: dict[
         axes.plot(rows["training_iteration"], rows[metric], marker=".", color=colour)
         title = f"{trial_id} ({statuses[trial_id]})" if trial_id in statuses else trial_id
         axes.set_title(title, fontsize=9, color=colour)
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes.tick_params(labelsize=7)
         axes.grid(alpha=0.3)
     figure.supxlabel("training_iteration", fontsize=9)

@@ -322,6 +322,7 @@ tr.error td { background: #fdecea; }
 tr.running td, tr.pending td { color: #5b6475; }
 img { max-width: 100%; height: auto; border: 1px solid #e3e7ee; }
 figure { margin: 1em 0; }
+figure img { max-width: min(100%, 720px); }
 details.error { border: 1px solid #e5a29b; border-radius: 4px; margin: .5em 0;
   padding: .3em .7em; }
 details.error pre { overflow-x: auto; font-size: .85em; background: #faf7f7; padding: .6em; }
