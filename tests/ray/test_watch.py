@@ -181,6 +181,7 @@ def ended(tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_the_live_table_shows_metrics_and_marks_the_best_trial(ended):
     watched = find_experiment("ended", run_with="local", directory=str(ended), user="tester")
     output = io.StringIO()
@@ -207,6 +208,7 @@ def test_the_live_table_shows_metrics_and_marks_the_best_trial(ended):
     ]
 
 
+@pytest.mark.slow
 def test_an_ended_experiment_watched_in_a_pipe_prints_its_table_and_ends_at_once(ended):
     watch = Lines("ended", "--dir", str(ended), cwd=ended.parent)
     code, stderr = watch.end()
@@ -220,6 +222,7 @@ def test_an_ended_experiment_watched_in_a_pipe_prints_its_table_and_ends_at_once
 
 
 @pytest.mark.integrity("error")
+@pytest.mark.slow
 def test_every_trial_errored_is_exit_status_1(project):
     radas.run_experiment_sync(
         user_name="tester",
@@ -241,6 +244,7 @@ def test_every_trial_errored_is_exit_status_1(project):
 
 
 @pytest.mark.integrity("error")
+@pytest.mark.slow
 def test_a_name_not_stored_says_where_radas_looked_and_how_to_list(project):
     result = subprocess.run(
         [RADAS, "watch", "never-run", "--user", "bob"],
@@ -275,6 +279,7 @@ def copy_of(ended: Path, target: Path) -> Path:
 
 
 @pytest.mark.integrity("survive")
+@pytest.mark.slow
 def test_a_damaged_folder_is_named_and_what_can_be_read_is_shown(ended, tmp_path):
     folder = copy_of(ended, tmp_path / "damaged")
     for state in folder.glob("experiment_state-*.json"):

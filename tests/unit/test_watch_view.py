@@ -191,3 +191,18 @@ def test_a_table_taller_than_the_screen_keeps_the_trials_to_see_first():
     text = " ".join(console.export_text().split())  # the caption wraps to the table's width
     assert "* best by loss (min) 6 more trials: all in radas watch | cat" in text
     assert terminal.shown_first(snapshot, None) == rows
+
+
+def test_an_error_is_read_before_tunes_snapshot_names_its_file(tmp_path):
+    folder = tmp_path / "exp"
+    write_experiment(folder, TRIALS)
+    state_file = next(folder.glob("experiment_state-*.json"))
+    state = json.loads(state_file.read_text())
+    for pair in state["trial_data"]:  # Tune's snapshot without the error file yet
+        metadata = json.loads(pair[1])
+        metadata.pop("error_filename", None)
+        pair[1] = json.dumps(metadata)
+    state_file.write_text(json.dumps(state))
+    row = read_snapshot(watched(folder)).trials[2]
+    assert row.error == "ValueError: loss is nan"
+    assert row.traceback_path == str(folder / "t_a_00002" / "error.txt")

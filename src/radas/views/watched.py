@@ -261,9 +261,13 @@ def _row(watched: Watched, state: tune_state.TrialState) -> TrialRow:
         if key not in BOOKKEEPING_COLUMNS and key != "trial_id" and _shown(value)
     }
     error = tune_state.error_summary(watched.path, state)
+    if error is None and state.status == "ERROR":  # Tune's snapshot lags behind radas's file
+        lines = tune_state.error_text(watched.path, state).strip().splitlines()
+        error = lines[-1].strip() if lines else None
     traceback = ""
     if error is not None:
-        traceback = str(watched.path / state.trial_dir_name / (state.error_filename or ""))
+        name = state.error_filename or "error.txt"
+        traceback = str(watched.path / state.trial_dir_name / name)
     return TrialRow(
         trial_id=state.trial_id,
         status=state.status,
