@@ -4,7 +4,9 @@ not stored. The page in a real browser, on real experiments: tests/ray/test_repo
 
 from __future__ import annotations
 
+import os
 import re
+import time
 from datetime import datetime
 
 import pandas as pd
@@ -133,3 +135,19 @@ def test_an_output_that_cannot_be_a_file_is_refused_before_anything_is_read(proj
     assert cli.main(["report", "never-ran", "-o", "nowhere/r.html"]) == 1
     error = capsys.readouterr().err
     assert f"the folder {project / 'nowhere'} does not exist" in error
+
+
+def test_the_saved_figures_are_this_runs_own_and_not_another_experiments(tmp_path):
+    from radas.views.report_data import _figures_of
+
+    started = time.time() - 60
+    for name in ("_p_lr.png", "_p_lr-2.png", "_p_lr.live.png", "_p_lr_2.png", "_p_lr-2.csv"):
+        (tmp_path / name).write_bytes(b"x")
+    earlier_run = started - 3600
+    os.utime(tmp_path / "_p_lr.png", (earlier_run, earlier_run))
+    # an earlier run's figure, another experiment's (_p_lr_2) and a CSV are left out
+    assert [path.name for path in _figures_of(tmp_path, "_p_lr", started)] == [
+        "_p_lr-2.png",
+        "_p_lr.live.png",
+    ]
+    assert len(_figures_of(tmp_path, "_p_lr", None)) == 3  # no start recorded: all its own

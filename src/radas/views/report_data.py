@@ -259,24 +259,38 @@ def _tracebacks(location: _store.Location, trials: list[tune_state.TrialState]) 
 def saved_figures(location: _store.Location, info: dict[str, Any]) -> list[SavedFigure]:
     """The figure files saved for this experiment on this machine: radas's figures folder
     (``<full name>.png``, ``<full name>-2.png``, ...: what run_experiment and radas analyze
-    save without a plot_path), and figures at the top of the experiment's own folder."""
+    save without a plot_path; those older than the run's start are an earlier run's), and
+    figures at the top of the experiment's own folder."""
     candidates: list[Path | _store.UriPath] = []
     user = info.get("user_name")
     if isinstance(user, str):
         with contextlib.suppress(RadasError, OSError):
-            folder = figures_dir(user)
-            # <full name>.png, -2.png, ...; <full name>.live.png: the live figure of a script
-            own = re.compile(re.escape(location.name) + r"(-\d+|\.live)?")
-            candidates += sorted(
-                path
-                for path in folder.glob(f"{location.name}*")
-                if own.fullmatch(path.stem) and path.suffix.lower() in FIGURE_TYPES
-            )
+            candidates += _figures_of(figures_dir(user), location.name, _started(info))
     with contextlib.suppress(OSError):
         candidates += sorted(
             (p for p in location.iterdir() if p.name.lower().endswith(FIGURE_TYPES)), key=str
         )
     return [_figure(path) for path in candidates if not path.name.startswith(".")]
+
+
+def _figures_of(folder: Path, full_name: str, started: float | None) -> list[Path]:
+    # <full name>.png, -2.png, ...; <full name>.live.png: the live figure of a script
+    own = re.compile(re.escape(full_name) + r"(-\d+|\.live)?")
+    return sorted(
+        path
+        for path in folder.glob(f"{full_name}*")
+        if own.fullmatch(path.stem)
+        and path.suffix.lower() in FIGURE_TYPES
+        and (started is None or path.stat().st_mtime >= started)
+    )
+
+
+def _started(info: dict[str, Any]) -> float | None:
+    """When the stored run started (``radas_experiment.json``, local time to the second)."""
+    try:
+        return datetime.strptime(str(info["started"]), "%Y-%m-%dT%H:%M:%S").timestamp()
+    except (KeyError, ValueError):
+        return None
 
 
 def _figure(path: Path | _store.UriPath) -> SavedFigure:
