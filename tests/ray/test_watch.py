@@ -26,6 +26,7 @@ from ray import tune
 from rich.console import Console
 
 import radas
+from radas import cli
 from radas.core.naming import full_experiment_name
 from radas.storage import locks
 from radas.views import terminal
@@ -245,7 +246,7 @@ def test_every_trial_errored_is_exit_status_1(project):
 
 @pytest.mark.integrity("error")
 @pytest.mark.slow
-def test_a_name_not_stored_says_where_radas_looked_and_how_to_list(project):
+def test_a_name_not_stored_says_where_radas_looked_and_how_to_list(project, capsys):
     result = subprocess.run(
         [RADAS, "watch", "never-run", "--user", "bob"],
         cwd=project,
@@ -260,14 +261,15 @@ def test_a_name_not_stored_says_where_radas_looked_and_how_to_list(project):
     assert f"radas looked in {where}" in result.stderr
     assert "`radas ls --user bob` lists the experiments of 'bob'" in result.stderr
 
-    for argv, error in [
+    for argv, error in [  # the command in this process: each error as the CLI prints it
         (["watch", "x", "--dir", str(project / "nowhere")], "--dir"),
         (["watch", "x", "--every", "0"], "--every 0"),
         (["watch", str(project)], f"No stored experiment at {project}. `radas ls"),
         (["watch", "x", "--run-with", "cluster:no-such"], "No cluster named 'no-such'"),
     ]:
-        result = subprocess.run([RADAS, *argv], capture_output=True, text=True, check=False)
-        assert result.returncode == 1 and error in result.stderr, result.stderr
+        assert cli.main(argv) == 1
+        shown = capsys.readouterr()
+        assert shown.out == "" and error in shown.err, shown.err
 
 
 def copy_of(ended: Path, target: Path) -> Path:
