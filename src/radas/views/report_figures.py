@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 MAX_OVERLAY_TRIALS = 300  # trials drawn in the figure of every curve
 MAX_PANELS = 48  # trials drawn as a panel of their own
 PANEL_COLUMNS = 4
+PANEL_INCHES = (3.0, 2.2)  # each trial's panel
 DPI = 80
 ERROR_COLOUR = "#c0392b"
 
@@ -90,8 +91,12 @@ def _panels(curves: list[tuple[str, pd.DataFrame]], metric: str, statuses: dict[
 
     columns = min(PANEL_COLUMNS, len(curves))
     rows_count = math.ceil(len(curves) / columns)
-    figure = Figure(figsize=(3.0 * columns, 2.2 * rows_count), dpi=DPI, layout="constrained")
-    grid = figure.subplots(rows_count, columns, squeeze=False)
+    width, height = PANEL_INCHES[0] * columns, PANEL_INCHES[1] * rows_count
+    figure = Figure(figsize=(width, height), dpi=DPI)
+    # margins in inches, set by hand: a constrained layout of 48 panels costs seconds
+    spacing = dict(hspace=0.55, wspace=0.3, left=0.6 / width, right=1 - 0.15 / width)
+    spacing.update(top=1 - 0.3 / height, bottom=0.5 / height)
+    grid = figure.subplots(rows_count, columns, squeeze=False, gridspec_kw=spacing)
     for axes in grid.flat[len(curves) :]:
         axes.set_visible(False)
     for axes, (trial_id, rows) in zip(grid.flat, curves, strict=False):
