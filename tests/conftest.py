@@ -64,26 +64,13 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-# --- parallel runs, by hand (pytest-xdist: ``-n 2 --dist loadgroup``; scripts/test.sh runs the
-# suite in one process) ---------------------------------------------------------------------------
+# --- parallel runs (pytest-xdist ``-n 2 --dist loadgroup``, as scripts/test.sh runs the suite) ---
 # Each worker is a session of its own (its own RADAS_HOME, in-process Ray and local clusters).
 # The simulated-host bed and the autoscaling beds are machine-wide (network namespaces, Ray's
-# fake multi-node provider): the tests of each run in one worker, which builds it once.
-_ONE_WORKER = {
-    "test_hostbed.py": "hostbed",
-    "test_multihost.py": "hostbed",
-    "test_autoscaling.py": "autoscaling",
-    "test_autoscaling_gpu.py": "autoscaling",
-}
-
-
-def pytest_collection_modifyitems(config, items):
-    if not config.pluginmanager.hasplugin("xdist"):
-        return
-    for item in items:
-        group = _ONE_WORKER.get(item.path.name)
-        if group is not None:
-            item.add_marker(pytest.mark.xdist_group(group))
+# fake multi-node provider): their modules carry ``pytest.mark.xdist_group`` in ``pytestmark``
+# ("hostbed", "autoscaling"), so the tests of each run in one worker. (Marks added here, in
+# pytest_collection_modifyitems, come after xdist has read the groups: pytest-xdist#1241.)
+# tests/unit/test_parallel.py checks that the groups hold.
 
 
 # --- the fault-and-input suite (issue 11): every case is a test marked ``integrity(kind)`` ----

@@ -22,7 +22,7 @@ from radas.errors import JobFailedError, ResourceRequestError
 from support.autoscaling_bed import NodeType, proved_bed
 from support.waiting import wait_for
 
-pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.xdist_group("autoscaling")]
 
 NAME = "auto"
 

@@ -14,7 +14,7 @@ from ray import tune
 import radas
 from support.autoscaling_bed import NodeType, proved_bed
 
-pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.xdist_group("autoscaling")]
 
 NAME = "autogpu"
 

@@ -24,6 +24,7 @@ pytest_plugins = ["support.hostbed_fixtures"]
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.cluster,
+    pytest.mark.xdist_group("hostbed"),  # one worker: the bed is machine-wide
     pytest.mark.skipif(available() is not None, reason=str(available())),
 ]
 

@@ -39,6 +39,7 @@ pytest_plugins = ["support.hostbed_fixtures"]
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.cluster,
+    pytest.mark.xdist_group("hostbed"),  # one worker: the bed is machine-wide
     pytest.mark.skipif(available() is not None, reason=str(available())),
     # the bed's head is reached over plain http at 198.18.x: radas's warning about sending the
     # token that way (tested in test_cluster_jobs.py) is expected here
