@@ -82,30 +82,27 @@ def race(project: Path, name: str, run_with: str, *, loser_within_s: float = 180
     (project / "marks").mkdir(exist_ok=True)
     (project / "racer.py").write_text(RACER)
     outs = [project / f"racer-{n}.json" for n in (1, 2)]
-    processes = [
+    processes = [  # output to files: a full pipe nobody reads yet would hold a racer up
         subprocess.Popen(
             [sys.executable, "-u", "racer.py", name, run_with, str(out)],
             cwd=project,
-            stdout=subprocess.PIPE,
+            stdout=out.with_suffix(".log").open("w"),
             stderr=subprocess.STDOUT,
-            text=True,
             start_new_session=True,
         )
         for out in outs
     ]
     try:
-        wait_for(
-            lambda: all(out.with_suffix(".ready").exists() for out in outs), 180, "both racers"
-        )
+        wait_for(lambda: _both_ready(processes, outs), 300, "both racers to be ready")
         (project / "go").touch()
         # the loser returns at once; the winner's trials wait for the release file
         wait_for(
             lambda: any(out.exists() for out in outs), loser_within_s, "the first racer to return"
         )
         (project / "release").touch()
-        for process in processes:
-            output, _ = process.communicate(timeout=300)
-            assert process.returncode == 0, output
+        for process, out in zip(processes, outs, strict=True):
+            process.wait(timeout=300)
+            assert process.returncode == 0, out.with_suffix(".log").read_text()
         return [json.loads(out.read_text()) for out in outs]
     finally:
         (project / "release").touch()
@@ -113,6 +110,16 @@ def race(project: Path, name: str, run_with: str, *, loser_within_s: float = 180
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
+
+
+def _both_ready(processes: list[subprocess.Popen], outs: list[Path]) -> bool:
+    """Whether both racers are at the barrier; a racer that ended before it fails the test with
+    its output (its Ray did not start, say), instead of a wait that runs out."""
+    for process, out in zip(processes, outs, strict=True):
+        if not out.with_suffix(".ready").exists() and process.poll() is not None:
+            output = out.with_suffix(".log").read_text()
+            raise AssertionError(f"a racer ended before the start: {output}")
+    return all(out.with_suffix(".ready").exists() for out in outs)
 
 
 def assert_one_ran_and_one_was_refused(records: list[dict], *, names: tuple[str, ...]) -> dict:
