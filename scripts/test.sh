@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Run radas's test suite. Creates .venv (Python >= 3.10) and installs radas with its dev extras
-# first, so it works on a fresh machine.
+# first, and Debian's chromium for the report page's browser tests (as root; scripts/_browser.sh),
+# so it works on a fresh machine.
 #
 # Without arguments: the static checks (scripts/check: ruff format, ruff check, mypy, the docs
 # build), the release check (scripts/check-release: wheel and sdist built, installed in a fresh
@@ -18,6 +19,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/_venv.sh
 source scripts/_load.sh  # start_hogs / stop_hogs, ended with this script
+source scripts/_browser.sh  # ensure_chromium: the report page's browser tests
 
 under_load=0
 if [ "${1:-}" = "--under-load" ]; then
@@ -25,6 +27,8 @@ if [ "${1:-}" = "--under-load" ]; then
   shift
 fi
 ensure_venv ".[dev]"
+browser=0
+ensure_chromium || browser=$?  # missing: the browser tests skip, so a full run fails
 if [ "$under_load" = 1 ]; then
   start_hogs
 fi
@@ -32,7 +36,7 @@ if [ "$#" -gt 0 ]; then
   .venv/bin/python -m pytest "$@"
   exit
 fi
-status=0
+status=$browser
 echo "[radas] the static checks (scripts/check)"
 ./scripts/check || status=$?
 echo "[radas] the wheel and sdist as released, installed and run (scripts/check-release)"
