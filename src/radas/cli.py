@@ -55,6 +55,8 @@ EXAMPLES: dict[str, list[tuple[str, str]]] = {
         ("radas logs JOB_ID --cluster dev --follow", "a job's output until it ends"),
         ("radas stop JOB_ID --cluster dev", "stop a job (run_choice='restore' continues it)"),
         ("radas analyze lr-sweep --x config/lr --y loss -o lr.png", ""),
+        ("radas watch lr-sweep", "its trials live, until it ends"),
+        ("radas report lr-sweep", "the experiment's page, one HTML file readable offline"),
     ],
     "clusters": [("radas clusters", "every configured cluster: online or not, what is free")],
     "cluster": [
