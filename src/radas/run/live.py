@@ -8,19 +8,26 @@ never reads half a file), and the final figure is written into it at the end.
 
 A refresh reads the experiment as ``dos=["analyze"]`` does (a local run, a cluster's results
 root, an object store) with the call's own ``tuner_to_df_fn``, ``process_df_fn``,
-``plot_fn`` and ``plot_kwargs``, and draws in a worker thread, one refresh at a time; the
-next starts ``live`` seconds after one ends. Nothing is drawn before a trial has reported.
-A user function that fails on partial data (a column not there yet) is a ``RadasWarning``
-for that refresh, never the run's end.
+``plot_fn`` and ``plot_kwargs``, and draws in a thread of its own, one refresh at a time;
+the next starts ``live`` seconds after one ends. On Linux that thread runs at a lower CPU
+priority (niceness is per thread there): on a machine the trials keep busy it draws with
+the time they leave, and the sweep runs about as fast as without it (bench/bench_live.py).
+Nothing is drawn before a trial has reported. A user function that fails on partial data
+(a column not there yet) is a ``RadasWarning`` for that refresh, never the run's end.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
+import contextvars
 import dataclasses
+import functools
 import io
+import os
 import sys
+import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -35,6 +42,8 @@ from radas.storage.store import Location
 
 # what Tune fills into the last result of a trial that has not reported yet
 _NOT_REPORTED = BOOKKEEPING_COLUMNS | {"config", "trial_id"}
+# the drawing thread's niceness (Linux): the trials' processes come first
+DRAWING_NICENESS = 15
 # matplotlib backends that draw without a window: safe in a worker thread
 _WINDOWLESS_BACKENDS = ("agg", "pdf", "ps", "svg", "pgf", "cairo", "template")
 
@@ -72,7 +81,10 @@ class LiveFigure:
     in_notebook: bool = dataclasses.field(default_factory=lambda: _in_notebook())
     refreshes: int = 0  # figures drawn while it ran
     _handle: Any = dataclasses.field(default=None, init=False)
-    _drawing: asyncio.Task[Any] | None = dataclasses.field(default=None, init=False)
+    _drawing: asyncio.Future[Any] | None = dataclasses.field(default=None, init=False)
+    _drawer: concurrent.futures.ThreadPoolExecutor | None = dataclasses.field(
+        default=None, init=False
+    )
 
     def __post_init__(self) -> None:
         # drawn without saving: the final figure alone goes to plot_path / plot_format
@@ -91,6 +103,9 @@ class LiveFigure:
             _windowless_matplotlib()
             self.file_path.parent.mkdir(parents=True, exist_ok=True)
             print_info(f"live figure: {self.file_path}, redrawn every {self.interval_s:g} s")
+        self._drawer = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="radas-live-figure", initializer=_lower_priority
+        )
         task = asyncio.create_task(self._refresh_every_interval(run_choice, stored_before))
         try:
             yield
@@ -100,6 +115,7 @@ class LiveFigure:
                 await task
             if self._drawing is not None:  # a thread cannot be cancelled: it ends first
                 await asyncio.wait([self._drawing])
+            self._drawer.shutdown(wait=False)
 
     def show_final(self, figure: Any) -> None:
         """The final figure, where the live one was: into the notebook's display output (and
@@ -118,9 +134,11 @@ class LiveFigure:
     ) -> None:
         while True:
             await asyncio.sleep(self.interval_s)
-            self._drawing = asyncio.create_task(
-                asyncio.to_thread(self._draw, run_choice, stored_before)
+            # in the caller's context, as asyncio.to_thread would (a cluster's S3 endpoint)
+            draw = functools.partial(
+                contextvars.copy_context().run, self._draw, run_choice, stored_before
             )
+            self._drawing = asyncio.get_running_loop().run_in_executor(self._drawer, draw)
             png, problem = await asyncio.shield(self._drawing)
             self._drawing = None
             if problem:
@@ -189,6 +207,14 @@ async def following(live: LiveFigure | None, run_choice: str) -> AsyncIterator[N
         return
     async with live.following(run_choice):
         yield
+
+
+def _lower_priority() -> None:
+    """The drawing thread yields the CPU to the trials: a higher niceness for this thread
+    alone, on Linux (elsewhere it would be the whole process's: left as it is)."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), DRAWING_NICENESS)
 
 
 def _png(figure: Any) -> bytes:
