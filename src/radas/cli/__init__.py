@@ -8,31 +8,23 @@ status 1; a command given without what it needs prints its help and exits with s
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from radas.cli.common import USER_HELP, Commands
+from radas.cli.common import add_command as _add_command
+from radas.cli.common import examples as _examples
+from radas.cli.common import listing_hint as _listing_hint
+from radas.cli.common import user_of as _user
 from radas.errors import RadasError
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from radas.backends.client import ExperimentsClient
-
-PLOTS = (
-    "lineplot",
-    "scatterplot",
-    "barplot",
-    "boxplot",
-    "pointplot",
-    "heatmap",
-    "relplot",
-    "catplot",
-    "displot",
-)
 
 DESCRIPTION = (
     "radas runs Ray Tune sweeps by name, locally or as Ray Jobs on named clusters.\n"
@@ -44,55 +36,6 @@ USER_RULE = (
     "radas logs JOB_ID and radas stop JOB_ID act for the user who submitted the job, read from\n"
     "the job itself.\n\n"
     "A radas error prints its message and exits with status 1."
-)
-# (command, what it does) for each command's help; "" when the command says it all
-EXAMPLES: dict[str, list[tuple[str, str]]] = {
-    "radas": [
-        ("radas clusters", "which clusters are online, what is free"),
-        ("radas cluster up dev --num-cpus 8", "start a local cluster, registered as dev"),
-        ("radas ls", "your experiments stored on this machine"),
-        ("radas ls --cluster dev", "your jobs on cluster dev"),
-        ("radas logs JOB_ID --cluster dev --follow", "a job's output until it ends"),
-        ("radas stop JOB_ID --cluster dev", "stop a job (run_choice='restore' continues it)"),
-        ("radas analyze lr-sweep --x config/lr --y loss -o lr.png", ""),
-        ("radas watch lr-sweep", "its trials live, until it ends"),
-        ("radas report lr-sweep", "the experiment's page, one HTML file readable offline"),
-    ],
-    "clusters": [("radas clusters", "every configured cluster: online or not, what is free")],
-    "cluster": [
-        ("radas cluster up dev --num-cpus 8", "a local cluster named dev"),
-        ("radas cluster down dev", "stop it (refused while jobs run)"),
-    ],
-    "cluster up": [
-        ("radas cluster up dev", "all CPUs of this machine on one head node"),
-        ("radas cluster up dev --num-cpus 4 --workers 2 --worker-cpus 2", ""),
-    ],
-    "cluster down": [
-        ("radas cluster down dev", "refused while jobs run on it"),
-        ("radas cluster down dev --force", "stop its jobs gracefully first"),
-    ],
-    "ls": [
-        ("radas ls", "the default user's experiments on this machine"),
-        ("radas ls --user alice", "alice's"),
-        ("radas ls --cluster dev", "the default user's jobs on cluster dev"),
-        ("radas ls --json", "one JSON object, for scripts"),
-    ],
-    "stop": [("radas stop JOB_ID --cluster dev", "JOB_ID as radas ls --cluster dev shows it")],
-    "logs": [
-        ("radas logs JOB_ID --cluster dev", "everything the job printed so far"),
-        ("radas logs JOB_ID --cluster dev --follow", "stream it until the job ends"),
-        ("radas logs --experiment lr-sweep", "what each trial of a local experiment printed"),
-        ("radas logs --experiment lr-sweep --run-with cluster:dev --trial 3f2a1_00001", ""),
-    ],
-    "analyze": [
-        ("radas analyze lr-sweep --x config/lr --y loss -o lr.png", ""),
-        ("radas analyze lr-sweep --history --x training_iteration --y loss --hue config/lr", ""),
-        ("radas analyze lr-sweep --run-with cluster:dev --csv lr.csv", ""),
-        ("radas analyze s3://lab/results/alice/_home_alice_proj_lr_sweep --x a --y b", ""),
-    ],
-}
-USER_HELP = (
-    "whose experiments (default: $RADAS_USER, else user in the radas config, else your login name)"
 )
 
 
@@ -109,9 +52,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
-
-
-Commands = argparse._SubParsersAction  # what add_subparsers returns
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -135,7 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_cluster_commands(commands)
     _add_ls(commands)
     _add_job_commands(commands)
-    _add_analyze(commands)
+    from radas.cli import analyze  # radas analyze
+
+    analyze.add_command(commands)
     from radas.views import terminal  # radas watch
 
     terminal.add_command(commands)
@@ -143,25 +85,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     report_command.add_command(commands)
     return parser
-
-
-def _add_command(commands: Commands, name: str, summary: str) -> argparse.ArgumentParser:
-    """A sub-command: ``summary`` in the command list and atop its help, its examples below."""
-    return commands.add_parser(
-        name.rpartition(" ")[2],
-        help=summary,
-        description=summary[0].upper() + summary[1:] + ".",
-        epilog=_examples(name),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-
-
-def _examples(command: str) -> str:
-    """The examples of ``command``'s help, what each does aligned in a column."""
-    lines = ["examples:"]
-    for example, what in EXAMPLES[command]:
-        lines.append(f"  {example:<42} {what}".rstrip() if what else f"  {example}")
-    return "\n".join(lines)
 
 
 def _show_help(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
@@ -288,62 +211,6 @@ def _add_job_commands(commands: Commands) -> None:
         "when the job ended normally (finished or stopped), 1 when it failed or every trial "
         "errored",
     )
-
-
-def _add_analyze(commands: Commands) -> None:
-    analyze = _add_command(
-        commands, "analyze", "re-plot a stored experiment to a file (nothing is re-run)"
-    )
-    analyze.add_argument(
-        "experiment",
-        metavar="EXPERIMENT",
-        help="the experiment_name it was run with, or the URI of a stored experiment",
-    )
-    analyze.add_argument("--user", metavar="NAME", help=USER_HELP)
-    analyze.add_argument(
-        "--run-with", default="local", metavar="WHERE", help="'local' (default) or 'cluster:<name>'"
-    )
-    analyze.add_argument(
-        "--dir", default=".", help="the directory it was run from (default: this one)"
-    )
-    analyze.add_argument(
-        "--history", action="store_true", help="one row per report, not one per trial"
-    )
-    analyze.add_argument(
-        "--plot",
-        choices=PLOTS,
-        default="lineplot",
-        metavar="PLOT",
-        help=f"the seaborn plot: {', '.join(PLOTS)} (default: lineplot)",
-    )
-    columns = {
-        "x": "the column on the x axis (e.g. config/lr)",
-        "y": "the column on the y axis (e.g. loss)",
-        "hue": "the column that colours the lines or points",
-        "col": "the column that splits the figure into panels",
-        "style": "the column that sets the line or marker style",
-    }
-    for option, what in columns.items():
-        analyze.add_argument(f"--{option}", metavar="COLUMN", help=what)
-    analyze.add_argument(
-        "-o",
-        "--output",
-        metavar="FILE",
-        help="the figure's file: .png, .pdf or .svg (default: a file in radas's figures folder)",
-    )
-    analyze.add_argument("--csv", metavar="FILE", help="also write the DataFrame to this CSV file")
-    analyze.set_defaults(handler=_analyze)
-
-
-def _user(args: argparse.Namespace) -> tuple[str, str]:
-    """The user the command acts for, and where the name came from (``--user``, or the one
-    rule of ``radas.core.naming.default_user``)."""
-    from radas.core.naming import default_user, validate_user_name
-
-    if args.user is not None:
-        return validate_user_name(args.user), "--user"
-    user = default_user()
-    return user.name, user.source
 
 
 def _clusters(args: argparse.Namespace) -> None:
@@ -489,100 +356,3 @@ def _trial_output(args: argparse.Namespace) -> int:
     if not output:
         print(f"(no trial of {args.experiment} printed anything that radas kept; {path})")
     return 0
-
-
-@contextlib.contextmanager
-def _listing_hint(run_with: str, user: str) -> Iterator[None]:
-    """An ExperimentNotFoundError raised inside ends with the radas ls command that lists what
-    ``user`` has where it was looked for (with --cluster and --user where needed)."""
-    from radas.core.naming import user_option
-    from radas.core.spec import parse_run_with
-    from radas.errors import ExperimentNotFoundError
-
-    try:
-        yield
-    except ExperimentNotFoundError as err:
-        target = parse_run_with(run_with)  # parsed already before anything was looked up
-        option, there = (
-            (f" --cluster {target.cluster}", f"on {target}")
-            if target.kind == "cluster"
-            else ("", "stored on this machine")
-        )
-        raise ExperimentNotFoundError(
-            f"{err} `radas ls{option}{user_option(user)}` lists the experiments of {user!r} "
-            f"{there}."
-        ) from err
-
-
-def _analyze(args: argparse.Namespace) -> None:
-    import seaborn as sns
-
-    from radas.errors import InvalidArgumentError
-    from radas.experiment import analyze_stored_sync, run_experiment_sync
-    from radas.storage.store import is_uri
-
-    user, _ = _user(args)
-    plot_kwargs = {key: getattr(args, key) for key in ("x", "y", "hue", "col", "style")}
-    plot_kwargs = {key: value for key, value in plot_kwargs.items() if value is not None}
-    # -o and --csv are relative to where the command runs, not to --dir
-    output = os.path.abspath(args.output) if args.output else None
-    csv = _csv_target(args.csv) if args.csv else None
-    analysis_options = dict(
-        tuner_to_df_fn=(lambda tuner: tuner.get_history_dataframe()) if args.history else None,
-        plot_fn=getattr(sns, args.plot) if plot_kwargs else None,
-        plot_kwargs=plot_kwargs,
-        plot_path=output,
-        plot_format=None if output else ("png" if plot_kwargs else None),
-    )
-    if is_uri(args.experiment):  # a stored experiment's URI: read from there, no name
-        result = analyze_stored_sync(args.experiment, user_name=user, **analysis_options)
-    else:
-        if not os.path.isdir(args.dir):
-            what = "is not a directory" if os.path.exists(args.dir) else "does not exist"
-            raise InvalidArgumentError(
-                f"--dir {args.dir} {what}: give the directory the experiment was run from "
-                "(its full name includes it), or leave --dir out to use this one."
-            )
-        os.chdir(args.dir)
-        with _listing_hint(args.run_with, user):
-            result = run_experiment_sync(
-                user_name=user,
-                experiment_name=args.experiment,
-                run_with=args.run_with,
-                dos=["analyze"],
-                **analysis_options,
-            )
-    df = result.df
-    assert df is not None  # the analysis made it
-    print(df.head(20).to_string())
-    partial = "partial: the experiment is still running; " if result.partial else ""
-    print(f"({len(df)} rows; {partial}stored at {result.experiment_path})")
-    if csv:
-        df.to_csv(csv, index=False)
-        print(f"DataFrame written to {csv}")
-    if result.fig_path:
-        print(f"figure: {result.fig_path}")
-
-
-def _csv_target(csv: str) -> str:
-    """``--csv``'s file as an absolute path, refused before anything is read when it cannot
-    be written: its folder missing, or a folder in its place."""
-    from radas.errors import InvalidArgumentError
-
-    target = os.path.abspath(csv)
-    folder = os.path.dirname(target)
-    if os.path.isdir(target):
-        raise InvalidArgumentError(
-            f"--csv {csv}: {target} is a directory; give a file name, e.g. "
-            f"--csv {os.path.join(csv, 'results.csv')}."
-        )
-    if not os.path.isdir(folder):
-        raise InvalidArgumentError(
-            f"--csv {csv}: the folder {folder} does not exist. Create it first "
-            f"(mkdir -p {folder}), or give a path in an existing folder."
-        )
-    return target
-
-
-if __name__ == "__main__":
-    sys.exit(main())
