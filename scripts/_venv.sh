@@ -48,7 +48,8 @@ install_locked() {
   if "$venv/bin/uv" pip show --python "$venv/bin/python" radas >/dev/null 2>&1; then
     "$venv/bin/uv" pip uninstall --quiet --python "$venv/bin/python" radas
   fi
-  "$venv/bin/uv" pip install --quiet --python "$venv/bin/python" --constraint "$lock" "$@"
+  "$venv/bin/uv" pip install --quiet --compile-bytecode --python "$venv/bin/python" \
+    --constraint "$lock" "$@"
 }
 
 # ensure_venv EXTRAS: .venv with radas (editable) and EXTRAS (".[dev]" or ".[examples]"), at
