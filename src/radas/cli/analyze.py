@@ -69,7 +69,7 @@ def add_command(commands: Commands) -> None:
 def _analyze(args: argparse.Namespace) -> None:
     import seaborn as sns
 
-    from radas.errors import InvalidArgumentError
+    from radas.core.args import output_file, run_directory
     from radas.experiment import analyze_stored_sync, run_experiment_sync
     from radas.storage.store import is_uri
 
@@ -78,7 +78,7 @@ def _analyze(args: argparse.Namespace) -> None:
     plot_kwargs = {key: value for key, value in plot_kwargs.items() if value is not None}
     # -o and --csv are relative to where the command runs, not to --dir
     output = os.path.abspath(args.output) if args.output else None
-    csv = _csv_target(args.csv) if args.csv else None
+    csv = output_file(args.csv, flag="--csv", example="results.csv") if args.csv else None
     analysis_options = dict(
         tuner_to_df_fn=(lambda tuner: tuner.get_history_dataframe()) if args.history else None,
         plot_fn=getattr(sns, args.plot) if plot_kwargs else None,
@@ -89,13 +89,7 @@ def _analyze(args: argparse.Namespace) -> None:
     if is_uri(args.experiment):  # a stored experiment's URI: read from there, no name
         result = analyze_stored_sync(args.experiment, user_name=user, **analysis_options)
     else:
-        if not os.path.isdir(args.dir):
-            what = "is not a directory" if os.path.exists(args.dir) else "does not exist"
-            raise InvalidArgumentError(
-                f"--dir {args.dir} {what}: give the directory the experiment was run from "
-                "(its full name includes it), or leave --dir out to use this one."
-            )
-        os.chdir(args.dir)
+        os.chdir(run_directory(args.dir))
         with listing_hint(args.run_with, user):
             result = run_experiment_sync(
                 user_name=user,
@@ -114,23 +108,3 @@ def _analyze(args: argparse.Namespace) -> None:
         print(f"DataFrame written to {csv}")
     if result.fig_path:
         print(f"figure: {result.fig_path}")
-
-
-def _csv_target(csv: str) -> str:
-    """``--csv``'s file as an absolute path, refused before anything is read when it cannot
-    be written: its folder missing, or a folder in its place."""
-    from radas.errors import InvalidArgumentError
-
-    target = os.path.abspath(csv)
-    folder = os.path.dirname(target)
-    if os.path.isdir(target):
-        raise InvalidArgumentError(
-            f"--csv {csv}: {target} is a directory; give a file name, e.g. "
-            f"--csv {os.path.join(csv, 'results.csv')}."
-        )
-    if not os.path.isdir(folder):
-        raise InvalidArgumentError(
-            f"--csv {csv}: the folder {folder} does not exist. Create it first "
-            f"(mkdir -p {folder}), or give a path in an existing folder."
-        )
-    return target

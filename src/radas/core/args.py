@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import functools
 import inspect
+import os
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
@@ -86,3 +87,34 @@ def _type_names(types: type | tuple[type, ...]) -> str:
     if isinstance(types, type):
         types = (types,)
     return " or ".join(t.__name__ for t in types)
+
+
+def run_directory(directory: str) -> str:
+    """``--dir``: the directory an experiment was run from, as an absolute path;
+    InvalidArgumentError when it is not one (the experiment's full name includes it)."""
+    if not os.path.isdir(directory):
+        what = "is not a directory" if os.path.exists(directory) else "does not exist"
+        raise InvalidArgumentError(
+            f"--dir {directory} {what}: give the directory the experiment was run from "
+            "(its full name includes it), or leave --dir out to use this one."
+        )
+    return os.path.abspath(directory)
+
+
+def output_file(path: str, *, flag: str, example: str) -> str:
+    """A command's output file (``flag`` ``path``, relative to where the command runs) as an
+    absolute path, refused before anything is read when it cannot be written: a folder in its
+    place (``example``: a file name to suggest in it), or its folder missing."""
+    target = os.path.abspath(path)
+    folder = os.path.dirname(target)
+    if os.path.isdir(target):
+        raise InvalidArgumentError(
+            f"{flag} {path}: {target} is a directory; give a file name, e.g. "
+            f"{flag} {os.path.join(path, example)}."
+        )
+    if not os.path.isdir(folder):
+        raise InvalidArgumentError(
+            f"{flag} {path}: the folder {folder} does not exist. Create it first "
+            f"(mkdir -p {folder}), or give a path in an existing folder."
+        )
+    return target

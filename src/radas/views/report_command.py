@@ -9,7 +9,6 @@ command's parser and handler live here, next to what they run.
 from __future__ import annotations
 
 import argparse
-import os
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -72,12 +71,13 @@ def add_command(
 
 def run(args: argparse.Namespace) -> int:
     """Write the page and print where it went."""
+    from radas.core.args import output_file
     from radas.storage import store
     from radas.views.report_page import write_report
 
     output = args.output
     if output is not None and not store.is_uri(output):
-        output = _output_file(output)
+        output = output_file(output, flag="-o", example="report.html")
     if store.is_uri(args.experiment):
         written = write_report(args.experiment, output)
     else:
@@ -86,45 +86,19 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _output_file(output: str) -> str:
-    """``-o``'s file as an absolute path (relative to where the command runs, not to
-    ``--dir``), refused before anything is read when it cannot be written there."""
-    from radas.errors import InvalidArgumentError
-
-    target = os.path.abspath(output)
-    folder = os.path.dirname(target)
-    if os.path.isdir(target):
-        raise InvalidArgumentError(
-            f"-o {output}: {target} is a directory; give a file name, e.g. "
-            f"-o {os.path.join(output, 'report.html')}."
-        )
-    if not os.path.isdir(folder):
-        raise InvalidArgumentError(
-            f"-o {output}: the folder {folder} does not exist. Create it first "
-            f"(mkdir -p {folder}), or give a path in an existing folder."
-        )
-    return target
-
-
 def _report_of_name(args: argparse.Namespace, output: str | None) -> str:
     """The page of the experiment named ``args.experiment``, run from ``--dir`` with
     ``--run-with``: looked up where ``run_experiment(..., dos=["analyze"])`` would look."""
     from radas.backends import get_backend
+    from radas.core.args import run_directory
     from radas.core.naming import default_user, full_experiment_name, validate_user_name
-    from radas.errors import InvalidArgumentError
     from radas.results import tune_state
     from radas.results.listing import where_else
     from radas.storage import store
     from radas.views.report_page import write_report
 
-    if not os.path.isdir(args.dir):
-        what = "is not a directory" if os.path.exists(args.dir) else "does not exist"
-        raise InvalidArgumentError(
-            f"--dir {args.dir} {what}: give the directory the experiment was run from "
-            "(its full name includes it), or leave --dir out to use this one."
-        )
+    cwd = run_directory(args.dir)
     user = validate_user_name(args.user) if args.user is not None else default_user().name
-    cwd = os.path.abspath(args.dir)
     full_name = full_experiment_name(args.experiment, cwd=cwd)
     backend = get_backend(args.run_with)
     with backend.store_scope():  # a cluster's results: read through its own S3 endpoint

@@ -136,17 +136,11 @@ def find_experiment(name: str, *, run_with: str, directory: str, user: str) -> W
             f"experiments of {user!r} stored on this machine, each with its path.",
         )
     from radas.backends import get_backend
-    from radas.errors import InvalidArgumentError
+    from radas.core.args import run_directory
 
-    if not os.path.isdir(directory):
-        what = "is not a directory" if os.path.exists(directory) else "does not exist"
-        raise InvalidArgumentError(
-            f"--dir {directory} {what}: give the directory the experiment was run from (its "
-            "full name includes it), or leave --dir out to use this one."
-        )
+    cwd = run_directory(directory)
     target = parse_run_with(run_with)
     backend = get_backend(target)
-    cwd = os.path.abspath(directory)
     full_name = full_experiment_name(name, cwd=cwd)
     with backend.store_scope():
         path = store.location(backend.results_root(user)) / full_name
