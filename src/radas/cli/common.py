@@ -95,7 +95,7 @@ def user_of(args: argparse.Namespace) -> tuple[str, str]:
 def listing_hint(run_with: str, user: str) -> Iterator[None]:
     """An ExperimentNotFoundError raised inside ends with the radas ls command that lists what
     ``user`` has where it was looked for (with --cluster and --user where needed)."""
-    from radas.core.naming import user_option
+    from radas.core import naming
     from radas.core.spec import parse_run_with
     from radas.errors import ExperimentNotFoundError
 
@@ -103,12 +103,4 @@ def listing_hint(run_with: str, user: str) -> Iterator[None]:
         yield
     except ExperimentNotFoundError as err:
         target = parse_run_with(run_with)  # parsed already before anything was looked up
-        option, there = (
-            (f" --cluster {target.cluster}", f"on {target}")
-            if target.kind == "cluster"
-            else ("", "stored on this machine")
-        )
-        raise ExperimentNotFoundError(
-            f"{err} `radas ls{option}{user_option(user)}` lists the experiments of {user!r} "
-            f"{there}."
-        ) from err
+        raise ExperimentNotFoundError(f"{err} {naming.listing_hint(target, user)}.") from err

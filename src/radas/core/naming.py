@@ -7,8 +7,12 @@ import os
 import re
 import unicodedata
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from radas.errors import ClusterConfigError, InvalidNameError, RadasError
+
+if TYPE_CHECKING:
+    from radas.core.spec import RunTarget
 
 USER_NAME_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")
 MAX_FULL_NAME_LENGTH = 200
@@ -122,6 +126,20 @@ def default_user() -> DefaultUser:
         login = ""
     name = re.sub(r"[^A-Za-z0-9._-]", "_", login)[:64].strip(".") or "user"
     return DefaultUser(validate_user_name(name), "login name")
+
+
+def listing_hint(target: RunTarget, user_name: str) -> str:
+    """The ``radas ls`` command that lists ``user_name``'s experiments where ``target`` keeps
+    them, and where that is: "`radas ls --cluster dev` lists the experiments of 'alice' on
+    cluster:dev." (``--user`` only when the default user is someone else)."""
+    option, there = (
+        (f" --cluster {target.cluster}", f"on {target}")
+        if target.kind == "cluster"
+        else ("", "stored on this machine")
+    )
+    return (
+        f"`radas ls{option}{user_option(user_name)}` lists the experiments of {user_name!r} {there}"
+    )
 
 
 def user_option(user_name: str) -> str:

@@ -113,17 +113,11 @@ def _report_of_name(args: argparse.Namespace, output: str | None) -> str:
 def _not_stored(
     name: str, path: Location, cwd: str, user: str, target: RunTarget, elsewhere: str
 ) -> ExperimentNotFoundError:
-    from radas.core.naming import user_option
+    from radas.core.naming import listing_hint
     from radas.errors import ExperimentNotFoundError
 
-    option, there = (
-        (f" --cluster {target.cluster}", f"on {target}")
-        if target.kind == "cluster"
-        else ("", "stored on this machine")
-    )
     return ExperimentNotFoundError(
         f"No stored experiment {name!r} of {user!r} run from {cwd}: radas looked at {path} "
-        f"and found nothing there.{elsewhere} `radas ls{option}{user_option(user)}` lists the "
-        f"experiments of {user!r} {there}; give --dir (the folder it was run from), "
-        "--run-with or --user to name another."
+        f"and found nothing there.{elsewhere} {listing_hint(target, user)}; give --dir (the "
+        "folder it was run from), --run-with or --user to name another."
     )

@@ -162,18 +162,14 @@ def _checked(watched: Watched, not_found: str) -> Watched:
 
 
 def _not_found(name: str, path: store.Location, target: RunTarget, user: str, cwd: str) -> str:
+    from radas.core.naming import listing_hint
     from radas.results.listing import where_else
 
-    option, there = (
-        (f" --cluster {target.cluster}", f"on {target}")
-        if target.kind == "cluster"
-        else ("", "stored on this machine")
-    )
     return (
         f"No stored experiment {name!r} of user {user!r} run from {cwd}: radas looked in "
         f"{path} (the full name includes the directory it was run from: --dir)."
         f"{where_else(name, user_name=user, target=target, cwd=cwd)} "
-        f"`radas ls{option}{user_option(user)}` lists the experiments of {user!r} {there}."
+        f"{listing_hint(target, user)}."
     )
 
 
