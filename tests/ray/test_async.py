@@ -5,6 +5,8 @@ polling helper (radas.core.poll)."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -228,6 +230,43 @@ def test_the_same_local_experiment_started_while_it_runs_is_refused_not_queued(p
     results = asyncio.run(main())
     assert sorted(results["df"]["config/i"]) == [0, 1, 2, 3]
     assert len(intervals(marks, "twice")) == 4, "the refused run ran no trial"
+
+
+THREADED_RUNS = """
+import threading, radas
+from ray import tune
+
+def trainable(config):
+    tune.report({"score": config["x"] * 2})
+
+def run(name):
+    return radas.run_experiment_sync(
+        trainable=trainable, param_space={"x": tune.grid_search([1, 2])},
+        experiment_name=name, user_name="tester", run_choice="run",
+    )
+
+# the first run starts Ray, from a thread that then ends
+outcome = {}
+starter = threading.Thread(target=lambda: outcome.update(first=run("from-a-thread")))
+starter.start()
+starter.join()
+second = run("from-the-main-thread")
+print("scores", sorted(outcome["first"]["df"]["score"]), sorted(second["df"]["score"]))
+"""
+
+
+@pytest.mark.slow
+def test_ray_started_from_a_thread_that_ended_keeps_running(project):
+    """Ray's processes die with the thread that started them (PR_SET_PDEATHSIG): a first run
+    from a thread that ends then killed this process at its next call to Ray. radas starts Ray
+    on a thread of its own that lasts. In a process of its own: this one's Ray is started."""
+    script = project / "threaded.py"
+    script.write_text(THREADED_RUNS)
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert "scores [2, 4] [2, 4]" in done.stdout
 
 
 @pytest.mark.slow

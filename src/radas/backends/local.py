@@ -23,6 +23,7 @@ import copy
 import logging
 import math
 import os
+import queue
 import signal
 import threading
 from collections.abc import Callable, Iterator
@@ -204,18 +205,65 @@ def ensure_local_ray(runtime_env: dict[str, Any]) -> None:
     # Ray starts) on the loopback interface.
     keep_local_ray_on_loopback()
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-    with _environment_while_starting(tune_trial_environment()) as inherited:
-        ray.init(
-            address="local",
-            include_dashboard=False,
-            # ray.init adds keys to the dict it is given
-            runtime_env=copy.deepcopy(wanted) or None,
-            # Ray's start-up records (its banner, token-auth notice) only when asked for
-            logging_level=logging.INFO if ray_output_wanted() else logging.ERROR,
-            _node_ip_address="127.0.0.1",
-        )
-    inherited_by_workers(inherited)
+
+    def start() -> dict[str, str]:
+        with _environment_while_starting(tune_trial_environment()) as inherited:
+            ray.init(
+                address="local",
+                include_dashboard=False,
+                # ray.init adds keys to the dict it is given
+                runtime_env=copy.deepcopy(wanted) or None,
+                # Ray's start-up records (its banner, token-auth notice) only when asked for
+                logging_level=logging.INFO if ray_output_wanted() else logging.ERROR,
+                _node_ip_address="127.0.0.1",
+            )
+        return inherited
+
+    inherited_by_workers(_on_lasting_thread(start))
     _started_with = wanted
+
+
+def _on_lasting_thread(work: Callable[[], T]) -> T:
+    """``work()`` on a thread that lives as long as this process: this one if it is the main
+    thread, else radas's own thread, started once and never ended.
+
+    Ray's processes (GCS, raylet, ...) share the fate of the one that started them: Ray has
+    Linux kill each of them when its parent ends (``PR_SET_PDEATHSIG`` in
+    ``ray._private.utils.set_kill_on_parent_death_linux``), and Linux takes the *thread* that
+    started a process for its parent. Started from a thread that then ended (a script running
+    experiments from a thread pool), Ray died with it, and this process's next call to Ray
+    killed the process ("Failed to connect to GCS within 60 seconds")."""
+    if threading.current_thread() is threading.main_thread():
+        return work()
+    global _lasting_thread
+    with _lasting_thread_made:
+        if _lasting_thread is None:
+            _lasting_thread = threading.Thread(
+                target=_do_lasting_work, name="radas ray parent", daemon=True
+            )
+            _lasting_thread.start()
+    finished: concurrent.futures.Future[T] = concurrent.futures.Future()
+    _lasting_work.put((work, finished))
+    return finished.result()
+
+
+def _do_lasting_work() -> None:
+    """The lasting thread's loop (a daemon: it never ends before the process, nor holds up its
+    exit, and Ray's own exit handler still finds its processes alive)."""
+    while True:
+        work, finished = _lasting_work.get()
+        try:
+            finished.set_result(work())
+        except BaseException as err:  # raised in the thread that handed the work over
+            finished.set_exception(err)
+
+
+# The thread in-process Ray is started from when the main thread does not start it.
+_lasting_thread: threading.Thread | None = None
+_lasting_thread_made = threading.Lock()
+_lasting_work: queue.SimpleQueue[tuple[Callable[[], Any], concurrent.futures.Future[Any]]] = (
+    queue.SimpleQueue()
+)
 
 
 @contextlib.contextmanager
@@ -270,9 +318,9 @@ def release_leaked_resources() -> None:
 def _on_starting_thread(work: Callable[[], None]) -> None:
     """Run ``work`` on the thread whose event loop started this sweep, and wait for it (in
     any other thread: here). Ray is stopped and started there, as before sweeps had threads
-    of their own: restarted from a sweep's thread, the old session's core worker killed the
-    process ("Failed to connect to GCS"), and ``ray.init`` sets its SIGTERM handler only from
-    the main thread."""
+    of their own: ``ray.init`` sets its SIGTERM handler only from the main thread (and Ray's
+    processes must not be started from the sweep's thread, which ends: ``_on_lasting_thread``
+    sees to that in any thread but the main one)."""
     loop = _starting_loops.get(threading.get_ident())
     if loop is None:
         work()
