@@ -130,12 +130,16 @@ async def _stages(plan: Plan) -> ExperimentResult:
             file_path=live_figure_path(plan.options, default_figure_path),
             job_running=plan.backend.running_probe(plan.user_name, plan.full_name),
         )
-    if "run" in plan.dos:
-        spec, runtime_env = plan.sweep()
-        run_choice, outcome = await execute(plan, spec, runtime_env, experiment_path, live=live)
-    result = await load(plan, experiment_path, run_choice, outcome)
-    if "analyze" in plan.dos:
-        await analyze(result, plan.options, default_figure_path=default_figure_path, live=live)
+    try:
+        if "run" in plan.dos:
+            spec, runtime_env = plan.sweep()
+            run_choice, outcome = await execute(plan, spec, runtime_env, experiment_path, live=live)
+        result = await load(plan, experiment_path, run_choice, outcome)
+        if "analyze" in plan.dos:
+            await analyze(result, plan.options, default_figure_path=default_figure_path, live=live)
+    finally:
+        if live is not None:
+            await live.write_last_page()
     return result
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -84,6 +85,58 @@ def test_a_scripts_live_figure_is_redrawn_into_one_png(running_fake, project, ca
     assert live_png.read_bytes().startswith(PNG_START)  # the final figure, written last
     assert results["fig_path"] == str(project / "ab.png")  # the final figure as without live
     assert sorted(p.name for p in project.iterdir() if p.is_file()) == ["ab.live.png", "ab.png"]
+
+
+def test_the_report_page_is_rewritten_while_it_runs_then_reloads_no_more(
+    running_fake, project, capsys
+):
+    pages: list[str] = []
+
+    def page_rewritten_while_running() -> bool:
+        found = list((project / "results").rglob("report.html"))
+        if found and "still running" in (page := found[0].read_text()):
+            pages.append(page)
+        return len(set(pages)) >= 2  # two writes differ: each says when it was written
+
+    running_fake(page_rewritten_while_running)
+    results = run(live=1, plot_format="png")
+    [page_file] = (project / "results").rglob("report.html")
+    assert page_file.parent == Path(results["experiment_path"])  # beside the results
+    out = capsys.readouterr().out
+    assert f"[radas] report page: {page_file}, rewritten every 1 s while the" in out
+    assert all('<meta http-equiv="refresh" content="1">' in page for page in pages)
+    last = page_file.read_text()
+    assert 'http-equiv="refresh"' not in last and "still running" not in last
+    assert "TERMINATED" in last or "FINISHED" in last
+    # the call's final figure (radas's figures folder), saved before the last page was
+    assert f"<code>{results['fig_path']}</code>" in last
+
+
+@pytest.mark.integrity("survive")
+def test_a_report_page_that_cannot_be_written_is_a_warning_not_the_runs_end(
+    running_fake, project, monkeypatch
+):
+    from radas.views import report_page
+
+    def unwritable(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    with pytest.warns(RadasWarning) as record:
+
+        def warned_twice() -> bool:
+            said = [str(w.message) for w in record if "report page" in str(w.message)]
+            return len(said) >= 2
+
+        # the page's file alone: the live figure is still written
+        monkeypatch.setattr(report_page, "_files", SimpleNamespace(write_atomic=unwritable))
+        running_fake(warned_twice)
+        results = run(live=0.01)
+    said = {str(w.message) for w in record if "report page" in str(w.message)}
+    assert len(said) == 1, said
+    [message] = said
+    assert message.startswith("report page not rewritten this time: StorageError: Cannot write")
+    assert "(No space left on device)" in message
+    assert results["df"]["score"].notna().all()
 
 
 @pytest.mark.integrity("survive")

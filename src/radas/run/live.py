@@ -14,6 +14,11 @@ priority (niceness is per thread there): on a machine the trials keep busy it dr
 the time they leave, and the sweep runs about as fast as without it (bench/bench_live.py).
 Nothing is drawn before a trial has reported. A user function that fails on partial data
 (a column not there yet) is a ``RadasWarning`` for that refresh, never the run's end.
+
+Each refresh also rewrites the experiment's report page (``radas.views.report_page``: where
+``radas report`` puts it, ``report.html`` beside the results when this process can write
+there), which reloads itself in a browser as often while the experiment runs; once the call's
+figure is saved (or the run failed) it is written a last time, and reloads no more.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from radas.results.experiment_info import read_experiment_info
 from radas.results.tuner import BOOKKEEPING_COLUMNS, Tuner
 from radas.storage import files
 from radas.storage.store import Location
+from radas.views import report_page
 
 # what Tune fills into the last result of a trial that has not reported yet
 _NOT_REPORTED = BOOKKEEPING_COLUMNS | {"config", "trial_id"}
@@ -80,6 +86,8 @@ class LiveFigure:
     job_running: Callable[[], bool] | None = None
     in_notebook: bool = dataclasses.field(default_factory=lambda: _in_notebook())
     refreshes: int = 0  # figures drawn while it ran
+    report_path: str | None = None  # the report page, once written
+    _last_page_written: bool = dataclasses.field(default=False, init=False)
     _handle: Any = dataclasses.field(default=None, init=False)
     _drawing: asyncio.Future[Any] | None = dataclasses.field(default=None, init=False)
     _drawer: concurrent.futures.ThreadPoolExecutor | None = dataclasses.field(
@@ -117,6 +125,16 @@ class LiveFigure:
                 await asyncio.wait([self._drawing])
             self._drawer.shutdown(wait=False)
 
+    async def write_last_page(self) -> None:
+        """Once the call's figure is saved (or the run failed): the report page, if one was
+        written while the experiment ran, gets its final state and reloads itself no more."""
+        if self.report_path is None or self._last_page_written:
+            return
+        self._last_page_written = True
+        problem = await asyncio.to_thread(self._write_page)
+        if problem:
+            warn(f"report page not written at the end: {problem}", stacklevel=1)
+
     def show_final(self, figure: Any) -> None:
         """The final figure, where the live one was: into the notebook's display output (and
         not shown again below it) or the script's file."""
@@ -139,23 +157,45 @@ class LiveFigure:
                 contextvars.copy_context().run, self._draw, run_choice, stored_before
             )
             self._drawing = asyncio.get_running_loop().run_in_executor(self._drawer, draw)
-            png, problem = await asyncio.shield(self._drawing)
+            first_page = self.report_path is None
+            png, problem, page_problem = await asyncio.shield(self._drawing)
             self._drawing = None
             if problem:
                 warn(f"live figure not redrawn this time: {problem}", stacklevel=1)
+            if page_problem:
+                warn(f"report page not rewritten this time: {page_problem}", stacklevel=1)
+            if first_page and self.report_path is not None:
+                print_info(
+                    f"report page: {self.report_path}, rewritten every {self._page_refresh_s} s "
+                    "while the experiment runs"
+                )
             if png is not None:
                 self._show(png)
 
+    @property
+    def _page_refresh_s(self) -> int:
+        """How often the page reloads itself in a browser: the refresh interval, whole seconds."""
+        return max(1, round(self.interval_s))
+
     def _draw(
         self, run_choice: str, stored_before: dict[str, Any] | None
-    ) -> tuple[bytes | None, str]:
-        """(the figure as PNG, or None when there is nothing to draw yet; what went wrong)."""
+    ) -> tuple[bytes | None, str, str]:
+        """(the figure as PNG, or None when there is nothing to draw yet; what went wrong
+        drawing it; what went wrong writing the report page)."""
         try:
             # what a read finds damaged is said by the final read, not at every refresh
             with collected_warnings():
                 tuner = self._running_tuner(run_choice, stored_before)
-                if tuner is None:
-                    return None, ""
+        except Exception as err:  # a refresh never ends the run: said, tried again later
+            return None, f"{type(err).__name__}: {err}", ""
+        if tuner is None:
+            return None, "", ""
+        png, problem = self._figure_png(tuner)
+        return png, problem, self._write_page(refresh_s=self._page_refresh_s)
+
+    def _figure_png(self, tuner: Tuner) -> tuple[bytes | None, str]:
+        try:
+            with collected_warnings():
                 df = analysis.make_dataframe(tuner, self.options)
             drawn = analysis.plot(df, self._draw_options, self.file_path)
             if drawn is None:
@@ -170,6 +210,20 @@ class LiveFigure:
             if isinstance(err, analysis.UserFunctionError):
                 return None, str(err)
             return None, f"{type(err).__name__}: {err}"
+
+    def _write_page(self, refresh_s: int | None = None) -> str:
+        """Write the report page (where it went the first time); what went wrong, or ""."""
+        try:
+            with collected_warnings():
+                self.report_path = report_page.write_report(
+                    self.experiment_path,
+                    self.report_path,
+                    job_running=self.job_running,
+                    refresh_s=refresh_s,
+                )
+        except Exception as err:  # a refresh never ends the run: said, tried again later
+            return f"{type(err).__name__}: {err}"
+        return ""
 
     def _running_tuner(self, run_choice: str, stored_before: dict[str, Any] | None) -> Tuner | None:
         """The experiment, when this run of it has started and a trial has reported."""
