@@ -118,8 +118,9 @@ def test_a_name_not_stored_says_where_radas_looked_and_how_to_list_what_exists(
     assert cli.main(["report", "never-ran", "--user", "alice"]) == 1
     error = capsys.readouterr().err
     looked = radas_home / "ray-results" / "alice" / re.sub(r"\W", "_", f"{project}/never_ran")
-    assert f"No stored experiment 'never-ran' of 'alice' run from {project}" in error
-    assert f"radas looked at {looked} and found nothing there." in error
+    # the same lookup and words as radas watch
+    assert f"No stored experiment 'never-ran' of user 'alice' run from {project}" in error
+    assert f"radas looked in {looked} (the full name includes the directory it was run" in error
     assert "`radas ls" in error and "--user alice` lists the experiments of 'alice'" in error
     with pytest.raises(ExperimentNotFoundError, match=r"`radas ls` lists the experiments"):
         write_report(project / "not-an-experiment")

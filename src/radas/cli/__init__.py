@@ -14,12 +14,13 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from radas.cli.common import USER_HELP, Commands
+from radas.cli.common import Commands
 from radas.cli.common import add_command as _add_command
 from radas.cli.common import examples as _examples
 from radas.cli.common import listing_hint as _listing_hint
-from radas.cli.common import user_of as _user
 from radas.errors import RadasError
+from radas.views.experiment_args import USER_HELP
+from radas.views.experiment_args import user_of as _user
 
 if TYPE_CHECKING:
     import pandas as pd

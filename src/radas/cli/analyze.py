@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import os
 
-from radas.cli.common import USER_HELP, Commands, listing_hint, user_of
+from radas.cli.common import Commands, listing_hint
 from radas.cli.common import add_command as add_command_parser
+from radas.views.experiment_args import add_experiment_arguments, user_of
 
 PLOTS = (
     "lineplot",
@@ -25,18 +26,7 @@ def add_command(commands: Commands) -> None:
     analyze = add_command_parser(
         commands, "analyze", "re-plot a stored experiment to a file (nothing is re-run)"
     )
-    analyze.add_argument(
-        "experiment",
-        metavar="EXPERIMENT",
-        help="the experiment_name it was run with, or the URI of a stored experiment",
-    )
-    analyze.add_argument("--user", metavar="NAME", help=USER_HELP)
-    analyze.add_argument(
-        "--run-with", default="local", metavar="WHERE", help="'local' (default) or 'cluster:<name>'"
-    )
-    analyze.add_argument(
-        "--dir", default=".", help="the directory it was run from (default: this one)"
-    )
+    add_experiment_arguments(analyze, stored="the URI of a stored experiment")
     analyze.add_argument(
         "--history", action="store_true", help="one row per report, not one per trial"
     )

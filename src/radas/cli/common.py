@@ -1,5 +1,6 @@
 """What the radas command's parts share: the examples in each command's help, a command's
-parser, the user a command acts for, and the radas ls hint a not-found error ends with."""
+parser, and the radas ls hint a not-found error ends with (the user a command acts for:
+``radas.views.experiment_args.user_of``)."""
 
 from __future__ import annotations
 
@@ -53,9 +54,6 @@ EXAMPLES: dict[str, list[tuple[str, str]]] = {
         ("radas analyze s3://lab/results/alice/_home_alice_proj_lr_sweep --x a --y b", ""),
     ],
 }
-USER_HELP = (
-    "whose experiments (default: $RADAS_USER, else user in the radas config, else your login name)"
-)
 
 
 Commands = argparse._SubParsersAction  # what add_subparsers returns
@@ -78,17 +76,6 @@ def examples(command: str) -> str:
     for example, what in EXAMPLES[command]:
         lines.append(f"  {example:<42} {what}".rstrip() if what else f"  {example}")
     return "\n".join(lines)
-
-
-def user_of(args: argparse.Namespace) -> tuple[str, str]:
-    """The user the command acts for, and where the name came from (``--user``, or the one
-    rule of ``radas.core.naming.default_user``)."""
-    from radas.core.naming import default_user, validate_user_name
-
-    if args.user is not None:
-        return validate_user_name(args.user), "--user"
-    user = default_user()
-    return user.name, user.source
 
 
 @contextlib.contextmanager

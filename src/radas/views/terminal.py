@@ -29,6 +29,7 @@ from datetime import timedelta
 from typing import IO, TYPE_CHECKING, Any
 
 from radas.errors import InvalidArgumentError, RadasError
+from radas.views.experiment_args import add_experiment_arguments, user_of
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
@@ -61,23 +62,7 @@ def add_command(commands: Any) -> None:
         epilog="\n".join(lines),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    watch.add_argument(
-        "experiment",
-        metavar="EXPERIMENT",
-        help="the experiment_name it was run with, or the path or URI of a stored experiment",
-    )
-    watch.add_argument(
-        "--user",
-        metavar="NAME",
-        help="whose experiment (default: $RADAS_USER, else user in the radas config, else your "
-        "login name)",
-    )
-    watch.add_argument(
-        "--run-with", default="local", metavar="WHERE", help="'local' (default) or 'cluster:<name>'"
-    )
-    watch.add_argument(
-        "--dir", default=".", help="the directory it was run from (default: this one)"
-    )
+    add_experiment_arguments(watch)
     watch.add_argument(
         "--every",
         type=float,
@@ -97,7 +82,6 @@ def _exit_statuses() -> str:
 
 
 def watch_command(args: argparse.Namespace) -> int:
-    from radas.core.naming import default_user, validate_user_name
     from radas.views.watched import find_experiment
 
     if not args.every > 0:
@@ -105,7 +89,7 @@ def watch_command(args: argparse.Namespace) -> int:
             f"--every {args.every:g}: give how often to read the experiment in seconds, more "
             "than 0 (e.g. --every 5)."
         )
-    user = validate_user_name(args.user) if args.user is not None else default_user().name
+    user, _ = user_of(args)
     watched = find_experiment(
         args.experiment, run_with=args.run_with, directory=args.dir, user=user
     )

@@ -53,6 +53,11 @@ class Watched:
         with self.scope():
             yield
 
+    def job_running(self) -> bool:
+        """Whether its cluster job is pending or running now (False for a local one: its
+        lock tells)."""
+        return self.job_state() in ("PENDING", "RUNNING")
+
 
 @dataclass(frozen=True)
 class TrialRow:
