@@ -93,6 +93,8 @@ def test_every_flag_of_cluster_up_down_and_clusters():
         assert up.returncode == 0, up.stdout + up.stderr
         assert f"local cluster {name!r} is up" in up.stdout
         assert "2 CPUs on the head, 1 worker node(s)" in up.stdout
+        temp_dirs = [Path(node_temp_dir(name, node)) for node in ("head", "w1")]
+        assert all(folder.is_dir() for folder in temp_dirs)
 
         listing = radas_command("clusters")
         assert listing.returncode == 0, listing.stdout + listing.stderr
@@ -105,6 +107,7 @@ def test_every_flag_of_cluster_up_down_and_clusters():
         down = radas_command("cluster", "down", name, "--force")
     assert down.returncode == 0, down.stdout + down.stderr
     assert f"local cluster {name!r} stopped (its results are kept)" in down.stdout
+    assert [folder for folder in temp_dirs if folder.exists()] == []  # Ray's session files
 
     again = radas_command("cluster", "down", name)
     assert again.returncode == 1 and f"local cluster {name!r} is not running" in again.stdout

@@ -37,6 +37,7 @@ from radas.clusters.node_processes import (
     kill_group,
     node_temp_dir,
     ray_command,
+    remove_node_temp_dirs,
     spawn,
     stop_group,
 )
@@ -116,8 +117,11 @@ class LocalCluster:
 
     def stop(self) -> None:
         """Stop every node, then every job driver they leave behind (Ray starts each driver
-        in a session of its own, which outlives the node for a moment or for good)."""
+        in a session of its own, which outlives the node for a moment or for good), then
+        remove the nodes' temp dirs (Ray's session logs, the jobs' unpacked working dirs:
+        ``radas logs`` reads a job's log only while the cluster runs). The results stay."""
         self._end_processes()
+        remove_node_temp_dirs(self.name)
         print_info(f"local cluster {self.name!r} stopped (its results are kept)")
 
     def _end_processes(self) -> None:

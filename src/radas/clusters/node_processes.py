@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -61,6 +62,14 @@ def node_temp_dir(name: str, node: str) -> str:
     another node's runtime-env files with it). Short, for Ray's socket path length limit."""
     digest = hashlib.sha1(f"{radas_home()}/{name}".encode()).hexdigest()[:8]
     return str(Path(tempfile.gettempdir()) / f"radas-{digest}-{node}")
+
+
+def remove_node_temp_dirs(name: str) -> None:
+    """Remove the temp dirs of every node cluster ``name`` had (its processes ended): Ray's
+    session files and logs, and the jobs' unpacked working dirs."""
+    head = Path(node_temp_dir(name, "head"))
+    for folder in head.parent.glob(head.name.removesuffix("head") + "*"):
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def spawn(command: list[str], env: dict[str, str], log: Path) -> int:
