@@ -8,8 +8,6 @@ knows exactly what is finished while it reads.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import textwrap
 import threading
 from pathlib import Path
@@ -22,6 +20,7 @@ from radas import cli
 from radas.clusters import get_cluster_availability
 from radas.core.naming import full_experiment_name
 from radas.errors import ExperimentNotFoundError, RadasWarning
+from support.held_sweep import held_sweep
 from support.waiting import wait_for
 
 TRAINABLE = textwrap.dedent(
@@ -69,17 +68,7 @@ def analyze(**kwargs):
 
 @pytest.mark.slow
 def test_a_local_experiment_running_in_another_process_reads_as_partial(project, capsys):
-    (project / "run_partial.py").write_text(SCRIPT)
-    release = project / "release"
-    process = subprocess.Popen(
-        [sys.executable, "run_partial.py", str(release)],
-        cwd=project,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    try:
+    with held_sweep(project, SCRIPT) as sweep:
         path = Path(radas.get_ray_results_dir("alice")) / full_experiment_name(
             "partial", cwd=str(project)
         )
@@ -111,13 +100,7 @@ def test_a_local_experiment_running_in_another_process_reads_as_partial(project,
         assert cli.main(["analyze", "partial", "--user", "alice"]) == 0
         assert "(3 rows; partial: the experiment is still running;" in capsys.readouterr().out
 
-        release.touch()
-        output, _ = process.communicate(timeout=180)
-        assert process.returncode == 0, output
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, 9)
-            process.wait()
+        sweep.finish()
 
     done = analyze(experiment_name="partial")
     assert done["partial"] is False and not done["tuner"].is_running

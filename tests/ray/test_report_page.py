@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +23,7 @@ from radas import cli
 from radas.core.naming import full_experiment_name
 from radas.views.report_page import write_report
 from support.browser import broken_images, browser, column_values, needs_chromium, open_page
+from support.held_sweep import held_sweep
 from support.waiting import wait_for
 
 USER = "report-user"
@@ -218,17 +217,7 @@ WAITING_SCRIPT = textwrap.dedent(
 @pytest.mark.integrity("survive")
 @pytest.mark.slow
 def test_a_running_experiment_with_no_reports_yet_renders_and_then_refreshes(project):
-    (project / "run_waiting.py").write_text(WAITING_SCRIPT)
-    release = project / "release"
-    process = subprocess.Popen(
-        [sys.executable, "run_waiting.py", str(release)],
-        cwd=project,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    try:
+    with held_sweep(project, WAITING_SCRIPT) as sweep:
         path = Path(radas.get_ray_results_dir(USER)) / full_experiment_name(
             "not-yet", cwd=str(project)
         )
@@ -243,13 +232,7 @@ def test_a_running_experiment_with_no_reports_yet_renders_and_then_refreshes(pro
         assert "RUNNING, 0 of 2 trials finished" in page
         assert '<meta http-equiv="refresh" content="10">' in page  # reloads while it runs
         assert "No reports yet" in page and page.count('<tr class="running">') == 2
-        release.touch()
-        output, _ = process.communicate(timeout=180)
-        assert process.returncode == 0, output
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, 9)
-            process.wait()
+        sweep.finish()
     page = Path(write_report(path, refresh_s=10)).read_text()
     assert "FINISHED" in page and "still running" not in page
     assert 'http-equiv="refresh"' not in page  # ended: nothing changes any more
