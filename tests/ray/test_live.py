@@ -222,3 +222,8 @@ def test_a_cluster_job_is_drawn_live_by_its_run_and_by_an_attach_from_another_pr
     assert job_png.torn == [] and attach_png.torn == []
     assert job["results"]["fig"] is not None
     assert job["results"]["df"].groupby("trial_id").size().min() >= 3  # the history's rows
+    # the report page beside the results, rewritten by both followers, last in its final state
+    assert f"report page: {job['results']['experiment_path']}/report.html" in output
+    page = (Path(job["results"]["experiment_path"]) / "report.html").read_text()
+    assert "still running" not in page and 'http-equiv="refresh"' not in page
+    assert "2 finished, 0 errored, 2 trials" in page

@@ -35,7 +35,7 @@ import sys
 import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from radas.core.console import collected_warnings, print_info, warn
 from radas.errors import ExperimentNotFoundError
@@ -46,6 +46,7 @@ from radas.storage import files
 from radas.storage.store import Location
 from radas.views import report_page
 
+T = TypeVar("T")
 # what Tune fills into the last result of a trial that has not reported yet
 _NOT_REPORTED = BOOKKEEPING_COLUMNS | {"config", "trial_id"}
 # the drawing thread's niceness (Linux): the trials' processes come first
@@ -152,25 +153,32 @@ class LiveFigure:
     ) -> None:
         while True:
             await asyncio.sleep(self.interval_s)
-            # in the caller's context, as asyncio.to_thread would (a cluster's S3 endpoint)
-            draw = functools.partial(
-                contextvars.copy_context().run, self._draw, run_choice, stored_before
-            )
-            self._drawing = asyncio.get_running_loop().run_in_executor(self._drawer, draw)
-            first_page = self.report_path is None
-            png, problem, page_problem = await asyncio.shield(self._drawing)
-            self._drawing = None
+            started, png, problem = await self._in_drawer(self._draw, run_choice, stored_before)
             if problem:
                 warn(f"live figure not redrawn this time: {problem}", stacklevel=1)
-            if page_problem:
-                warn(f"report page not rewritten this time: {page_problem}", stacklevel=1)
-            if first_page and self.report_path is not None:
-                print_info(
-                    f"report page: {self.report_path}, rewritten every {self._page_refresh_s} s "
-                    "while the experiment runs"
-                )
-            if png is not None:
+            if png is not None:  # shown at once: the page is slower, and the run may end
                 self._show(png)
+            if started:  # this run has reported: its page too
+                first_page = self.report_path is None
+                problem = await self._in_drawer(self._write_page, self._page_refresh_s)
+                if problem:
+                    warn(f"report page not rewritten this time: {problem}", stacklevel=1)
+                if first_page and self.report_path is not None:
+                    print_info(
+                        f"report page: {self.report_path}, rewritten every "
+                        f"{self._page_refresh_s} s while the experiment runs"
+                    )
+
+    async def _in_drawer(self, work: Callable[..., T], *args: Any) -> T:
+        """``work(*args)`` in the drawing thread, in the caller's context (as asyncio.to_thread
+        would: a cluster's S3 endpoint); when the refresh task is cancelled, it ends first."""
+        run = functools.partial(contextvars.copy_context().run, work, *args)
+        self._drawing = asyncio.get_running_loop().run_in_executor(self._drawer, run)
+        try:
+            return await asyncio.shield(self._drawing)
+        finally:
+            if self._drawing.done():
+                self._drawing = None
 
     @property
     def _page_refresh_s(self) -> int:
@@ -179,19 +187,18 @@ class LiveFigure:
 
     def _draw(
         self, run_choice: str, stored_before: dict[str, Any] | None
-    ) -> tuple[bytes | None, str, str]:
-        """(the figure as PNG, or None when there is nothing to draw yet; what went wrong
-        drawing it; what went wrong writing the report page)."""
+    ) -> tuple[bool, bytes | None, str]:
+        """(whether this run has started and reported; the figure as PNG, or None when there is
+        nothing to draw yet; what went wrong drawing it)."""
         try:
             # what a read finds damaged is said by the final read, not at every refresh
             with collected_warnings():
                 tuner = self._running_tuner(run_choice, stored_before)
         except Exception as err:  # a refresh never ends the run: said, tried again later
-            return None, f"{type(err).__name__}: {err}", ""
+            return False, None, f"{type(err).__name__}: {err}"
         if tuner is None:
-            return None, "", ""
-        png, problem = self._figure_png(tuner)
-        return png, problem, self._write_page(refresh_s=self._page_refresh_s)
+            return False, None, ""
+        return True, *self._figure_png(tuner)
 
     def _figure_png(self, tuner: Tuner) -> tuple[bytes | None, str]:
         try:
