@@ -9,8 +9,10 @@ import io
 import json
 from pathlib import Path
 
+import pytest
 from rich.console import Console
 
+from radas.results import tune_state
 from radas.storage import store
 from radas.views import terminal
 from radas.views.watched import Progress, Snapshot, TrialRow, Watched, read_snapshot
@@ -206,3 +208,31 @@ def test_an_error_is_read_before_tunes_snapshot_names_its_file(tmp_path):
     row = read_snapshot(watched(folder)).trials[2]
     assert row.error == "ValueError: loss is nan"
     assert row.traceback_path == str(folder / "t_a_00002" / "error.txt")
+
+
+@pytest.mark.integrity("survive")
+def test_an_error_radas_recorded_before_tunes_snapshot_caught_up_keeps_its_message(tmp_path):
+    """Under load Tune's last snapshot can still say RUNNING (no error file named) for a trial
+    radas recorded as ERROR: the status came from the records and the error was None in the
+    DataFrame. Tune writes error.txt before radas records the end: it is read."""
+    folder = tmp_path / "exp"
+    running = [
+        dict(trial, status="RUNNING") if trial["id"] == "a_00002" else trial for trial in TRIALS
+    ]
+    write_experiment(folder, running)
+    (folder / "t_a_00002").mkdir()
+    (folder / "t_a_00002" / "error.txt").write_text("Traceback ...\nSystemExit: bye now\n")
+    records: dict = {
+        trial["id"]: {
+            "status": "ERROR" if trial["id"] == "a_00002" else trial["status"],
+            "last_result": trial.get("result", {}),
+            "config": trial["config"],
+        }
+        for trial in TRIALS
+    }
+    records[tune_state.RECORDS_FORMAT_KEY] = {"version": tune_state.RECORDS_FORMAT}
+    tune_state.write_trial_records(folder, records)
+    trial = tune_state.load_trial_states(folder, running=False)[2]
+    assert trial.status == "ERROR"
+    assert tune_state.error_summary(folder, trial) == "SystemExit: bye now"
+    assert read_snapshot(watched(folder)).trials[2].error == "SystemExit: bye now"

@@ -38,6 +38,7 @@ TERMINAL_STATUSES = ("TERMINATED", "ERROR")
 STARTED_STATUSES = ("RUNNING", "PAUSED")  # started, not ended (Tune's names)
 STOPPED = "STOPPED"  # radas's name for a started trial that did not end, once nothing runs
 TRIAL_RECORDS_FILE = "radas_trials.json"
+TUNE_ERROR_FILE = "error.txt"  # the traceback Tune writes into a failed trial's folder
 # In the records of radas versions that record each trial's end as it happens: there, a trial
 # Tune's state calls TERMINATED without a recorded end did not get its results stored.
 RECORDS_FORMAT_KEY = "_radas_records_format"
@@ -247,6 +248,8 @@ def load_trial_states(
         if trial.status not in TERMINAL_STATUSES and ended_in_records(record):
             trial.status = record["status"]
             trial.last_result = record["last_result"]
+            if trial.status == "ERROR":  # Tune wrote its error file before radas's record
+                trial.error_filename = trial.error_filename or TUNE_ERROR_FILE
         elif trial.status in STARTED_STATUSES or (
             trial.status == "PENDING" and record.get("status") == "RUNNING"  # a newer start
         ):
@@ -280,6 +283,7 @@ def _rebuild_trial_states(
             config=record.get("config") or {},
             last_result=record.get("last_result") or {},
             trial_dir_name=record.get("trial_dir_name") or "",
+            error_filename=TUNE_ERROR_FILE if record.get("status") == "ERROR" else None,
         )
         for trial_id, record in records.items()
         if "config" in record
@@ -352,7 +356,7 @@ def trial_error(experiment_path: _store.AnyPath, trial: TrialState) -> BaseExcep
 
 def error_text(experiment_path: _store.AnyPath, trial: TrialState) -> str:
     """The whole traceback text a failed trial left (empty if none)."""
-    name = trial.error_filename or "error.txt"
+    name = trial.error_filename or TUNE_ERROR_FILE
     try:
         error_file = _store.location(experiment_path) / trial.trial_dir_name / name
         return error_file.read_text(errors="replace")

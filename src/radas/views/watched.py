@@ -261,7 +261,7 @@ def _row(watched: Watched, state: tune_state.TrialState) -> TrialRow:
         error = lines[-1].strip() if lines else None
     traceback = ""
     if error is not None:
-        name = state.error_filename or "error.txt"
+        name = state.error_filename or tune_state.TUNE_ERROR_FILE
         traceback = str(watched.path / state.trial_dir_name / name)
     return TrialRow(
         trial_id=state.trial_id,
