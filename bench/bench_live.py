@@ -1,4 +1,5 @@
-"""What a live figure costs a local sweep: the same sweep with and without ``live=``.
+"""What a live figure costs a local sweep: the same sweep with and without ``live=`` (each
+refresh draws the figure and rewrites the report page).
 
     python bench/bench_live.py                 # 3 rounds, live=10
     python bench/bench_live.py --live 2 --rounds 5 --reports 500
