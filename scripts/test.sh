@@ -5,8 +5,8 @@
 #
 # Without arguments: the static checks (scripts/check: ruff format, ruff check, mypy, the docs
 # build), the release check (scripts/check-release: wheel and sdist built, installed in a fresh
-# venv and run), the whole suite on the newest supported Ray (.venv) in one process
-# (RADAS_TEST_WORKERS=N for N), then a focused subset on the oldest
+# venv and run), the whole suite on the newest supported Ray (.venv) in two processes
+# (pytest-xdist; RADAS_TEST_WORKERS=N for N, 1 for one process), then a focused subset on the oldest
 # (scripts/test-oldest-ray.sh, in .venv-ray-oldest), then the fast tests whose behaviour
 # depends on timing (-m "timing and not slow") once more under CPU load; fails if any of them
 # fails.
@@ -41,9 +41,9 @@ echo "[radas] the static checks (scripts/check)"
 ./scripts/check || status=$?
 echo "[radas] the wheel and sdist as released, installed and run (scripts/check-release)"
 ./scripts/check-release || status=$?
-# one process by default; RADAS_TEST_WORKERS=2 runs it in two (pytest-xdist; each machine-wide
-# bed stays in one of them), not yet the default: see CONTRIBUTING.md
-workers="${RADAS_TEST_WORKERS:-1}"
+# two processes by default (pytest-xdist; each machine-wide bed stays in one of them: see
+# CONTRIBUTING.md); RADAS_TEST_WORKERS=1 runs it in one
+workers="${RADAS_TEST_WORKERS:-2}"
 echo "[radas] the whole suite on the newest supported Ray, in $workers process(es)"
 if [ "$workers" -gt 1 ]; then
   .venv/bin/python -m pytest -n "$workers" --dist loadgroup || status=$?
