@@ -117,20 +117,23 @@ class LocalCluster:
 
     def stop(self) -> None:
         """Stop every node, then every job driver they leave behind (Ray starts each driver
-        in a session of its own, which outlives the node for a moment or for good), then
-        remove the nodes' temp dirs (Ray's session logs, the jobs' unpacked working dirs:
-        ``radas logs`` reads a job's log only while the cluster runs). The results stay."""
+        in a session of its own, which outlives the node for a moment or for good); the
+        nodes' temp dirs go with them (``_end_processes``). The results stay."""
         self._end_processes()
-        remove_node_temp_dirs(self.name)
         print_info(f"local cluster {self.name!r} stopped (its results are kept)")
 
     def _end_processes(self) -> None:
+        """End the nodes, then the job drivers they leave, and remove the nodes' temp dirs
+        (Ray's session files and logs, the jobs' unpacked working dirs: ``radas logs`` reads
+        a job's log only while its cluster runs; a node that did not start has the end of its
+        ``ray start`` log quoted in the error, from the cluster's folder, which stays)."""
         jobs = self.job_process_groups()
         for node in [*self.workers, self.head]:
             stop_group(node.pid)
         for group in [*jobs, *self.job_process_groups()]:
             stop_group(group, timeout_s=2.0, check=False)
         (self.state_dir / "state.json").unlink(missing_ok=True)
+        remove_node_temp_dirs(self.name)
 
     def job_process_groups(self) -> list[int]:
         """Process groups of the jobs running on this cluster's nodes (drivers and their
@@ -359,6 +362,7 @@ def end_leftovers(cluster: LocalCluster) -> list[str]:
             process.kill()
     psutil.wait_procs(alive, timeout=2.0)
     (cluster.state_dir / "state.json").unlink(missing_ok=True)
+    remove_node_temp_dirs(cluster.name)
     return [f"{process.pid} ({process.info['name']})" for process in found]
 
 
