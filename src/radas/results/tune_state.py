@@ -248,8 +248,6 @@ def load_trial_states(
         if trial.status not in TERMINAL_STATUSES and ended_in_records(record):
             trial.status = record["status"]
             trial.last_result = record["last_result"]
-            if trial.status == "ERROR":  # Tune wrote its error file before radas's record
-                trial.error_filename = trial.error_filename or TUNE_ERROR_FILE
         elif trial.status in STARTED_STATUSES or (
             trial.status == "PENDING" and record.get("status") == "RUNNING"  # a newer start
         ):
@@ -283,7 +281,6 @@ def _rebuild_trial_states(
             config=record.get("config") or {},
             last_result=record.get("last_result") or {},
             trial_dir_name=record.get("trial_dir_name") or "",
-            error_filename=TUNE_ERROR_FILE if record.get("status") == "ERROR" else None,
         )
         for trial_id, record in records.items()
         if "config" in record
@@ -368,9 +365,11 @@ def error_summary(experiment_path: _store.AnyPath, trial: TrialState) -> str | N
     """The last line of a failed trial's traceback (``ValueError: ...``), or None. A trial
     that failed and ran again (a lost node or worker) keeps its error file, but did not end
     in error unless it is ERROR now."""
-    if not trial.error_filename or trial.status != "ERROR":
+    if trial.status != "ERROR":
         return None
-    error_file = _store.location(experiment_path) / trial.trial_dir_name / trial.error_filename
+    # no file named: Tune's snapshot lagged behind radas's records (Tune wrote the file first)
+    name = trial.error_filename or TUNE_ERROR_FILE
+    error_file = _store.location(experiment_path) / trial.trial_dir_name / name
     try:
         lines = [line for line in error_file.read_text(errors="replace").splitlines() if line]
     except OSError:

@@ -256,9 +256,6 @@ def _row(watched: Watched, state: tune_state.TrialState) -> TrialRow:
         if key not in BOOKKEEPING_COLUMNS and key != "trial_id" and _shown(value)
     }
     error = tune_state.error_summary(watched.path, state)
-    if error is None and state.status == "ERROR":  # Tune's snapshot lags behind radas's file
-        lines = tune_state.error_text(watched.path, state).strip().splitlines()
-        error = lines[-1].strip() if lines else None
     traceback = ""
     if error is not None:
         name = state.error_filename or tune_state.TUNE_ERROR_FILE
