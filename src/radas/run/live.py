@@ -87,8 +87,7 @@ class LiveFigure:
     job_running: Callable[[], bool] | None = None
     in_notebook: bool = dataclasses.field(default_factory=lambda: _in_notebook())
     refreshes: int = 0  # figures drawn while it ran
-    report_path: str | None = None  # the report page, once written
-    _last_page_written: bool = dataclasses.field(default=False, init=False)
+    report_path: str | None = dataclasses.field(default=None, init=False)  # once written
     _handle: Any = dataclasses.field(default=None, init=False)
     _drawing: asyncio.Future[Any] | None = dataclasses.field(default=None, init=False)
     _drawer: concurrent.futures.ThreadPoolExecutor | None = dataclasses.field(
@@ -129,9 +128,8 @@ class LiveFigure:
     async def write_last_page(self) -> None:
         """Once the call's figure is saved (or the run failed): the report page, if one was
         written while the experiment ran, gets its final state and reloads itself no more."""
-        if self.report_path is None or self._last_page_written:
+        if self.report_path is None:
             return
-        self._last_page_written = True
         problem = await asyncio.to_thread(self._write_page)
         if problem:
             warn(f"report page not written at the end: {problem}", stacklevel=1)
