@@ -666,6 +666,8 @@ def test_cluster_down_after_a_killed_head_ends_what_it_left_running(radas_home, 
     assert ended and set(ended) <= set(survivors)
     assert left == []
     assert local.find_local_cluster(name) is None
+    head_dir = Path(node_processes.node_temp_dir(name, "head"))
+    assert not head_dir.exists(), "its nodes' temp dirs go with what it left running"
 
 
 def _in_group(process: psutil.Process, group: int) -> bool:
