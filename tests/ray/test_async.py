@@ -213,6 +213,7 @@ def test_two_local_runs_in_one_process_take_turns(project, capfd):
     assert "local experiments of one process run one at a time" in out
 
 
+@pytest.mark.slow
 def test_the_same_local_experiment_started_while_it_runs_is_refused_not_queued(project):
     marks = project / "marks"
     marks.mkdir()

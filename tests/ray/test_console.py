@@ -300,6 +300,7 @@ def fails_once(config):
     os.kill(os.getpid(), signal.SIGKILL)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="doubling cpu_per_trial needs 2 CPUs")
 def test_a_trial_radas_runs_again_is_not_announced_as_an_error(project, capfd):
     marks = project / "marks"

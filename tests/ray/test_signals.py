@@ -102,6 +102,7 @@ def signal_main_thread_in_ray_wait(sig: int) -> None:
     os.kill(os.getpid(), sig)
 
 
+@pytest.mark.slow
 def test_ray_leaves_an_error_raised_by_a_signal_handler_pending():
     """The cause, on Ray itself: a handler's error while ``ray.wait`` waits in the main thread
     comes out as a SystemError. Should a Ray fix this, the test fails and says so."""

@@ -222,6 +222,7 @@ def reports_a_state(config):
     radas.report({"epoch": 1}, state={"epoch": 1})
 
 
+@pytest.mark.slow
 def test_a_worker_killed_in_report_leaves_a_state_folder_the_next_report_removes(project):
     from radas.tune.trial import ABANDONED_STATE_AGE_S, STATE_FOLDER_PREFIX
 

@@ -15,6 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import radas
 
 SOURCE = Path(radas.__file__).parent
@@ -355,6 +357,7 @@ for module in modules:
 """
 
 
+@pytest.mark.slow
 def test_every_module_imports_first_and_the_backend_interface_imports_no_ray():
     modules = [name for name in sorted(module_files()) if name != "radas"]
     done = subprocess.run(
