@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ import radas
 from radas.clusters import config as cluster_config
 from radas.clusters.config import ClusterConfig
 from radas.errors import InvalidNameError, StorageError, UnknownClusterError
-from radas.storage import storage_roots
+from radas.storage import files, storage_roots
 from radas.storage.dirs import cluster_artifact_root
 
 
@@ -144,3 +145,40 @@ def test_bad_names_and_unusable_roots_say_what_to_do(config_file, tmp_path):
         radas.get_data_dir("alice", run_with="cluster:blocked")
     assert str(blocker / "alice") in str(caught.value)
     assert "data_root" in str(caught.value)
+
+
+@pytest.mark.integrity("survive")
+def test_threads_replacing_one_file_at_once_each_leave_it_whole(tmp_path):
+    """Two threads of one process write_atomic the same file (a live refresh and a final
+    write, two experiments of one process): before, both wrote one temporary file named by
+    the process, so one rename failed (FileNotFoundError) or moved a half-written file."""
+    target = tmp_path / "page.html"
+    payloads = {letter: letter * 300_000 for letter in "ab"}
+    errors: list[BaseException] = []
+    seen: set[str] = set()
+    done = threading.Event()
+
+    def write(letter: str) -> None:
+        try:
+            for _ in range(150):
+                files.write_atomic(target, payloads[letter])
+        except BaseException as err:  # reported by the test
+            errors.append(err)
+
+    def read() -> None:
+        while not done.is_set():
+            if target.exists():
+                seen.add(target.read_text())
+
+    writers = [threading.Thread(target=write, args=(letter,)) for letter in payloads]
+    reader = threading.Thread(target=read)
+    for thread in [reader, *writers]:
+        thread.start()
+    for thread in writers:
+        thread.join()
+    done.set()
+    reader.join()
+    assert errors == []
+    assert seen <= set(payloads.values()), "a reader saw a file that was neither write"
+    assert target.read_text() in payloads.values()
+    assert [p.name for p in tmp_path.iterdir()] == ["page.html"]  # no temporary file left

@@ -2,7 +2,7 @@
 
 An artifact path is relative to the user's root and can never leave it
 (``split_artifact_path``); a writer's temporary files carry ``TEMP_MARKER`` in their names
-(``temporary_name``). ``StoreBase`` holds the checks and errors common to the local store
+(``radas.core.temporary``). ``StoreBase`` holds the checks and errors common to the local store
 (``local_artifacts``) and the object store (``object_artifacts``): a first folder named like
 another user's root, a missing artifact (with close names), an unreadable one.
 """
@@ -10,18 +10,14 @@ another user's root, a missing artifact (with close names), an unreadable one.
 from __future__ import annotations
 
 import difflib
-import hashlib
 import os
 import re
-import secrets
 from typing import IO, Any
 
+from radas.core.temporary import MAX_NAME_BYTES, TEMP_MARKER
 from radas.errors import ArtifactNotFoundError, ArtifactPathError, RadasError, StorageError
 from radas.storage.serializers import Serializer
 
-TEMP_MARKER = ".radas-tmp-"
-MAX_NAME_BYTES = 255  # one file or folder name (NAME_MAX of ext4, xfs, NFS, APFS)
-_TEMP_SUFFIX_BYTES = 20  # "<pid>-<8 hex>" after the marker
 _WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:")
 
 
@@ -73,24 +69,6 @@ def split_artifact_path(path: object, *, location: str, allow_empty: bool = Fals
         f"({location}), e.g. 'models/best.pkl', and can never leave it. Nothing was read or "
         "written."
     )
-
-
-def temporary_prefix(name: str) -> str:
-    """How the temporary files of writers of ``name`` start: ``.<name>.radas-tmp-``, or
-    ``.<digest>.radas-tmp-`` when a long ``name`` would push them over ``MAX_NAME_BYTES``.
-
-    >>> temporary_prefix("w.npy")
-    '.w.npy.radas-tmp-'
-    """
-    prefix = f".{name}{TEMP_MARKER}"
-    if len(prefix.encode("utf-8")) + _TEMP_SUFFIX_BYTES > MAX_NAME_BYTES:
-        prefix = f".{hashlib.sha256(name.encode('utf-8')).hexdigest()[:32]}{TEMP_MARKER}"
-    return prefix
-
-
-def temporary_name(name: str) -> str:
-    """A fresh temporary file name for one write of ``name`` (see ``temporary_prefix``)."""
-    return f"{temporary_prefix(name)}{os.getpid()}-{secrets.token_hex(4)}"
 
 
 class StoreBase:

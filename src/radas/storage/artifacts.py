@@ -30,14 +30,9 @@ import os
 import re
 from typing import Any, Protocol, runtime_checkable
 
+from radas.core.temporary import MAX_NAME_BYTES, TEMP_MARKER, temporary_name, temporary_prefix
 from radas.errors import InvalidArgumentError
-from radas.storage.artifact_paths import (
-    MAX_NAME_BYTES,
-    TEMP_MARKER,
-    split_artifact_path,
-    temporary_name,
-    temporary_prefix,
-)
+from radas.storage.artifact_paths import split_artifact_path
 from radas.storage.dirs import check_storage_user_name, storage_roots
 from radas.storage.local_artifacts import LocalArtifactStore
 from radas.storage.object_artifacts import FsspecArtifactStore

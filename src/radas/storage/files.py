@@ -14,6 +14,7 @@ import errno
 import os
 from collections.abc import Iterator
 
+from radas.core.temporary import temporary_name, temporary_sibling
 from radas.errors import StorageFullError
 from radas.storage import store as _store
 
@@ -55,16 +56,17 @@ def no_space_as_error(path: _store.AnyPath, needed: int | None) -> Iterator[None
 
 def write_atomic(path: _store.AnyPath, data: str | bytes) -> None:
     """Replace ``path`` (a local path or an object-store location) by ``data`` all at once
-    (temp file, fsync, rename)."""
+    (a temporary file of this write's own, fsync, rename): a reader sees the old content or
+    the new, and writers at the same time, threads or processes, each leave a whole file."""
     target = _store.location(path)
     payload = data.encode() if isinstance(data, str) else data
     if isinstance(target, _store.UriPath):
         _upload_atomic(target, payload)
         return
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    temporary = temporary_sibling(target)
     try:
         with no_space_as_error(target, len(payload)):
-            with open(temporary, "wb") as stream:
+            with open(temporary, "xb") as stream:
                 stream.write(payload)
                 stream.flush()
                 os.fsync(stream.fileno())
@@ -75,7 +77,7 @@ def write_atomic(path: _store.AnyPath, data: str | bytes) -> None:
 
 
 def _upload_atomic(target: _store.UriPath, payload: bytes) -> None:
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    temporary = target.with_name(temporary_name(target.name))
     try:
         temporary.write_bytes(payload)
         temporary.replace(target)

@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 from ray import cloudpickle
 
 from radas.core.console import warn
+from radas.core.temporary import temporary_name
 from radas.storage import files as _files
 from radas.storage import store as _store
 
@@ -157,7 +158,7 @@ def write_whole(filesystem: Any, table: pa.Table, path: str) -> None:
         pq.write_table(table, path, filesystem=filesystem)
         return
     directory, name = path.rsplit("/", 1)
-    temporary = f"{directory}/.{name}.tmp"
+    temporary = f"{directory}/{temporary_name(name)}"
     try:
         pq.write_table(table, temporary, filesystem=filesystem)
         filesystem.move(temporary, path)
@@ -214,7 +215,7 @@ def compact_history(experiment_path: _store.AnyPath) -> None:
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         return  # parts whose column types conflict stay as they are; loading merges them
     metadata = {PICKLED_COLUMNS_KEY: "\n".join(sorted(pickled)).encode()} if pickled else None
-    temporary = target.with_name(f".{COMPACTED_FILE}.tmp")
+    temporary = target.with_name(temporary_name(COMPACTED_FILE))
     try:
         with _files.no_space_as_error(target, table.nbytes):
             where, filesystem = _store.arrow_source(temporary)

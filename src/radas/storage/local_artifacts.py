@@ -16,8 +16,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from radas.core.temporary import TEMP_MARKER, temporary_name, temporary_prefix
 from radas.errors import ArtifactNotFoundError, ArtifactPathError, StorageError
-from radas.storage.artifact_paths import TEMP_MARKER, StoreBase, temporary_name, temporary_prefix
+from radas.storage.artifact_paths import StoreBase
 from radas.storage.dirs import check_storage_user_name
 from radas.storage.serializers import serializer_for
 

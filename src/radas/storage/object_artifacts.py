@@ -11,6 +11,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
+from radas.core.temporary import TEMP_MARKER, temporary_name
 from radas.errors import (
     ArtifactNotFoundError,
     ArtifactPathError,
@@ -18,7 +19,7 @@ from radas.errors import (
     RadasError,
     StorageError,
 )
-from radas.storage.artifact_paths import TEMP_MARKER, StoreBase, temporary_name
+from radas.storage.artifact_paths import StoreBase
 from radas.storage.dirs import check_storage_user_name
 from radas.storage.serializers import Serializer, serializer_for
 
