@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import textwrap
 
 import pytest
@@ -11,6 +13,7 @@ import radas
 from radas.clusters import config as cluster_config
 from radas.clusters.config import ClusterConfig
 from radas.clusters.shape import OVERRIDES_ENV, Overrides
+from radas.core.poll import wait_until
 from radas.core.spec import RunTarget, parse_run_with
 from radas.errors import (
     ClusterAuthError,
@@ -172,3 +175,57 @@ def test_a_name_the_rule_refuses_is_refused_by_both(name):
         parse_run_with(f"cluster:{name}")
     with pytest.raises(UnknownClusterError, match="not a valid cluster name"):
         cluster_config.validate_cluster_name(name)
+
+
+REGISTERS = textwrap.dedent(
+    """\
+    import sys, time
+    from pathlib import Path
+    from radas.clusters.config import ClusterConfig, register_cluster, unregister_cluster
+
+    racer, folder = sys.argv[1], Path(sys.argv[2])
+    (folder / f"ready-{racer}").touch()
+    while not (folder / "go").exists():  # all start together
+        time.sleep(0.001)
+    for i in range(20):
+        register_cluster(ClusterConfig(
+            name=f"{racer}-{i}", address="http://127.0.0.1:8265", results_root="/r",
+            data_root="/d", cold_data_root="/c",
+        ))
+    unregister_cluster(f"{racer}-0")
+    """
+)
+
+
+@pytest.mark.slow
+@pytest.mark.integrity("survive")
+def test_processes_changing_the_config_at_once_each_keep_their_change(config_file, tmp_path):
+    """`radas cluster up a` and `radas cluster up b` at once: before, each read the file,
+    added its cluster and wrote it back over the other's change (31 of 60 kept in a first
+    try), and a writer's rename could fail (FileNotFoundError: both wrote one temporary
+    file)."""
+    cluster_config.register_cluster(
+        ClusterConfig(name="kept", address="http://h:8265", results_root="s3://b/r")
+    )
+    script = tmp_path / "registers.py"
+    script.write_text(REGISTERS)
+    racers = [
+        subprocess.Popen(
+            [sys.executable, str(script), f"p{n}", str(tmp_path)], stderr=subprocess.PIPE, text=True
+        )
+        for n in range(3)
+    ]
+    try:
+        wait_until(
+            lambda: len(list(tmp_path.glob("ready-*"))) == 3 or None,
+            120,
+            what="the racers to start",
+            max_delay_s=0.05,
+        )
+    finally:
+        (tmp_path / "go").touch()
+    errors = [racer.communicate(timeout=120)[1] for racer in racers]
+    assert [racer.returncode for racer in racers] == [0, 0, 0], errors
+    expected = {"kept"} | {f"p{n}-{i}" for n in range(3) for i in range(1, 20)}
+    assert set(cluster_config.load_clusters()) == expected
+    assert [p.name for p in config_file.parent.iterdir() if ".radas-tmp-" in p.name] == []

@@ -46,7 +46,13 @@ from urllib.parse import urlsplit
 import tomlkit
 
 from radas.clusters.shape import OVERRIDES_ENV, Overrides
-from radas.core.config import config_path, plain, read_config, refuse_secrets, write_config
+from radas.core.config import (
+    config_path,
+    plain,
+    read_config,
+    refuse_secrets,
+    updating_config,
+)
 from radas.core.console import warn
 from radas.core.spec import CLUSTER_NAME_RULE, is_cluster_name
 from radas.errors import ClusterAuthError, ClusterConfigError, UnknownClusterError
@@ -243,24 +249,22 @@ def get_cluster(name: str) -> ClusterConfig:
 def register_cluster(cluster: ClusterConfig) -> Path:
     """Add or replace ``cluster`` in the config file, keeping everything else in it."""
     validate_cluster_name(cluster.name)
-    document = read_config(ClusterConfigError)
-    clusters = document.setdefault("clusters", tomlkit.table(is_super_table=True))
     table = tomlkit.table()
     for key, value in asdict(cluster).items():
         if key != "name" and value is not None and value != "":
             table[key] = value
-    clusters[cluster.name] = table
-    return write_config(document)
+    with updating_config(ClusterConfigError) as document:
+        document.setdefault("clusters", tomlkit.table(is_super_table=True))[cluster.name] = table
+    return config_path()
 
 
 def unregister_cluster(name: str) -> bool:
     """Remove ``name`` from the config file; False when it was not there."""
-    document = read_config(ClusterConfigError)
-    clusters = document.get("clusters", {})
-    if name not in clusters:
-        return False
-    del clusters[name]
-    write_config(document)
+    with updating_config(ClusterConfigError) as document:
+        clusters = document.get("clusters", {})
+        if name not in clusters:
+            return False
+        del clusters[name]
     return True
 
 

@@ -10,14 +10,17 @@ uses for secrets everywhere (``radas.core.secrets.is_secret_key``).
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import tomlkit
 
 from radas.core.secrets import is_secret_key
+from radas.core.temporary import temporary_sibling
 from radas.errors import RadasError
 
 
@@ -45,14 +48,27 @@ def read_config(error: type[RadasError]) -> tomlkit.TOMLDocument:
         ) from err
 
 
-def write_config(document: tomlkit.TOMLDocument) -> Path:
-    """Replace the config file with ``document`` in one step (a reader never sees half)."""
+@contextlib.contextmanager
+def updating_config(error: type[RadasError]) -> Iterator[tomlkit.TOMLDocument]:
+    """The config file to change in the block, written back in one step when it ends changed
+    (a reader never sees half of it). Writers take turns, holding a lock file beside it
+    (``.<name>.lock``) from their read to their write, so two processes changing it at once
+    (``radas cluster up a`` and ``radas cluster up b``) both keep their change."""
     path = config_path()
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(tomlkit.dumps(document))
-    temporary.replace(path)
-    return path
+    with open(path.with_name(f".{path.name}.lock"), "a") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)  # released when the file is closed
+        document = read_config(error)
+        before = tomlkit.dumps(document)
+        yield document
+        if tomlkit.dumps(document) != before:
+            temporary = temporary_sibling(path)
+            try:
+                temporary.write_text(tomlkit.dumps(document), encoding="utf-8")
+                temporary.replace(path)
+            except BaseException:
+                temporary.unlink(missing_ok=True)
+                raise
 
 
 def plain(value: Any) -> Any:
