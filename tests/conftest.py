@@ -9,6 +9,7 @@ session ends. tests/unit/ runs without it (its conftest.py checks that).
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import sys
@@ -17,8 +18,11 @@ from pathlib import Path
 
 import pytest
 
-# Every test session gets its own RADAS_HOME: nothing is written to the real ~/.radas.
+# Every test session gets its own RADAS_HOME: nothing is written to the real ~/.radas. A
+# process that imports this file without running tests (pytest-xdist's controller, a
+# --collect-only run) removes it at its exit; one that runs them, at the session's end.
 _SESSION_HOME = Path(tempfile.mkdtemp(prefix="radas-tests-"))
+atexit.register(shutil.rmtree, _SESSION_HOME, ignore_errors=True)
 os.environ["RADAS_HOME"] = str(_SESSION_HOME)
 os.environ["RADAS_CONFIG"] = str(_SESSION_HOME / "config.toml")
 os.environ.setdefault("MPLBACKEND", "Agg")
