@@ -142,8 +142,12 @@ def test_trials_run_in_the_workers_ray_started_with_the_session(tmp_path):
             param_space={"i": tune.grid_search([0, 1])},
             run_choice="run",
         )["df"]
+        # a worker that runs no trainable (a trial actor Tune made and never used, an idle
+        # one) is set up too: when Tune ends such an actor, it says nothing
+        set_up_here = ray.remote(lambda: getattr(sys.unraisablehook, "radas_quiet", False))
         print(json.dumps({
             "in_first_workers": set(df["worker"]) <= before or [before, list(df["worker"])],
+            "task_set_up": ray.get(set_up_here.remote()),
             "pl": sorted(set(df["pl"])),
             "set_up": sorted(set(df["set_up"])),
             "driver_pl": os.environ.get("PL_DISABLE_FORK"),
@@ -153,7 +157,8 @@ def test_trials_run_in_the_workers_ray_started_with_the_session(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.splitlines()[-1] == (
-        '{"in_first_workers": true, "pl": ["1"], "set_up": [true], "driver_pl": null}'
+        '{"in_first_workers": true, "task_set_up": true, "pl": ["1"], "set_up": [true], '
+        '"driver_pl": null}'
     )
 
 

@@ -37,7 +37,11 @@ from radas.core.spec import RunTarget, SweepOutcome, SweepSpec
 from radas.errors import NotSupportedError
 from radas.ray_compat.private import keep_local_ray_on_loopback
 from radas.ray_compat.signals import tune_interrupted_by
-from radas.ray_compat.worker_env import inherited_by_workers, tune_trial_environment
+from radas.ray_compat.worker_env import (
+    inherited_by_workers,
+    tune_trial_environment,
+    worker_setup_environment,
+)
 from radas.storage.dirs import get_ray_results_dir
 from radas.storage.locks import refuse_if_held
 from radas.tune.sweep import run_sweep
@@ -189,10 +193,10 @@ def ensure_local_ray(runtime_env: dict[str, Any]) -> None:
 
     The session's own runtime_env is the user's alone (none by default): Ray starts one worker
     per CPU with the session, with no runtime_env, and only trials whose runtime_env is that
-    one can take them (``ray_compat.worker_env``, fix 10). So radas's worker setup runs in
-    each trial (``_worker.with_setup``) instead of as the session's
-    ``worker_process_setup_hook``, and the variables Tune passes to its trials are in the
-    environment Ray's processes start with.
+    one can take them (``ray_compat.worker_env``, fix 10). So the variables Tune passes to its
+    trials are in the environment Ray's processes start with, and so is the one that runs
+    radas's worker setup in each worker as it starts (``worker_setup_environment``; in a Ray
+    radas did not start, each trial runs it first: ``_worker.with_setup``).
     """
     global _started_with
     wanted = dict(runtime_env)
@@ -207,7 +211,8 @@ def ensure_local_ray(runtime_env: dict[str, Any]) -> None:
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 
     def start() -> dict[str, str]:
-        with _environment_while_starting(tune_trial_environment()) as inherited:
+        variables = {**tune_trial_environment(), **worker_setup_environment()}
+        with _environment_while_starting(variables) as inherited:
             ray.init(
                 address="local",
                 include_dashboard=False,

@@ -30,6 +30,19 @@ def tune_trial_environment() -> dict[str, str]:
     return passed
 
 
+def worker_setup_environment() -> dict[str, str]:
+    """The variable that has every worker process of the local Ray radas starts run radas's
+    worker setup (``radas.tune.worker.setup``) as it starts: Ray's
+    ``worker_process_setup_hook`` given as a module path (``ray/_private/workers/
+    default_worker.py`` reads it; a runtime_env would set it, which fix 10 avoids). Without
+    it the setup ran only in workers whose trainable ran (``with_setup``), and a trial actor
+    Tune made but never used (another one took both trials) printed "Exception ignored ...
+    SystemExit: 1" when Tune ended it."""
+    from ray._private import ray_constants
+
+    return {ray_constants.WORKER_PROCESS_SETUP_HOOK_ENV_VAR: "radas.tune.worker.setup"}
+
+
 def inherited_by_workers(environment: dict[str, str] | None) -> None:
     """Say which environment the processes of radas's own local Ray hold (None: the Ray
     running now is not one radas started, or it stopped)."""

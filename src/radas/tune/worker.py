@@ -1,7 +1,8 @@
-"""Runs in every Ray worker process of a cluster job (``worker_process_setup_hook``) and in
-every trial's worker before its trainable (``with_setup``; the local Ray radas starts has no
-runtime_env of its own, so that trials take the workers Ray starts with it: ``worker_env``,
-fix 10). ``setup`` may run more than once in a process; it sets things up once.
+"""Runs in every Ray worker process of a cluster job (``worker_process_setup_hook``) and of
+the local Ray radas starts (the same hook, given in the environment its processes start
+with: ``ray_compat.worker_env.worker_setup_environment``), and in every trial's worker before
+its trainable (``with_setup``: for a Ray radas did not start). ``setup`` may run more than
+once in a process; it sets things up once.
 """
 
 from __future__ import annotations
