@@ -351,12 +351,18 @@ def trial_error(experiment_path: _store.AnyPath, trial: TrialState) -> BaseExcep
         return None
 
 
+def error_file(experiment_path: _store.AnyPath, trial: TrialState) -> _store.Location:
+    """Where a failed trial's traceback is: the file Tune's snapshot names, else Tune's
+    ``error.txt`` (a snapshot that lagged behind radas's records names none; Tune wrote the
+    file before radas recorded the end)."""
+    name = trial.error_filename or TUNE_ERROR_FILE
+    return _store.location(experiment_path) / trial.trial_dir_name / name
+
+
 def error_text(experiment_path: _store.AnyPath, trial: TrialState) -> str:
     """The whole traceback text a failed trial left (empty if none)."""
-    name = trial.error_filename or TUNE_ERROR_FILE
     try:
-        error_file = _store.location(experiment_path) / trial.trial_dir_name / name
-        return error_file.read_text(errors="replace")
+        return error_file(experiment_path, trial).read_text(errors="replace")
     except OSError:
         return ""
 
@@ -367,15 +373,12 @@ def error_summary(experiment_path: _store.AnyPath, trial: TrialState) -> str | N
     in error unless it is ERROR now."""
     if trial.status != "ERROR":
         return None
-    # no file named: Tune's snapshot lagged behind radas's records (Tune wrote the file first)
-    name = trial.error_filename or TUNE_ERROR_FILE
-    error_file = _store.location(experiment_path) / trial.trial_dir_name / name
+    path = error_file(experiment_path, trial)
     try:
-        lines = [line for line in error_file.read_text(errors="replace").splitlines() if line]
+        lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
     except OSError:
-        return f"{trial.status} (error file {error_file} is missing)"
-    lines = [line for line in lines if line.strip()]
-    return lines[-1].strip() if lines else f"{trial.status} (error file {error_file} is empty)"
+        return f"{trial.status} (error file {path} is missing)"
+    return lines[-1].strip() if lines else f"{trial.status} (error file {path} is empty)"
 
 
 def read_trial_result_file(trial_dir: _store.AnyPath) -> list[dict[str, Any]]:

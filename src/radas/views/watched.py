@@ -256,10 +256,7 @@ def _row(watched: Watched, state: tune_state.TrialState) -> TrialRow:
         if key not in BOOKKEEPING_COLUMNS and key != "trial_id" and _shown(value)
     }
     error = tune_state.error_summary(watched.path, state)
-    traceback = ""
-    if error is not None:
-        name = state.error_filename or tune_state.TUNE_ERROR_FILE
-        traceback = str(watched.path / state.trial_dir_name / name)
+    traceback = str(tune_state.error_file(watched.path, state)) if error is not None else ""
     return TrialRow(
         trial_id=state.trial_id,
         status=state.status,
