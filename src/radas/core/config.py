@@ -20,7 +20,7 @@ from typing import Any
 import tomlkit
 
 from radas.core.secrets import is_secret_key
-from radas.core.temporary import temporary_sibling
+from radas.core.temporary import replace_file
 from radas.errors import RadasError
 
 
@@ -61,14 +61,9 @@ def updating_config(error: type[RadasError]) -> Iterator[tomlkit.TOMLDocument]:
         document = read_config(error)
         before = tomlkit.dumps(document)
         yield document
-        if tomlkit.dumps(document) != before:
-            temporary = temporary_sibling(path)
-            try:
-                temporary.write_text(tomlkit.dumps(document), encoding="utf-8")
-                temporary.replace(path)
-            except BaseException:
-                temporary.unlink(missing_ok=True)
-                raise
+        after = tomlkit.dumps(document)
+        if after != before:
+            replace_file(path, after.encode("utf-8"))
 
 
 def plain(value: Any) -> Any:

@@ -1,4 +1,4 @@
-"""The names of temporary files: each write gets its own.
+"""Temporary files: each write gets its own, and a local file replaced whole goes through one.
 
 A file replaced "all at once" is written under a temporary name beside it, then renamed over
 it. The temporary name is new for every write (process id and a random part), so two writers
@@ -13,6 +13,7 @@ import hashlib
 import os
 import secrets
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 TEMP_MARKER = ".radas-tmp-"
 MAX_NAME_BYTES = 255  # one file or folder name (NAME_MAX of ext4, xfs, NFS, APFS)
@@ -37,6 +38,33 @@ def temporary_name(name: str) -> str:
     return f"{temporary_prefix(name)}{os.getpid()}-{secrets.token_hex(4)}"
 
 
-def temporary_sibling(path: Path) -> Path:
-    """A fresh temporary file beside ``path`` for one write of it."""
-    return path.with_name(temporary_name(path.name))
+class _Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    def with_name(self, name: str, /) -> _Named: ...
+
+
+P = TypeVar("P", bound=_Named)
+
+
+def temporary_sibling(path: P) -> P:
+    """A fresh temporary file beside ``path`` (a local path or an object-store location) for
+    one write of it."""
+    return path.with_name(temporary_name(path.name))  # type: ignore[return-value]
+
+
+def replace_file(path: Path, payload: bytes) -> None:
+    """Replace the local file ``path`` by ``payload`` all at once: written to a temporary
+    file of this write's own beside it, flushed to disk, then renamed over it; the temporary
+    file is removed when anything fails (an OSError, a full disk among them, is raised)."""
+    temporary = temporary_sibling(path)
+    try:
+        with open(temporary, "xb") as stream:
+            stream.write(payload)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise

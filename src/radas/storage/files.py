@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import os
 from collections.abc import Iterator
 
-from radas.core.temporary import temporary_name, temporary_sibling
+from radas.core.temporary import replace_file, temporary_sibling
 from radas.errors import StorageFullError
 from radas.storage import store as _store
 
@@ -63,21 +62,12 @@ def write_atomic(path: _store.AnyPath, data: str | bytes) -> None:
     if isinstance(target, _store.UriPath):
         _upload_atomic(target, payload)
         return
-    temporary = temporary_sibling(target)
-    try:
-        with no_space_as_error(target, len(payload)):
-            with open(temporary, "xb") as stream:
-                stream.write(payload)
-                stream.flush()
-                os.fsync(stream.fileno())
-            os.replace(temporary, target)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    with no_space_as_error(target, len(payload)):
+        replace_file(target, payload)
 
 
 def _upload_atomic(target: _store.UriPath, payload: bytes) -> None:
-    temporary = target.with_name(temporary_name(target.name))
+    temporary = temporary_sibling(target)
     try:
         temporary.write_bytes(payload)
         temporary.replace(target)

@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 from ray import cloudpickle
 
 from radas.core.console import warn
-from radas.core.temporary import temporary_name
+from radas.core.temporary import temporary_name, temporary_sibling
 from radas.storage import files as _files
 from radas.storage import store as _store
 
@@ -215,7 +215,7 @@ def compact_history(experiment_path: _store.AnyPath) -> None:
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         return  # parts whose column types conflict stay as they are; loading merges them
     metadata = {PICKLED_COLUMNS_KEY: "\n".join(sorted(pickled)).encode()} if pickled else None
-    temporary = target.with_name(temporary_name(COMPACTED_FILE))
+    temporary = temporary_sibling(target)
     try:
         with _files.no_space_as_error(target, table.nbytes):
             where, filesystem = _store.arrow_source(temporary)
