@@ -132,6 +132,10 @@ class LocalCluster:
             stop_group(node.pid)
         for group in [*jobs, *self.job_process_groups()]:
             stop_group(group, timeout_s=2.0, check=False)
+        self._forget_nodes()
+
+    def _forget_nodes(self) -> None:
+        """Once its processes ended: the record of the running nodes, and their temp dirs."""
         (self.state_dir / "state.json").unlink(missing_ok=True)
         remove_node_temp_dirs(self.name)
 
@@ -361,8 +365,7 @@ def end_leftovers(cluster: LocalCluster) -> list[str]:
         with contextlib.suppress(psutil.Error):
             process.kill()
     psutil.wait_procs(alive, timeout=2.0)
-    (cluster.state_dir / "state.json").unlink(missing_ok=True)
-    remove_node_temp_dirs(cluster.name)
+    cluster._forget_nodes()
     return [f"{process.pid} ({process.info['name']})" for process in found]
 
 
